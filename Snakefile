@@ -1,0 +1,26 @@
+# DLN sweep pipeline. Thin on purpose: configuration, includes and the default target.
+# Rules live in workflow/rules/, the numerics in kernels/ (import name `dln_kernels`).
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+# JSON-schema validation (types, ranges, unknown keys) and defaults, before any job is planned.
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/simulate.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        final_targets(SELECTED),

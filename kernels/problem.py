@@ -1,0 +1,73 @@
+"""Problem instances (X, β*, ξ) drawn reproducibly from a seed.
+
+One instance per (base_seed, seed index, d). Three independent child streams draw the design,
+the teacher noise and the label noise, so that
+
+- X for sample ratio δ is the first n = round(δ·d) rows of one long stream: runs at different δ
+  share their leading rows (common random numbers along δ);
+- β* for every ρ and prior is built from the same uniforms/normals (see ``priors``);
+- ξ for n samples is the first n entries of one stream, shared by every σ.
+
+Instances are drawn on the host with NumPy, so both backends see the same data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .priors import prior_noise, teacher_from_noise
+
+
+def n_samples(delta: float, d: int) -> int:
+    """n = round(δ·d), at least 1."""
+    return max(1, int(round(delta * d)))
+
+
+@dataclass
+class Instance:
+    """Random numbers of one seed; ``design``/``teacher``/``noise`` cut them to a (δ, ρ) point."""
+
+    d: int
+    x_stream: np.random.Generator
+    teacher_noise: dict
+    xi_stream: np.random.Generator
+    _x: np.ndarray | None = None
+    _xi: np.ndarray | None = None
+
+    def _grow(self, n: int) -> None:
+        have = 0 if self._x is None else self._x.shape[0]
+        if n > have:
+            # Rows are drawn in order, so the first rows never change when more are drawn.
+            extra = self.x_stream.standard_normal((n - have, self.d)) / np.sqrt(self.d)
+            xi_extra = self.xi_stream.standard_normal(n - have)
+            self._x = extra if self._x is None else np.vstack([self._x, extra])
+            self._xi = xi_extra if self._xi is None else np.concatenate([self._xi, xi_extra])
+
+    def design(self, delta: float) -> np.ndarray:
+        """X ∈ R^{n×d}, entries N(0, 1/d)."""
+        n = n_samples(delta, self.d)
+        self._grow(n)
+        return self._x[:n]
+
+    def noise(self, delta: float) -> np.ndarray:
+        """ξ ∈ R^n, standard normal."""
+        n = n_samples(delta, self.d)
+        self._grow(n)
+        return self._xi[:n]
+
+    def teacher(self, prior: dict, rho: float) -> np.ndarray:
+        return teacher_from_noise(prior, rho, self.teacher_noise)
+
+
+def draw_instance(d: int, seed: int, base_seed: int = 0) -> Instance:
+    """The instance for seed index ``seed`` of a sweep with ``base_seed``."""
+    root = np.random.SeedSequence(entropy=int(base_seed), spawn_key=(int(seed),))
+    x_seq, teacher_seq, xi_seq = root.spawn(3)
+    return Instance(
+        d=int(d),
+        x_stream=np.random.default_rng(x_seq),
+        teacher_noise=prior_noise(np.random.default_rng(teacher_seq), int(d)),
+        xi_stream=np.random.default_rng(xi_seq),
+    )

@@ -1,0 +1,66 @@
+"""Step schedules, output times, and the step-size stability bound.
+
+Conventions shared by the simulator and the theory: the state after k gradient steps is β_k,
+k = 0 … n_steps, and the time of state k is t_k = Σ_{j<k} dt_j (t_0 = 0). Observables are
+recorded at a subset of the k (``output_steps``), always including k = 0 and k = n_steps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .priors import max_magnitude
+
+
+def n_steps_for(t_max: float, dt: float) -> int:
+    """Number of constant steps of size ``dt`` that reach ``t_max`` (at least 1)."""
+    return max(1, int(round(t_max / dt)))
+
+
+def output_steps(n_steps: int, n_times: int = 60, spacing: str = "log") -> np.ndarray:
+    """Sorted unique step indices in [0, n_steps], including both ends.
+
+    ``log``: roughly geometric in k (k = 1 … n_steps) plus k = 0; ``linear``: evenly spaced.
+    Fewer than ``n_times`` indices come back when the log grid would repeat small integers.
+    """
+    if n_times < 2:
+        raise ValueError(f"output.n_times: need at least 2, got {n_times}")
+    if spacing == "log":
+        ks = np.unique(np.round(np.geomspace(1, n_steps, n_times - 1)).astype(np.int64))
+        ks = np.concatenate([[0], ks])
+    elif spacing == "linear":
+        ks = np.unique(np.round(np.linspace(0, n_steps, n_times)).astype(np.int64))
+    else:
+        raise ValueError(f"output.spacing: unknown value {spacing!r}; expected 'log' or 'linear'")
+    ks[-1] = n_steps
+    return np.unique(ks)
+
+
+def step_times(dt_schedule: np.ndarray) -> np.ndarray:
+    """t_k for k = 0 … len(dt_schedule)."""
+    return np.concatenate([[0.0], np.cumsum(dt_schedule)])
+
+
+def hessian_edge(delta: float) -> float:
+    """Largest eigenvalue of XᵀX/δ for d → ∞ (Marchenko–Pastur edge): (1 + 1/√δ)²."""
+    return (1.0 + 1.0 / math.sqrt(delta)) ** 2
+
+
+def curvature_scale(model: str, alpha: float, delta: float, weight_decay: float, prior: dict) -> float:
+    """Estimate of the largest curvature the iteration meets.
+
+    Linear model: the top of the data Hessian, (1 + 1/√δ)², plus λ. DLN: in (u, v) the Gauss–Newton
+    curvature of coordinate i is (u_i² + v_i²)·H = √(c² + 4β_i²)·H with c = α²; β ranges up to the
+    teacher's magnitudes b, so we use H·(α² + 2b) + λ (exact at β = 0, an upper estimate later).
+    """
+    h = hessian_edge(delta)
+    if model == "linear":
+        return h + weight_decay
+    return h * (alpha**2 + 2.0 * max_magnitude(prior)) + weight_decay
+
+
+def stability_bound(model: str, alpha: float, delta: float, weight_decay: float, prior: dict) -> float:
+    """Largest stable constant step, 2 / curvature (gradient descent diverges beyond it)."""
+    return 2.0 / curvature_scale(model, alpha, delta, weight_decay, prior)

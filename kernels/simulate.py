@@ -1,0 +1,220 @@
+"""Batched gradient descent of the diagonal linear network and of the linear model.
+
+The algorithm is the one of the theory reference, section 1 (same discrete steps as the DMFT):
+
+    r_k = y − X β_k,   g_k = Xᵀ r_k / δ
+    DLN:    u_{k+1} = u_k + dt_k (v_k ⊙ g_k − λ u_k),  v_{k+1} = v_k + dt_k (u_k ⊙ g_k − λ v_k),  β = u ⊙ v
+    linear: β_{k+1} = β_k + dt_k (g_k − λ β_k)
+
+Batching: ``gd_stack`` integrates a stack of G data groups with b runs each. Arrays are laid out
+(G, d, b): the b runs of a group share X (and ξ), so the two matrix–vector products per step of
+every run become two matrix–matrix products per group. G = 1 with b = B is "shared data"; G = B
+with b = 1 is "per-run data".
+"""
+
+from __future__ import annotations
+
+import logging
+import time as _time
+
+import numpy as np
+
+from .backend import get_namespace, resolve_dtype, to_numpy
+from .problem import draw_instance
+from .schedule import step_times
+
+log = logging.getLogger("dln_kernels.simulate")
+
+MODELS = ("dln", "linear")
+OBSERVABLES = ("e_train", "e_test", "l1_norm", "conservation_drift")
+
+
+class DivergenceError(FloatingPointError):
+    """A run produced non-finite values (step too large for its parameters)."""
+
+
+def _finite_or_raise(xp, e_train, k, params):
+    ok = to_numpy(xp.isfinite(e_train))
+    if not ok.all():
+        bad = np.argwhere(~ok)
+        g, j = (int(i) for i in bad[0])
+        where = ", ".join(f"{name}={to_numpy(vals)[g, 0, j]:.6g}" for name, vals in params.items())
+        raise DivergenceError(
+            f"gradient descent diverged (non-finite training error) at step {k} for {len(bad)} run(s); "
+            f"first: {where}. Reduce dt below the stability bound for these parameters."
+        )
+
+
+def gd_stack(
+    xp,
+    X,
+    beta_star,
+    y,
+    alpha,
+    weight_decay,
+    dt_schedule,
+    record_steps,
+    *,
+    delta: float,
+    model: str = "dln",
+    save_beta: bool = False,
+    progress_every: float | None = None,
+):
+    """Integrate G×b runs; return observables at ``record_steps`` as host arrays (G, b, R).
+
+    X: (G, n, d); beta_star: (G, d, b); y: (G, n, b); alpha, weight_decay: (G, 1, b);
+    dt_schedule: host array of the n_steps step sizes; record_steps: sorted ints in [0, n_steps].
+    ``progress_every`` (seconds): log progress at most this often.
+    """
+    if model not in MODELS:
+        raise ValueError(f"model: unknown value {model!r}; expected one of {MODELS}")
+    G, n, d = X.shape
+    b = beta_star.shape[2]
+    n_steps = len(dt_schedule)
+    record_steps = np.asarray(record_steps, dtype=np.int64)
+    record_index = {int(k): i for i, k in enumerate(record_steps)}
+    Xt = xp.swapaxes(X, 1, 2)
+    dtype = X.dtype
+
+    if model == "dln":
+        u = xp.broadcast_to(alpha, (G, d, b)).astype(dtype, copy=True)
+        v = xp.zeros((G, d, b), dtype=dtype)
+        beta = u * v
+        c0 = alpha**2
+    else:
+        beta = xp.zeros((G, d, b), dtype=dtype)
+
+    names = OBSERVABLES if model == "dln" else OBSERVABLES[:3]
+    out = {name: xp.empty((G, b, len(record_steps)), dtype=dtype) for name in names}
+    params = {"alpha": alpha, "weight_decay": weight_decay}
+    t0 = last_log = _time.perf_counter()
+
+    for k in range(n_steps + 1):
+        r = y - xp.matmul(X, beta)
+        i = record_index.get(k)
+        if i is not None:
+            e_train = xp.sum(r * r, axis=1) / (2 * n)
+            out["e_train"][:, :, i] = e_train
+            diff = beta - beta_star
+            out["e_test"][:, :, i] = xp.sum(diff * diff, axis=1) / (2 * d)
+            out["l1_norm"][:, :, i] = xp.sum(xp.abs(beta), axis=1) / d
+            if model == "dln":
+                drift = xp.abs(u * u - v * v - c0) / c0
+                out["conservation_drift"][:, :, i] = xp.mean(drift, axis=1)
+            _finite_or_raise(xp, e_train, k, params)
+        if k == n_steps:
+            break
+        g = xp.matmul(Xt, r) / delta
+        dt = dt_schedule[k]
+        if model == "dln":
+            u, v = u + dt * (v * g - weight_decay * u), v + dt * (u * g - weight_decay * v)
+            beta = u * v
+        else:
+            beta = beta + dt * (g - weight_decay * beta)
+        if progress_every is not None:
+            now = _time.perf_counter()
+            if now - last_log >= progress_every:
+                frac = (k + 1) / n_steps
+                log.info(
+                    "step %d/%d (%.0f%%), %.1f s elapsed, ~%.1f s left",
+                    k + 1, n_steps, 100 * frac, now - t0, (now - t0) * (1 - frac) / frac,
+                )
+                last_log = now
+
+    result = {name: to_numpy(a) for name, a in out.items()}
+    if save_beta:
+        result["beta_final"] = to_numpy(xp.swapaxes(beta, 1, 2))  # (G, b, d)
+    return result
+
+
+def simulate_members(
+    xp,
+    instances,
+    member_rows,
+    *,
+    model: str,
+    delta: float,
+    prior: dict,
+    dt_schedule,
+    record_steps,
+    dtype=np.float64,
+    save_beta: bool = False,
+    progress_every: float | None = None,
+) -> dict:
+    """Runs of G instances (one data group each) with b members each; host arrays (G, b, …).
+
+    ``member_rows[g]`` is a (b, 4) array of (ρ, σ, α, λ) for the runs of instance g; all groups
+    must have the same b. Runs of a group share X and ξ, and their teachers share noise.
+    """
+    Xs, bstars, ys = [], [], []
+    for inst, rows in zip(instances, member_rows):
+        X = inst.design(delta)
+        xi = inst.noise(delta)
+        bs = np.stack([inst.teacher(prior, r) for r in rows[:, 0]], axis=1)  # (d, b)
+        Xs.append(X)
+        bstars.append(bs)
+        ys.append(X @ bs + xi[:, None] * rows[None, :, 1])
+    dev = lambda a: xp.asarray(np.stack(a), dtype=dtype)  # noqa: E731
+    par = lambda j: xp.asarray(np.stack([r[:, j] for r in member_rows])[:, None, :], dtype=dtype)  # noqa: E731
+    X = dev(Xs)
+    return gd_stack(
+        xp, X, dev(bstars), dev(ys), par(2), par(3), dt_schedule, record_steps,
+        delta=X.shape[1] / X.shape[2],  # n/d of the actual design: the algorithm's 1/δ
+        model=model, save_beta=save_beta, progress_every=progress_every,
+    )
+
+
+def simulate_grid(
+    *,
+    model: str,
+    d: int,
+    delta: float,
+    rho,
+    sigma,
+    alpha,
+    weight_decay,
+    seeds,
+    dt: float,
+    n_steps: int,
+    record_steps,
+    prior: dict | None = None,
+    base_seed: int = 0,
+    backend: str = "numpy",
+    dtype: str = "float64",
+    save_beta: bool = False,
+    share_data: bool = True,
+    progress_every: float | None = None,
+) -> dict:
+    """All runs of a product grid at one δ (a convenience for tests, benchmarks and notebooks).
+
+    Runs with the same seed share (X, ξ) and the teacher noise (common random numbers along
+    α, λ, σ, ρ); all seeds go in one stacked call. Returns host arrays shaped
+    (n_seed, n_rho, n_sigma, n_alpha, n_wd, n_record) plus ``time`` and ``step`` (and
+    ``beta_final`` with a trailing d axis when ``save_beta``). ``share_data=False`` gives every
+    run its own instance instead (used to measure what sharing buys).
+    """
+    prior = prior or {"kind": "gauss_bernoulli"}
+    xp = get_namespace(backend)
+    axes = [list(np.atleast_1d(a).astype(float)) for a in (rho, sigma, alpha, weight_decay)]
+    members = np.array(np.meshgrid(*axes, indexing="ij")).reshape(4, -1).T  # (b, 4)
+    seeds = [int(s) for s in np.atleast_1d(seeds)]
+    dt_schedule = np.full(n_steps, float(dt))
+    record_steps = np.asarray(record_steps, dtype=np.int64)
+    if share_data:
+        instances = [draw_instance(d, s, base_seed) for s in seeds]
+        rows = [members] * len(seeds)
+    else:  # one instance per run, from a separate seed stream
+        instances = [
+            draw_instance(d, s * len(members) + j, base_seed + 1) for s in seeds for j in range(len(members))
+        ]
+        rows = [members[j : j + 1] for _ in seeds for j in range(len(members))]
+    res = simulate_members(
+        xp, instances, rows, model=model, delta=delta, prior=prior, dt_schedule=dt_schedule,
+        record_steps=record_steps, dtype=resolve_dtype(dtype), save_beta=save_beta,
+        progress_every=progress_every,
+    )
+    lead = (len(seeds), *[len(a) for a in axes])
+    out = {name: arr.reshape(lead + arr.shape[2:]) for name, arr in res.items()}
+    out["step"] = record_steps
+    out["time"] = step_times(dt_schedule)[record_steps]
+    return out

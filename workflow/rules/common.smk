@@ -1,0 +1,52 @@
+# Shared state of the rules: the checked sweeps, their chunks and the resource formulas.
+from dln_kernels.sweep import ConfigError, check_sweep, make_chunks, time_grid
+from dln_kernels.problem import n_samples
+
+SWEEPS = config["sweeps"]
+SELECTED = [config["sweep"]] if isinstance(config["sweep"], str) else list(config["sweep"])
+for _name in SELECTED:
+    if _name not in SWEEPS:
+        raise WorkflowError(f"sweep: unknown sweep {_name!r}; defined sweeps: {sorted(SWEEPS)}")
+for _name, _sweep in SWEEPS.items():
+    try:
+        check_sweep(_name, _sweep)
+    except ConfigError as exc:
+        raise WorkflowError(f"Invalid configuration: {exc}")
+
+CHUNKS = {name: make_chunks(sweep) for name, sweep in SWEEPS.items()}
+REPO = workflow.basedir
+
+
+wildcard_constraints:
+    sweep="[A-Za-z0-9_-]+",
+    chunk=r"\d{4}",
+
+
+def chunk_ids(sweep):
+    return [f"{c['index']:04d}" for c in CHUNKS[sweep]]
+
+
+def chunk_of(wildcards):
+    return CHUNKS[wildcards.sweep][int(wildcards.chunk)]
+
+
+def sim_mem_mb(wildcards):
+    """Design (G·n·d) + ~8 run-sized arrays (G·d·b) + outputs, float64, plus 300 MB for Python."""
+    sweep, chunk = SWEEPS[wildcards.sweep], chunk_of(wildcards)
+    g, b, d = len(chunk["seeds"]), len(chunk["members"]), sweep["d"]
+    n = n_samples(chunk["delta"], d)
+    words = g * n * d + 8 * g * d * b + 2 * g * n * b
+    return 300 + int(8 * words / 1e6)
+
+
+def sim_runtime_min(wildcards):
+    """Minutes at a conservative 1 GFLOP/s: 4·n·d·b flops per step and group, at least 5."""
+    sweep, chunk = SWEEPS[wildcards.sweep], chunk_of(wildcards)
+    n_steps = time_grid(sweep)[0]
+    n = n_samples(chunk["delta"], sweep["d"])
+    flops = 4.0 * n * sweep["d"] * len(chunk["members"]) * len(chunk["seeds"]) * n_steps
+    return max(5, int(flops / 1e9 / 60) + 1)
+
+
+def final_targets(sweeps):
+    return [f"results/{s}/figures/{fig}.png" for s in sweeps for fig in ("learning_curves", "phase_diagram")]

@@ -1,0 +1,43 @@
+# Simulations: one job per chunk of the grid, then one aggregated netCDF per sweep.
+
+
+rule simulate:
+    output:
+        "results/{sweep}/sim/chunk_{chunk}.h5",
+    params:
+        # The resolved sweep and chunk are params, so changing them re-runs exactly this chunk.
+        sweep=lambda w: SWEEPS[w.sweep],
+        chunk=chunk_of,
+        sweep_name=lambda w: w.sweep,
+        repo=REPO,
+    threads: lambda w: SWEEPS[w.sweep]["threads"]
+    resources:
+        mem_mb=sim_mem_mb,
+        runtime=sim_runtime_min,
+    log:
+        "results/{sweep}/logs/simulate/chunk_{chunk}.log",
+    benchmark:
+        "results/{sweep}/benchmarks/simulate/chunk_{chunk}.tsv"
+    script:
+        "../scripts/simulate.py"
+
+
+rule aggregate:
+    input:
+        lambda w: expand("results/{sweep}/sim/chunk_{chunk}.h5", sweep=w.sweep, chunk=chunk_ids(w.sweep)),
+    output:
+        "results/{sweep}/simulations.nc",
+    params:
+        sweep=lambda w: SWEEPS[w.sweep],
+        sweep_name=lambda w: w.sweep,
+        repo=REPO,
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    log:
+        "results/{sweep}/logs/aggregate.log",
+    benchmark:
+        "results/{sweep}/benchmarks/aggregate.tsv"
+    script:
+        "../scripts/aggregate.py"

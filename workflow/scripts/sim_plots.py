@@ -1,0 +1,93 @@
+"""Figures of simulation sweeps, as pure functions of the aggregated Dataset (testable)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+
+OTHER_AXES = ("rho", "sigma", "weight_decay")
+LABELS = {"e_train": r"$E_\mathrm{train}$", "e_test": r"$E_\mathrm{test}$"}
+
+
+def _fixed_slice(ds):
+    """Select the first value of ρ, σ, λ; return the slice and a text naming what was fixed."""
+    sel = {a: ds[a].values[0] for a in OTHER_AXES if a in ds.dims}
+    text = ", ".join(f"{'λ' if a == 'weight_decay' else {'rho': 'ρ', 'sigma': 'σ'}[a]}={v:g}" for a, v in sel.items())
+    return ds.sel(sel), text
+
+
+def alpha_colours(alphas):
+    """One colour per α on a log-scaled sequential palette (small α dark, large α light)."""
+    pal = sns.color_palette("viridis", as_cmap=True)
+    la = np.log10(np.asarray(alphas, dtype=float))
+    span = (la - la.min()) / (np.ptp(la) or 1.0)
+    return [pal(0.05 + 0.85 * s) for s in span]
+
+
+def learning_curves(ds, *, theory=None):
+    """E_train and E_test vs time (log–log), one column per δ, one colour per α.
+
+    Lines: mean over seeds; bands: min–max over seeds. ``theory`` (optional Dataset on the same
+    dims without ``seed``) is drawn dashed in the same colours.
+    """
+    sns.set_theme(style="whitegrid", context="notebook")
+    sub, fixed = _fixed_slice(ds)
+    deltas = sub["delta"].values
+    colours = alpha_colours(sub["alpha"].values)
+    t = sub["time"].values
+    keep = t > 0  # log time axis
+    fig, axes = plt.subplots(2, len(deltas), figsize=(3.6 * len(deltas) + 1.2, 6.4), sharex=True, squeeze=False)
+    for j, delta in enumerate(deltas):
+        for i, var in enumerate(("e_train", "e_test")):
+            ax = axes[i, j]
+            for a, col in zip(sub["alpha"].values, colours):
+                y = sub[var].sel(alpha=a, delta=delta)
+                mean, lo, hi = (y.mean("seed").values, y.min("seed").values, y.max("seed").values)
+                ax.plot(t[keep], mean[keep], color=col, lw=1.8, label=f"α={a:g}")
+                ax.fill_between(t[keep], lo[keep], hi[keep], color=col, alpha=0.2, lw=0)
+                if theory is not None and var in theory:
+                    th = theory[var].sel(alpha=a, delta=delta, **{k: sub[k].item() for k in OTHER_AXES if k in theory.dims})
+                    ax.plot(t[keep], th.values[keep], color=col, lw=1.2, ls="--")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            if i == 0:
+                ax.set_title(f"δ = {delta:g}")
+            if i == 1:
+                ax.set_xlabel("time t")
+            if j == 0:
+                ax.set_ylabel(LABELS[var])
+    axes[0, -1].legend(loc="center left", bbox_to_anchor=(1.02, 0.0), frameon=False, title="init. scale")
+    fig.suptitle(f"Learning curves (mean and min–max over {ds.sizes['seed']} seeds; {fixed})", y=0.995)
+    fig.tight_layout()
+    return fig
+
+
+def phase_diagram(ds):
+    """Heatmap of final E_test (mean over seeds) over α × δ, log colour scale, values annotated."""
+    sns.set_theme(style="white", context="notebook")
+    sub, fixed = _fixed_slice(ds)
+    final = sub["e_test"].isel(time=-1).mean("seed").transpose("delta", "alpha")
+    vals = final.values
+    pos = vals[vals > 0]
+    # Clip the colour scale 8 decades below the largest value: rounding-level errors (1e-30)
+    # would otherwise squeeze every physically different cell into one colour.
+    norm = LogNorm(vmin=max(pos.min(), pos.max() * 1e-8), vmax=pos.max(), clip=True) if pos.size else None
+    fig, ax = plt.subplots(figsize=(1.3 * len(final["alpha"]) + 3, 0.9 * len(final["delta"]) + 2))
+    sns.heatmap(
+        vals, ax=ax, cmap="mako", norm=norm, annot=True, fmt=".1e", annot_kws={"fontsize": 8},
+        xticklabels=[f"{a:g}" for a in final["alpha"].values],
+        yticklabels=[f"{d:g}" for d in final["delta"].values],
+        cbar_kws={"label": "final $E_\\mathrm{test}$ (mean over seeds; clipped 8 decades down)"},
+    )
+    ax.invert_yaxis()  # δ grows upwards
+    ax.set_xlabel("initialisation scale α")
+    ax.set_ylabel("sample ratio δ = n/d")
+    t_end = float(ds["time"].values[-1])
+    ax.set_title(f"Final test error at t = {t_end:g} ({fixed})")
+    fig.tight_layout()
+    return fig

@@ -43,24 +43,28 @@ def atomic_write(path, write) -> None:
             tmp.unlink()
 
 
-def write_chunk(path, result: dict, attrs: dict) -> None:
-    """Write one simulation chunk (output of ``sweep.run_chunk``) with provenance ``attrs``."""
+def write_chunk(path, result: dict, attrs: dict, schema: str = CHUNK_SCHEMA) -> None:
+    """Write one chunk (simulation runs or theory points) with provenance ``attrs``.
+
+    ``result`` holds ``params`` (dict of (R,) columns), ``time``/``step`` (T,), observables as
+    (R, T) or (R,) arrays under their names, and optionally ``beta_final`` (R, d).
+    """
 
     def write(tmp):
         with h5py.File(tmp, "w") as f:
-            f.attrs["schema"] = CHUNK_SCHEMA
+            f.attrs["schema"] = schema
             f.attrs["schema_version"] = SCHEMA_VERSION
             for k, v in attrs.items():
                 f.attrs[k] = v
             runs = f.create_group("runs")
-            for col in PARAM_COLUMNS:
-                runs.create_dataset(col, data=result["params"][col])
+            for col, values in result["params"].items():
+                runs.create_dataset(col, data=values)
             f.create_dataset("time", data=result["time"])
             f.create_dataset("step", data=result["step"])
             obs = f.create_group("observables")
-            for name in ("e_train", "e_test", "l1_norm", "conservation_drift"):
-                if name in result:
-                    obs.create_dataset(name, data=result[name], compression="gzip", shuffle=True)
+            for name in result:
+                if name not in _NOT_OBSERVABLES:
+                    obs.create_dataset(name, data=np.asarray(result[name]), compression="gzip", shuffle=True)
             if "beta_final" in result:
                 f.create_dataset("beta_final", data=result["beta_final"], compression="gzip")
             f.attrs["complete"] = 1  # last: a reader that sees it knows every dataset is there
@@ -68,15 +72,18 @@ def write_chunk(path, result: dict, attrs: dict) -> None:
     atomic_write(path, write)
 
 
-def read_chunk(path) -> dict:
+_NOT_OBSERVABLES = ("params", "time", "step", "backend", "beta_final")
+
+
+def read_chunk(path, schema: str = CHUNK_SCHEMA) -> dict:
     """Read a chunk file; raise ChunkFileError naming the file if it is unusable."""
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
-            if f.attrs.get("schema") != CHUNK_SCHEMA or int(f.attrs.get("complete", 0)) != 1:
-                raise ChunkFileError(f"{path}: not a complete simulation chunk (schema/complete attributes)")
+            if f.attrs.get("schema") != schema or int(f.attrs.get("complete", 0)) != 1:
+                raise ChunkFileError(f"{path}: not a complete {schema} file (schema/complete attributes)")
             out = {
-                "params": {c: f["runs"][c][()] for c in PARAM_COLUMNS},
+                "params": {c: f["runs"][c][()] for c in f["runs"]},
                 "time": f["time"][()],
                 "step": f["step"][()],
                 "observables": {k: f["observables"][k][()] for k in f["observables"]},
@@ -88,57 +95,72 @@ def read_chunk(path) -> dict:
     except ChunkFileError:
         raise
     except Exception as exc:  # OSError from HDF5 for truncated/corrupt files, KeyError for missing parts
-        raise ChunkFileError(f"{path}: unreadable or corrupted simulation chunk ({type(exc).__name__}: {exc})") from exc
+        raise ChunkFileError(f"{path}: unreadable or corrupted {schema} file ({type(exc).__name__}: {exc})") from exc
 
 
-def aggregate_chunks(paths, sweep: dict, attrs: dict):
-    """Combine chunk files into an xarray Dataset on dims ``SIM_DIMS``.
+def grid_coords(sweep: dict, with_seed: bool = True) -> dict:
+    """Coordinate values of a sweep: sorted grid values (and seed indices)."""
+    coords = {a: np.sort(np.asarray(sweep["grid"][a], dtype=float)) for a in SIM_DIMS[:5]}
+    if with_seed:
+        coords["seed"] = np.arange(int(sweep["seeds"]))
+    return coords
+
+
+def aggregate_chunks(paths, sweep: dict, attrs: dict, schema: str = CHUNK_SCHEMA, with_seed: bool = True):
+    """Combine chunk files into an xarray Dataset on dims (grid axes[, seed], time).
 
     Coordinates are the sweep's grid values (sorted) and seed indices; every cell must be
     filled by exactly one run, else ChunkFileError says which file or which cell is missing.
+    Observables stored per run without a time axis become variables without ``time``.
     """
     import xarray as xr
 
-    grid = sweep["grid"]
-    coords = {a: np.sort(np.asarray(grid[a], dtype=float)) for a in SIM_DIMS[:5]}
-    coords["seed"] = np.arange(int(sweep["seeds"]))
-    chunks = [(p, read_chunk(p)) for p in paths]
+    coords = grid_coords(sweep, with_seed)
+    axes = list(coords)
+    chunks = [(p, read_chunk(p, schema)) for p in paths]
     if not chunks:
-        raise ChunkFileError("no simulation chunks to aggregate")
+        raise ChunkFileError("no chunks to aggregate")
     time, step = chunks[0][1]["time"], chunks[0][1]["step"]
-    names = list(chunks[0][1]["observables"])
-    shape = tuple(len(coords[a]) for a in SIM_DIMS[:6]) + (len(time),)
-    data = {n: np.full(shape, np.nan) for n in names}
-    filled = np.zeros(shape[:-1], dtype=np.int64)
+    first = chunks[0][1]["observables"]
+    shape = tuple(len(coords[a]) for a in axes)
+    data = {n: np.full(shape + first[n].shape[1:], np.nan) for n in first}
+    filled = np.zeros(shape, dtype=np.int64)
     for path, ch in chunks:
         if not np.array_equal(ch["time"], time):
             raise ChunkFileError(f"{path}: time grid differs from {chunks[0][0]}; rerun the sweep")
         idx = []
-        for a in SIM_DIMS[:6]:
+        for a in axes:
             vals = np.asarray(ch["params"][a], dtype=float)
-            pos = np.searchsorted(coords[a], vals)
-            pos = np.clip(pos, 0, len(coords[a]) - 1)
+            pos = np.clip(np.searchsorted(coords[a], vals), 0, len(coords[a]) - 1)
             if not np.all(coords[a][pos] == vals):
                 raise ChunkFileError(f"{path}: {a} values {np.unique(vals[coords[a][pos] != vals])} are not on this sweep's grid")
             idx.append(pos)
         idx = tuple(idx)
         np.add.at(filled, idx, 1)
-        for n in names:
-            obs = ch["observables"][n]
-            if not np.all(np.isfinite(obs)):
+        for n in data:
+            obs = np.asarray(ch["observables"][n], dtype=float)
+            if n in _MAY_BE_NAN:
+                pass
+            elif not np.all(np.isfinite(obs)):
                 raise ChunkFileError(f"{path}: observable {n} has non-finite values; the chunk is not data")
             data[n][idx] = obs
     if np.any(filled != 1):
         bad = np.argwhere(filled != 1)[0]
-        cell = {a: coords[a][i].item() for a, i in zip(SIM_DIMS[:6], bad)}
-        raise ChunkFileError(f"grid cell {cell} was simulated {filled[tuple(bad)]} times (expected once)")
-    ds = xr.Dataset(
-        {n: (SIM_DIMS, data[n]) for n in names},
-        coords={**coords, "time": time, "step": ("time", step)},
-        attrs=attrs,
-    )
+        cell = {a: coords[a][i].item() for a, i in zip(axes, bad)}
+        raise ChunkFileError(f"grid cell {cell} was computed {filled[tuple(bad)]} times (expected once)")
+    variables = {}
+    for n, arr in data.items():
+        dims = tuple(axes) + (("time",) if arr.ndim > len(axes) and arr.shape[len(axes)] == len(time) else ())
+        dims = dims + tuple(f"{n}_dim{i}" for i in range(arr.ndim - len(dims)))
+        variables[n] = (dims, arr.astype(bool) if n in _BOOLEAN else arr)
+    ds = xr.Dataset(variables, coords={**coords, "time": time, "step": ("time", step)}, attrs=attrs)
     _describe(ds)
     return ds
+
+
+# Observables that are legitimately NaN (e.g. no late-time window to fit) or boolean masks.
+_MAY_BE_NAN = ("decay_rate", "decay_rate_se", "decay_window")
+_BOOLEAN = ("e_train_below_floor",)
 
 
 _DESCRIPTIONS = {

@@ -75,11 +75,11 @@ def test_incomplete_chunk_is_rejected(tiny, tmp_path):
     paths = write_all(tiny, tmp_path)
     with h5py.File(paths[0], "a") as f:
         f.attrs["complete"] = 0
-    with pytest.raises(ChunkFileError, match="not a complete simulation chunk"):
+    with pytest.raises(ChunkFileError, match="not a complete dln-sweep/simulation-chunk file"):
         aggregate_chunks(paths, tiny, {})
 
 
 def test_missing_chunk_is_reported(tiny, tmp_path):
     paths = write_all(tiny, tmp_path)
-    with pytest.raises(ChunkFileError, match="simulated 0 times"):
+    with pytest.raises(ChunkFileError, match="computed 0 times"):
         aggregate_chunks(paths[:-1], tiny, {})

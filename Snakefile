@@ -18,6 +18,9 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/dmft.smk"
+include: "workflow/rules/static.smk"
+include: "workflow/rules/validate.smk"
 
 
 rule all:

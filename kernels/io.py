@@ -18,6 +18,7 @@ import numpy as np
 
 SCHEMA_VERSION = 1
 CHUNK_SCHEMA = "dln-sweep/simulation-chunk"
+DMFT_SCHEMA = "dln-sweep/dmft-chunk"
 SIM_DIMS = ("alpha", "delta", "rho", "sigma", "weight_decay", "seed", "time")
 PARAM_COLUMNS = ("alpha", "delta", "rho", "sigma", "weight_decay", "seed")
 
@@ -176,6 +177,12 @@ _DESCRIPTIONS = {
     "seed": ("seed index of the problem instance (X, beta*, xi)", "1"),
     "time": ("time t_k = k dt", "1"),
     "step": ("gradient step index k", "1"),
+    "e_train_se": ("Monte-Carlo standard error of e_train (replica spread)", "1"),
+    "e_test_se": ("Monte-Carlo standard error of e_test (replica spread)", "1"),
+    "e_train_floor": ("estimated Monte-Carlo noise floor of e_train", "1"),
+    "e_train_below_floor": ("e_train is below its noise floor: noise, not physics", "1"),
+    "decay_rate": ("late-time exponential decay rate of e_train (e_train ~ exp(-rate t))", "1/time"),
+    "decay_rate_se": ("standard error of decay_rate", "1/time"),
 }
 
 
@@ -197,3 +204,4 @@ def chunk_attrs_summary(paths) -> str:
         with h5py.File(p, "r") as f:
             rows.append([Path(p).name, str(f.attrs.get("git_commit", "unknown")), str(f.attrs.get("backend", "")), str(f.attrs.get("created", ""))])
     return json.dumps(rows)
+

@@ -48,6 +48,24 @@ def check_sweep(name: str, sweep: dict) -> None:
                 f"alpha={alpha_max}, delta={delta}, weight_decay={wd_max} "
                 f"(model={sweep['model']}); use dt <= {bound:.3g} or a smaller alpha"
             )
+    if sweep["dmft"]["enabled"]:
+        check_dmft(key, sweep)
+
+
+def check_dmft(key: str, sweep: dict) -> None:
+    """A DMFT solve holds T×T matrices: refuse, before compute, one that exceeds its budget."""
+    from .dmft import memory_bytes
+
+    cfg = sweep["dmft"]
+    n_steps = time_grid(sweep)[0]
+    need = memory_bytes(1, cfg["n_paths"], n_steps, cfg["n_batches"], sweep["dtype"])
+    if need > cfg["memory_budget_gb"] * 1e9:
+        raise ConfigError(
+            f"{key}.dmft.memory_budget_gb: {cfg['memory_budget_gb']} GB is less than the "
+            f"{need / 1e9:.3g} GB one DMFT point needs with n_steps={n_steps} (t_max/dt), "
+            f"n_paths={cfg['n_paths']}, n_batches={cfg['n_batches']}; the solver holds O(n_paths·T + "
+            f"n_batches·T²) numbers: shorten t_max, enlarge dt or raise the budget"
+        )
 
 
 def time_grid(sweep: dict):
@@ -111,3 +129,85 @@ def run_chunk(sweep: dict, chunk: dict, progress_every: float | None = 10.0) -> 
     out["step"], out["time"] = steps, times
     out["backend"] = "cupy" if xp.__name__.startswith("cupy") else "numpy"
     return out
+
+
+def dmft_points(sweep: dict) -> list:
+    """All grid points of a sweep as [α, δ, ρ, σ, λ] lists, in a fixed order."""
+    g = sweep["grid"]
+    return [list(p) for p in itertools.product(*(g[a] for a in GRID_AXES))]
+
+
+def make_dmft_chunks(sweep: dict) -> list:
+    """DMFT jobs: {"index", "points": [[α, δ, ρ, σ, λ], ...]} of ``dmft.points_per_job`` points."""
+    pts = dmft_points(sweep)
+    per = int(sweep["dmft"]["points_per_job"])
+    return [{"index": i, "points": pts[j : j + per]} for i, j in enumerate(range(0, len(pts), per))]
+
+
+def run_dmft_chunk(sweep: dict, chunk: dict, progress: bool = True) -> dict:
+    """Solve the DMFT for one chunk of grid points, on the simulations' time grid."""
+    from .dmft import solve_dmft
+
+    cfg = sweep["dmft"]
+    n_steps, _, steps, times = time_grid(sweep)
+    pts = np.asarray(chunk["points"], dtype=float)
+    points = {a: pts[:, j] for j, a in enumerate(GRID_AXES)}
+    res = solve_dmft(
+        points, n_steps=n_steps, dt=float(sweep["dt"]), record_steps=steps, n_paths=cfg["n_paths"],
+        prior=sweep["prior"], model=sweep["model"],
+        seed=int(cfg["seed"]) * 100_003 + int(chunk["index"]),  # one stream per job
+        backend=sweep["backend"], dtype=sweep["dtype"], n_batches=cfg["n_batches"],
+        memory_budget_bytes=cfg["memory_budget_gb"] * 1e9, progress=progress,
+    )
+    out = {name: res[name] for name in DMFT_OBSERVABLES if name in res}
+    out["params"] = points
+    out["step"], out["time"] = steps, times
+    out["backend"] = get_namespace(sweep["backend"]).__name__.split(".")[0]
+    return out
+
+
+DMFT_OBSERVABLES = (
+    "e_train", "e_test", "e_train_se", "e_test_se", "e_train_floor", "e_train_below_floor",
+    "decay_rate", "decay_rate_se",
+)
+
+
+STATIC_VARIABLES = {  # solver output -> Dataset variable
+    "e_test": "e_test_final", "e_train": "e_train_final", "tau": "tau", "gamma": "gamma",
+    "theta": "theta", "frac_active": "frac_active", "converged": "converged", "residual": "residual",
+}
+
+
+def static_on_grid(coords: dict, prior: dict) -> dict:
+    """Long-time theory on the product of ``coords`` (dict over GRID_AXES, in that order).
+
+    Returns {variable: array shaped like the product}; ``e_test_final``/``e_train_final`` are NaN
+    where the solver did not converge (the ``converged`` flag and ``residual`` say where and how far).
+    """
+    from .static import solve_static
+
+    mesh = np.meshgrid(*(np.asarray(coords[a], dtype=float) for a in GRID_AXES), indexing="ij")
+    res = solve_static(*mesh, prior=prior)
+    out = {STATIC_VARIABLES[k]: v for k, v in res.items() if k in STATIC_VARIABLES}
+    bad = ~out["converged"]
+    for name in ("e_test_final", "e_train_final"):
+        out[name] = np.where(bad, np.nan, out[name])
+    return out
+
+
+def static_grids(sweep: dict) -> dict:
+    """The grids the static rule evaluates: the sweep's own, and two dense ones.
+
+    ``alpha_delta``: dense log α × dense δ at the sweep's ρ, σ, λ (phase diagram);
+    ``delta_rho``: dense δ × dense ρ at the sweep's α, σ, λ (recovery diagram).
+    """
+    g, st = sweep["grid"], sweep["static"]
+    own = {a: sorted(g[a]) for a in GRID_AXES}
+    dense_alpha = np.geomspace(*st["alpha_range"], st["n_alpha"])
+    dense_delta = np.linspace(*st["delta_range"], st["n_delta"])
+    dense_rho = np.linspace(*st["rho_range"], st["n_rho"])
+    return {
+        "grid": own,
+        "alpha_delta": {**own, "alpha": dense_alpha, "delta": dense_delta},
+        "delta_rho": {**own, "delta": dense_delta, "rho": dense_rho},
+    }

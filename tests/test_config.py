@@ -114,3 +114,11 @@ def test_workflow_stops_before_any_job(tmp_path, base_config):
     assert proc.returncode != 0
     assert "unknown sweep 'nosuch'" in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_dmft_over_memory_budget_is_refused_before_compute(base_config):
+    cfg = resolved(base_config)
+    sweep = cfg["sweeps"]["default"]  # 15000 steps: T² matrices far beyond a 1 GB budget
+    sweep["dmft"].update(enabled=True, memory_budget_gb=1.0)
+    with pytest.raises(ConfigError, match=r"sweeps\.default\.dmft\.memory_budget_gb: 1\.0 GB is less than"):
+        check_sweep("default", sweep)

@@ -47,10 +47,26 @@ def test_simulations_dataset(workdir):
     assert float(ds["e_train"].sel(alpha=1.0).isel(time=-1).max()) < 1e-2 * float(ds["e_train"].isel(time=0).min())
 
 
+def test_dmft_dataset(workdir):
+    with xr.open_dataset(workdir / "results/tiny/dmft.nc", engine="h5netcdf") as th, \
+            xr.open_dataset(workdir / "results/tiny/simulations.nc", engine="h5netcdf") as sims:
+        th, sims = th.load(), sims.load()
+    for var in ("e_train", "e_test", "e_train_se", "e_test_se"):
+        assert th[var].dims == ("alpha", "delta", "rho", "sigma", "weight_decay", "time")
+    np.testing.assert_array_equal(th["time"].values, sims["time"].values)
+    np.testing.assert_array_equal(th["step"].values, sims["step"].values)
+    assert np.all(np.isfinite(th["e_test"].values)) and np.all(th["e_test_se"].values >= 0)
+    # Both start from β₀ = 0: E_test(0) = E[β*²]/2 = ρ/2 in theory, a seed average in simulation.
+    np.testing.assert_allclose(th["e_test"].isel(time=0).values, 0.3 / 2, rtol=0.05)
+    assert "config" in th.attrs and "git_commit" in th.attrs
+
+
 def test_logs_benchmarks_and_figures(workdir):
     res = workdir / "results/tiny"
     assert (res / "figures/learning_curves.png").stat().st_size > 10_000
     assert (res / "figures/phase_diagram.png").stat().st_size > 10_000
+    assert (res / "figures/dmft_vs_simulation.png").stat().st_size > 10_000
+    assert (res / "figures/dmft_deviation.png").stat().st_size > 10_000
     assert any((res / "logs/simulate").iterdir()) and any((res / "benchmarks/simulate").iterdir())
     assert "wrote" in (res / "logs/aggregate.log").read_text()
 

@@ -1,5 +1,5 @@
 # Shared state of the rules: the checked sweeps, their chunks and the resource formulas.
-from dln_kernels.sweep import ConfigError, check_sweep, make_chunks, time_grid
+from dln_kernels.sweep import ConfigError, check_sweep, make_chunks, make_dmft_chunks, time_grid
 from dln_kernels.problem import n_samples
 
 SWEEPS = config["sweeps"]
@@ -14,6 +14,7 @@ for _name, _sweep in SWEEPS.items():
         raise WorkflowError(f"Invalid configuration: {exc}")
 
 CHUNKS = {name: make_chunks(sweep) for name, sweep in SWEEPS.items()}
+DMFT_CHUNKS = {name: make_dmft_chunks(sweep) for name, sweep in SWEEPS.items()}
 REPO = workflow.basedir
 
 
@@ -49,4 +50,13 @@ def sim_runtime_min(wildcards):
 
 
 def final_targets(sweeps):
-    return [f"results/{s}/figures/{fig}.png" for s in sweeps for fig in ("learning_curves", "phase_diagram")]
+    """Figures of each selected sweep (DMFT figures where the sweep enables the DMFT)."""
+    figs = []
+    for s in sweeps:
+        names = ["learning_curves", "phase_diagram"]
+        if SWEEPS[s]["dmft"]["enabled"]:
+            names += ["dmft_vs_simulation", "dmft_deviation"]
+        if SWEEPS[s]["static"]["enabled"]:
+            names += ["static_phase_diagram", "recovery_diagram", "final_error_vs_alpha"]
+        figs += [f"results/{s}/figures/{fig}.png" for fig in names]
+    return figs

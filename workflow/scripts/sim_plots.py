@@ -29,6 +29,16 @@ def alpha_colours(alphas):
     return [pal(0.05 + 0.85 * s) for s in span]
 
 
+def theory_curve(theory, var, sub, alpha, delta):
+    """A theory curve at the slice's (ρ, σ, λ), NaN where the theory marks it below its noise floor."""
+    sel = {k: sub[k].item() for k in OTHER_AXES if k in theory.dims}
+    th = theory[var].sel(alpha=alpha, delta=delta, **sel).values.astype(float)
+    mask_name = f"{var}_below_floor"
+    if mask_name in theory:
+        th = np.where(theory[mask_name].sel(alpha=alpha, delta=delta, **sel).values, np.nan, th)
+    return th
+
+
 def learning_curves(ds, *, theory=None):
     """E_train and E_test vs time (log–log), one column per δ, one colour per α.
 
@@ -51,8 +61,9 @@ def learning_curves(ds, *, theory=None):
                 ax.plot(t[keep], mean[keep], color=col, lw=1.8, label=f"α={a:g}")
                 ax.fill_between(t[keep], lo[keep], hi[keep], color=col, alpha=0.2, lw=0)
                 if theory is not None and var in theory:
-                    th = theory[var].sel(alpha=a, delta=delta, **{k: sub[k].item() for k in OTHER_AXES if k in theory.dims})
-                    ax.plot(t[keep], th.values[keep], color=col, lw=1.2, ls="--")
+                    th = theory_curve(theory, var, sub, a, delta)
+                    ax.plot(t[keep], th[keep], color="black", lw=2.4, ls="-", alpha=0.35)
+                    ax.plot(t[keep], th[keep], color=col, lw=1.2, ls="--")
             ax.set_xscale("log")
             ax.set_yscale("log")
             if i == 0:
@@ -62,7 +73,8 @@ def learning_curves(ds, *, theory=None):
             if j == 0:
                 ax.set_ylabel(LABELS[var])
     axes[0, -1].legend(loc="center left", bbox_to_anchor=(1.02, 0.0), frameon=False, title="init. scale")
-    fig.suptitle(f"Learning curves (mean and min–max over {ds.sizes['seed']} seeds; {fixed})", y=0.995)
+    what = "; dashed: DMFT" if theory is not None else ""
+    fig.suptitle(f"Learning curves (mean and min–max over {ds.sizes['seed']} seeds{what}; {fixed})", y=0.995)
     fig.tight_layout()
     return fig
 
@@ -89,5 +101,49 @@ def phase_diagram(ds):
     ax.set_ylabel("sample ratio δ = n/d")
     t_end = float(ds["time"].values[-1])
     ax.set_title(f"Final test error at t = {t_end:g} ({fixed})")
+    fig.tight_layout()
+    return fig
+
+
+def theory_deviation(ds, theory):
+    """Relative deviation (simulation mean − theory)/theory over time, per δ (columns) and α (colours).
+
+    Bands: ± the combined standard error (seed standard error of the mean and the theory's
+    Monte-Carlo standard error), relative to the theory. Points where the theory is below its noise
+    floor are left out.
+    """
+    sns.set_theme(style="whitegrid", context="notebook")
+    sub, fixed = _fixed_slice(ds)
+    deltas = sub["delta"].values
+    colours = alpha_colours(sub["alpha"].values)
+    t = sub["time"].values
+    keep = t > 0
+    n_seed = sub.sizes["seed"]
+    fig, axes = plt.subplots(2, len(deltas), figsize=(3.6 * len(deltas) + 1.2, 6.0), sharex=True, sharey="row", squeeze=False)
+    for j, delta in enumerate(deltas):
+        for i, var in enumerate(("e_train", "e_test")):
+            ax = axes[i, j]
+            for a, col in zip(sub["alpha"].values, colours):
+                y = sub[var].sel(alpha=a, delta=delta)
+                mean = y.mean("seed").values
+                se = y.std("seed", ddof=1).values / np.sqrt(n_seed) if n_seed > 1 else np.zeros_like(mean)
+                th = theory_curve(theory, var, sub, a, delta)
+                sel = {k: sub[k].item() for k in OTHER_AXES if k in theory.dims}
+                th_se = theory[f"{var}_se"].sel(alpha=a, delta=delta, **sel).values if f"{var}_se" in theory else 0.0
+                rel = 100 * (mean - th) / th
+                band = 100 * np.sqrt(se**2 + th_se**2) / th
+                ax.plot(t[keep], rel[keep], color=col, lw=1.6, label=f"α={a:g}")
+                ax.fill_between(t[keep], (rel - band)[keep], (rel + band)[keep], color=col, alpha=0.18, lw=0)
+            ax.axhline(0, color="0.3", lw=0.8)
+            ax.set_xscale("log")
+            ax.set_yscale("symlog", linthresh=10)
+            if i == 0:
+                ax.set_title(f"δ = {delta:g}")
+            if i == 1:
+                ax.set_xlabel("time t")
+            if j == 0:
+                ax.set_ylabel(f"{LABELS[var]}: (sim − DMFT)/DMFT [%]")
+    axes[0, -1].legend(loc="center left", bbox_to_anchor=(1.02, 0.0), frameon=False, title="init. scale")
+    fig.suptitle(f"Simulation vs DMFT, relative deviation with ±1 standard error ({fixed})", y=0.995)
     fig.tight_layout()
     return fig

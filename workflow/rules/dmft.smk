@@ -1,0 +1,98 @@
+# DMFT of the same discrete algorithm on the sweep's grid (no d / seed axes), same time steps.
+
+
+def dmft_ids(sweep):
+    return [f"{c['index']:04d}" for c in DMFT_CHUNKS[sweep]]
+
+
+def dmft_chunk_of(wildcards):
+    return DMFT_CHUNKS[wildcards.sweep][int(wildcards.chunk)]
+
+
+def dmft_mem_mb(wildcards):
+    """The solver's own formula (dln_kernels.dmft.memory_bytes) for the job's points, + 300 MB."""
+    from dln_kernels.dmft import memory_bytes
+
+    sweep, cfg = SWEEPS[wildcards.sweep], SWEEPS[wildcards.sweep]["dmft"]
+    need = memory_bytes(len(dmft_chunk_of(wildcards)["points"]), cfg["n_paths"], time_grid(sweep)[0], cfg["n_batches"], sweep["dtype"])
+    return 300 + int(min(need, cfg["memory_budget_gb"] * 1e9) / 1e6)
+
+
+def dmft_runtime_min(wildcards):
+    """Minutes at ~2e8 path-step-memory terms per second per point (O(N·T²/2)), at least 5."""
+    sweep, cfg = SWEEPS[wildcards.sweep], SWEEPS[wildcards.sweep]["dmft"]
+    T = time_grid(sweep)[0] + 1
+    work = len(dmft_chunk_of(wildcards)["points"]) * cfg["n_paths"] * T * T
+    return max(5, int(work / 2e8 / 60) + 1)
+
+
+rule dmft:
+    output:
+        "results/{sweep}/dmft/chunk_{chunk}.h5",
+    params:
+        sweep=lambda w: SWEEPS[w.sweep],
+        chunk=dmft_chunk_of,
+        sweep_name=lambda w: w.sweep,
+        repo=REPO,
+    threads: lambda w: SWEEPS[w.sweep]["threads"]
+    resources:
+        mem_mb=dmft_mem_mb,
+        runtime=dmft_runtime_min,
+    log:
+        "results/{sweep}/logs/dmft/chunk_{chunk}.log",
+    benchmark:
+        "results/{sweep}/benchmarks/dmft/chunk_{chunk}.tsv"
+    script:
+        "../scripts/dmft.py"
+
+
+rule aggregate_dmft:
+    input:
+        lambda w: expand("results/{sweep}/dmft/chunk_{chunk}.h5", sweep=w.sweep, chunk=dmft_ids(w.sweep)),
+    output:
+        "results/{sweep}/dmft.nc",
+    params:
+        sweep=lambda w: SWEEPS[w.sweep],
+        sweep_name=lambda w: w.sweep,
+        repo=REPO,
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    log:
+        "results/{sweep}/logs/aggregate_dmft.log",
+    benchmark:
+        "results/{sweep}/benchmarks/aggregate_dmft.tsv"
+    script:
+        "../scripts/aggregate.py"
+
+
+rule dmft_figures:
+    input:
+        sims="results/{sweep}/simulations.nc",
+        dmft="results/{sweep}/dmft.nc",
+    output:
+        curves=report(
+            "results/{sweep}/figures/dmft_vs_simulation.png",
+            caption="../report/dmft_vs_simulation.rst",
+            category="{sweep}",
+            subcategory="DMFT",
+            labels={"sweep": "{sweep}", "figure": "DMFT vs simulation"},
+        ),
+        deviation=report(
+            "results/{sweep}/figures/dmft_deviation.png",
+            caption="../report/dmft_deviation.rst",
+            category="{sweep}",
+            subcategory="DMFT",
+            labels={"sweep": "{sweep}", "figure": "relative deviation"},
+        ),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    log:
+        "results/{sweep}/logs/dmft_figures.log",
+    benchmark:
+        "results/{sweep}/benchmarks/dmft_figures.tsv"
+    script:
+        "../scripts/dmft_figures.py"

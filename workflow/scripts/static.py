@@ -1,0 +1,45 @@
+"""Rule `static`: long-time theory on the sweep's grid (root group) and on dense grids (groups)."""
+
+import time
+
+import numpy as np
+import xarray as xr
+from _common import plain, setup_logging
+
+from dln_kernels.io import atomic_write
+from dln_kernels.provenance import provenance
+from dln_kernels.sweep import GRID_AXES, static_grids, static_on_grid
+
+smk = snakemake  # noqa: F821  (injected by Snakemake)
+log = setup_logging(smk.log[0])
+sweep = plain(smk.params.sweep)
+attrs = provenance(
+    {"sweep_name": smk.params.sweep_name, "sweep": sweep}, backend="numpy", dtype="float64",
+    seeds=[], base_seed=sweep["base_seed"], repo=smk.params.repo,
+)
+datasets = {}
+for name, coords in static_grids(sweep).items():
+    t0 = time.perf_counter()
+    res = static_on_grid(coords, sweep["prior"])
+    n = res["e_test_final"].size
+    n_bad = int((~res["converged"]).sum())
+    log.info("%s: %d points in %.2f s (%.0f points/s), %d not converged", name, n,
+             time.perf_counter() - t0, n / (time.perf_counter() - t0), n_bad)
+    if n_bad:
+        log.warning("%s: %d points did not converge (max residual %.3g); their errors are NaN",
+                    name, n_bad, float(np.nanmax(np.where(res["converged"], np.nan, res["residual"]))))
+    ds = xr.Dataset({k: (GRID_AXES, v) for k, v in res.items()}, coords={a: np.asarray(coords[a], float) for a in GRID_AXES})
+    ds["e_test_final"].attrs["long_name"] = "long-time test error ||beta_inf - beta*||^2/(2d), d -> inf"
+    ds["e_train_final"].attrs["long_name"] = "long-time training error ||y - X beta_inf||^2/(2n)"
+    ds.attrs.update(attrs, title=f"long-time theory, sweep {smk.params.sweep_name}, grid {name}")
+    datasets[name] = ds
+
+
+def write(tmp):
+    datasets["grid"].to_netcdf(tmp, engine="h5netcdf", mode="w")
+    for name in ("alpha_delta", "delta_rho"):
+        datasets[name].to_netcdf(tmp, engine="h5netcdf", mode="a", group=name)
+
+
+atomic_write(smk.output[0], write)
+log.info("wrote %s", smk.output[0])

@@ -61,12 +61,29 @@ def test_dmft_dataset(workdir):
     assert "config" in th.attrs and "git_commit" in th.attrs
 
 
+def test_static_dataset(workdir):
+    path = workdir / "results/tiny/static.nc"
+    with xr.open_dataset(path, engine="h5netcdf") as st:
+        assert st["e_test_final"].dims == ("alpha", "delta", "rho", "sigma", "weight_decay")
+        assert list(st["alpha"].values) == [0.01, 1.0] and bool(st["converged"].all())
+        # δ = 2, σ = 0: least squares recovers β* exactly in the long-time limit
+        assert float(abs(st["e_test_final"].sel(delta=2.0)).max()) == 0.0
+        # δ = 0.5: the larger α ends closer to the minimum-ℓ₂ interpolator, with larger error
+        e = st["e_test_final"].sel(delta=0.5)
+        assert float(e.sel(alpha=1.0).max()) > float(e.sel(alpha=0.01).max()) > 0
+    for group in ("alpha_delta", "delta_rho"):
+        with xr.open_dataset(path, engine="h5netcdf", group=group) as dense:
+            assert dense.sizes["delta"] == 6 and "e_test_final" in dense
+
+
 def test_logs_benchmarks_and_figures(workdir):
     res = workdir / "results/tiny"
     assert (res / "figures/learning_curves.png").stat().st_size > 10_000
     assert (res / "figures/phase_diagram.png").stat().st_size > 10_000
     assert (res / "figures/dmft_vs_simulation.png").stat().st_size > 10_000
     assert (res / "figures/dmft_deviation.png").stat().st_size > 10_000
+    for fig in ("static_phase_diagram", "recovery_diagram", "final_error_vs_alpha"):
+        assert (res / f"figures/{fig}.png").stat().st_size > 10_000
     assert any((res / "logs/simulate").iterdir()) and any((res / "benchmarks/simulate").iterdir())
     assert "wrote" in (res / "logs/aggregate.log").read_text()
 

@@ -48,6 +48,7 @@ rule static_figures:
         ),
     params:
         recovery_threshold=lambda w: SWEEPS[w.sweep]["static"]["recovery_threshold"],
+        prior=lambda w: SWEEPS[w.sweep]["prior"],
     threads: 1
     resources:
         mem_mb=2000,

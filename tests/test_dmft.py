@@ -1,0 +1,220 @@
+"""Validation of the DMFT solver (kernels/dmft.py).
+
+Tolerances are statistical: a deviation is compared with the combined Monte-Carlo standard error
+(DMFT replica spread, simulation seed spread) plus, for finite-d simulations, a relative
+allowance for O(1/d) finite-size corrections. None of them was tuned to make a test pass.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dln_kernels.dmft import memory_bytes, solve_dmft
+from dln_kernels.marchenko_pastur import linear_gd_errors, mp_quadrature
+from dln_kernels.priors import second_moment
+from dln_kernels.schedule import output_steps
+
+GB = {"kind": "gauss_bernoulli"}
+
+
+# ------------------------------------------------------------------------------------------
+# (a) linear model: DMFT == exact Marchenko–Pastur answer
+# ------------------------------------------------------------------------------------------
+def test_mp_quadrature_moments():
+    # ∫ s^j dμ for H = XᵀX/δ: mass 1, mean 1, second moment 1 + 1/δ (atom at 0 included).
+    for delta in (0.3, 0.5, 2.0, 5.0):
+        s, w = mp_quadrature(delta, 2000)
+        assert abs(w.sum() - 1) < 1e-12
+        assert abs(w @ s - 1) < 1e-12
+        assert abs(w @ s**2 - (1 + 1 / delta)) < 1e-12
+
+
+def test_mp_matches_finite_d_linear_gd():
+    """The closed form against explicit d = 1000 runs (8 instances)."""
+    rng = np.random.default_rng(1)
+    d, delta, dt, lam, sigma = 1000, 0.5, 0.2, 0.05, 0.3
+    n = int(delta * d)
+    steps = np.array([0, 1, 3, 10, 30, 100])
+    tr_all, te_all = [], []
+    for _ in range(8):
+        X = rng.standard_normal((n, d)) / np.sqrt(d)
+        bs = rng.standard_normal(d)
+        y = X @ bs + sigma * rng.standard_normal(n)
+        b = np.zeros(d)
+        tr, te = [], []
+        for k in range(steps.max() + 1):
+            r = y - X @ b
+            if k in steps:
+                tr.append(r @ r / (2 * n))
+                te.append((b - bs) @ (b - bs) / (2 * d))
+            b = b + dt * (X.T @ r / delta - lam * b)
+        tr_all.append(tr)
+        te_all.append(te)
+    et, ee = linear_gd_errors(delta=delta, dt=dt, steps=steps, m2=1.0, sigma=sigma, weight_decay=lam)
+    # 4 standard errors of the instance mean + 2% for O(1/d) (and spectral-edge) corrections
+    for vals, exact in ((np.array(tr_all), et), (np.array(te_all), ee)):
+        se = vals.std(0, ddof=1) / np.sqrt(len(vals))
+        assert np.all(np.abs(vals.mean(0) - exact) < 4 * se + 0.02 * exact), (vals.mean(0), se, exact)
+
+
+LINEAR_POINTS = [
+    dict(delta=0.5, rho=1.0, sigma=0.0, weight_decay=0.0, dt=0.2),
+    dict(delta=0.5, rho=0.3, sigma=0.2, weight_decay=0.1, dt=0.2),
+    dict(delta=2.0, rho=1.0, sigma=0.3, weight_decay=0.05, dt=0.2),
+    dict(delta=3.0, rho=0.5, sigma=0.0, weight_decay=0.0, dt=0.25),
+]
+
+
+def test_linear_dmft_equals_marchenko_pastur():
+    n_steps = 200
+    rec = output_steps(n_steps, 30)
+    out = solve_dmft(LINEAR_POINTS, n_steps=n_steps, record_steps=rec, n_paths=8000, n_batches=8,
+                     model="linear", seed=3, progress=False)
+    for i, p in enumerate(LINEAR_POINTS):
+        et, ee = linear_gd_errors(delta=p["delta"], dt=p["dt"], steps=rec, m2=second_moment(GB, p["rho"]),
+                                  sigma=p["sigma"], weight_decay=p["weight_decay"])
+        ok = ~out["e_train_below_floor"][i]
+        assert ok.sum() >= rec.size // 2
+        # 4.5 standard errors (R ≈ 30 correlated comparisons per curve) + round-off
+        tol_tr = 4.5 * out["e_train_se"][i] + 1e-12
+        tol_te = 4.5 * out["e_test_se"][i] + 1e-12
+        assert np.all(np.abs(out["e_train"][i] - et)[ok] < tol_tr[ok]), (p, out["e_train"][i], et)
+        assert np.all(np.abs(out["e_test"][i] - ee) < tol_te), (p, out["e_test"][i], ee)
+        # the standard errors are small enough for this to be a sharp check
+        h = rec.size // 2
+        assert np.median(out["e_test_se"][i][:h] / ee[:h]) < 0.02
+
+
+# ------------------------------------------------------------------------------------------
+# (b) DLN: DMFT vs finite-d simulation
+# ------------------------------------------------------------------------------------------
+def _compare_with_sim(delta, rho, sigmas, alphas, wds, dt, n_steps, d, seeds, n_paths, n_rec=25, fd_rel=0.03):
+    from dln_kernels.simulate import simulate_grid
+
+    rec = output_steps(n_steps, n_rec)
+    sim = simulate_grid(model="dln", d=d, delta=delta, rho=[rho], sigma=sigmas, alpha=alphas,
+                        weight_decay=wds, seeds=list(seeds), dt=dt, n_steps=n_steps, record_steps=rec)
+    pts = [dict(delta=delta, rho=rho, sigma=s, alpha=a, weight_decay=l, dt=dt)
+           for s in sigmas for a in alphas for l in wds]
+    out = solve_dmft(pts, n_steps=n_steps, record_steps=rec, n_paths=n_paths, n_batches=8, seed=11, progress=False)
+    rows = []
+    i = 0
+    for si in range(len(sigmas)):
+        for ai in range(len(alphas)):
+            for li in range(len(wds)):
+                for key in ("e_train", "e_test"):
+                    s = sim[key][:, 0, si, ai, li, :]
+                    m = s.mean(0)
+                    se_sim = s.std(0, ddof=1) / np.sqrt(s.shape[0])
+                    th, se_th = out[key][i], out[key + "_se"][i]
+                    ok = np.ones(rec.size, bool) if key == "e_test" else ~out["e_train_below_floor"][i]
+                    dev = np.abs(m - th)
+                    # 4.5 combined standard errors + the finite-d allowance fd_rel·value
+                    tol = 4.5 * np.hypot(se_sim, se_th) + fd_rel * th
+                    rel = (dev / th)[ok]
+                    rows.append(dict(point=pts[i], key=key, n_ok=int(ok.sum()), worst=rel.max(),
+                                     median=np.median(rel), passed=bool(np.all((dev < tol)[ok])),
+                                     worst_z=float(np.max((dev / np.hypot(se_sim, se_th))[ok]))))
+                i += 1
+    return rows
+
+
+def test_dln_dmft_matches_simulation_small():
+    rows = []
+    for delta in (0.5, 2.0):
+        rows += _compare_with_sim(delta, 0.3, [0.0, 0.1], [0.1, 1.0], [0.0, 0.05], dt=0.05, n_steps=200,
+                                  d=1000, seeds=range(4), n_paths=4000, n_rec=20)
+    bad = [r for r in rows if not r["passed"]]
+    assert not bad, bad
+    assert np.median([r["median"] for r in rows]) < 0.03
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delta", [0.5, 2.0])
+def test_dln_dmft_matches_simulation_panel(delta):
+    """Full panel, whole trajectory on log-spaced times, d = 2000, 5 seeds, N = 20000 paths."""
+    rows = _compare_with_sim(delta, 0.3, [0.0, 0.1], [0.1, 1.0, 3.0], [0.0, 0.05], dt=0.02, n_steps=800,
+                             d=2000, seeds=range(5), n_paths=20000, n_rec=40, fd_rel=0.02)
+    for r in rows:
+        print(f"{r['point']} {r['key']}: worst {r['worst']:.3f} median {r['median']:.3f} "
+              f"worst z {r['worst_z']:.2f} ({r['n_ok']} times)")
+    bad = [r for r in rows if not r["passed"]]
+    assert not bad, bad
+
+
+# ------------------------------------------------------------------------------------------
+# (c) numerics: MC scaling, dt → 0, memory budget, batching
+# ------------------------------------------------------------------------------------------
+def test_mc_error_scales_as_inverse_sqrt_n():
+    pts = [dict(delta=2.0, rho=0.3, sigma=0.1, alpha=1.0, dt=0.05)]
+    rec = np.arange(10, 61, 10)
+    se = []
+    for n in (2000, 8000):
+        out = solve_dmft(pts, n_steps=60, record_steps=rec, n_paths=n, n_batches=16, seed=5,
+                         variance_reduction=False, progress=False)
+        se.append(np.concatenate([out["e_test_se"][0], out["e_train_se"][0]]))
+    ratio = np.exp(np.mean(np.log(se[0] / se[1])))
+    # expected 2; a 16-replica se has ~18% relative error, the geometric mean over 12 values less
+    assert 1.5 < ratio < 2.7, ratio
+
+
+def test_gradient_flow_limit_first_order_in_dt():
+    """GD → gradient flow: the gap to a small-dt solve shrinks linearly in dt.
+
+    E_train at early times (where the O(dt) correction is largest relative to the MC error),
+    pooled over t = 0.2 … 0.6; independent solves, so the gaps carry MC noise of ~1/3 of the
+    gap at dt = 0.05 (measured), hence the generous ratio window. Expected ratio
+    err(0.1)/err(0.05) = (0.1 − 0.00625)/(0.05 − 0.00625) = 2.14 (1 for no convergence, 4.6
+    for a second-order error).
+    """
+    pt = dict(delta=0.5, rho=0.3, sigma=0.0, alpha=1.0)
+    t_rec = np.array([0.2, 0.3, 0.4, 0.5, 0.6])
+    vals = {}
+    for dt in (0.1, 0.05, 0.00625):
+        out = solve_dmft({**pt, "dt": dt}, n_steps=int(round(0.6 / dt)),
+                         record_steps=np.round(t_rec / dt).astype(int), n_paths=40000, n_batches=8,
+                         seed=2, progress=False)
+        vals[dt] = (out["e_train"][0].sum(), np.sqrt(np.sum(out["e_train_se"][0] ** 2)))
+    ref, ref_se = vals[0.00625]
+    err = {dt: vals[dt][0] - ref for dt in (0.1, 0.05)}
+    se = {dt: np.hypot(vals[dt][1], ref_se) for dt in (0.1, 0.05)}
+    assert abs(err[0.1]) > 6 * se[0.1], (err, se)
+    ratio = err[0.1] / err[0.05]
+    assert 1.4 < ratio < 3.6, (ratio, err, se)
+
+
+def test_memory_budget_refusal():
+    need = memory_bytes(1, 20000, 800, 8)
+    assert need > 5e8
+    with pytest.raises(MemoryError, match="memory_budget_bytes"):
+        solve_dmft([dict(delta=0.5, dt=0.05)], n_steps=800, n_paths=20000, memory_budget_bytes=need / 2)
+
+
+def test_batched_equals_one_at_a_time():
+    pts = [dict(delta=0.5, rho=0.3, sigma=0.0, alpha=0.3, weight_decay=0.0, dt=0.05),
+           dict(delta=2.0, rho=0.5, sigma=0.1, alpha=1.5, weight_decay=0.05, dt=0.03)]
+    kw = dict(n_steps=60, n_paths=1024, n_batches=4, seed=9, progress=False)
+    both = solve_dmft(pts, **kw)
+    for i, p in enumerate(pts):
+        one = solve_dmft([p], **kw)
+        for key in ("e_train", "e_test", "e_train_se"):
+            np.testing.assert_allclose(both[key][i], one[key][0], rtol=1e-9, atol=1e-15)
+    # chunked by the memory budget (one point per chunk) gives the same
+    chunked = solve_dmft(pts, **kw, memory_budget_bytes=1.5 * memory_bytes(1, 1024, 60, 4))
+    np.testing.assert_allclose(chunked["e_test"], both["e_test"], rtol=1e-9)
+
+
+def test_variance_reduction_and_floor():
+    """Orthogonal noise/probes + stratified teachers lower the MC error and the E_train floor."""
+    p = [dict(delta=0.5, rho=0.3, sigma=0.0, alpha=1.0, dt=0.05)]
+    rec = np.array([5, 60, 300])
+    r = {vr: solve_dmft(p, n_steps=300, record_steps=rec, n_paths=8000, n_batches=8, seed=4,
+                        variance_reduction=vr, progress=False) for vr in (True, False)}
+    # measured: se ratio 3.8 (E_test) at k = 5, late floor 13x lower (docs/dmft.md)
+    assert r[True]["e_test_se"][0, 0] < r[False]["e_test_se"][0, 0] / 2
+    assert r[True]["e_train"][0, 2] < r[False]["e_train"][0, 2] / 3  # the late-time floor
+    # the floor mask is consistent: masked values are within floor_factor of the floor
+    out = r[True]
+    assert out["e_train_below_floor"].dtype == bool
+    assert not out["e_train_below_floor"][0, 0]

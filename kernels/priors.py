@@ -68,22 +68,6 @@ def max_magnitude(prior: dict) -> float:
     return float(np.max(np.abs(prior["values"])))
 
 
-def mixture(prior: dict, rho: float):
-    """The prior as an exact mixture: list of (weight, kind, value) with kind in {"point", "gauss"}.
-
-    Theory solvers take expectations over B exactly with this (a point mass at 0, then either a
-    standard Gaussian component or point masses at the discrete values).
-    """
-    comps = [(1.0 - rho, "point", 0.0)] if rho < 1 else []
-    if prior["kind"] == "gauss_bernoulli":
-        comps.append((rho, "gauss", 1.0))
-    else:
-        for v, p in zip(prior["values"], prior["probs"]):
-            if p > 0:
-                comps.append((rho * float(p), "point", float(v)))
-    return comps
-
-
 def sample_teacher(prior: dict, rho: float, size, rng: np.random.Generator) -> np.ndarray:
     """Independent draw of β* (convenience for theory Monte Carlo)."""
     return teacher_from_noise(prior, rho, prior_noise(rng, size))

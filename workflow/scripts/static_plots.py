@@ -133,7 +133,9 @@ def fig_delta_rho(static, sims=None, *, alpha=None, sigma=None, weight_decay=Non
         rec = (2 * last / eb2_s < sim_tol).mean("seed") if "seed" in last.dims else (2 * last / eb2_s < sim_tol)
         rec = rec.transpose("rho", "delta")
         Dg, Rg = np.meshgrid(rec["delta"].values, rec["rho"].values)
-        sc = ax.scatter(Dg, Rg, c=rec.values, cmap="Greys", vmin=0, vmax=1, s=60, edgecolors="tab:blue", linewidths=1.0)
+        # ravel: a (1, 4) array of values would be read by matplotlib as one RGBA colour
+        sc = ax.scatter(Dg.ravel(), Rg.ravel(), c=rec.values.ravel(), cmap="Greys", vmin=0, vmax=1, s=60,
+                        edgecolors="tab:blue", linewidths=1.0)
         cb2 = fig.colorbar(sc, ax=ax, pad=0.01)
         cb2.set_label(f"simulations: recovery fraction (rel. error < {sim_tol:g})")
     ax.set_xlabel("sample ratio δ = n/d")

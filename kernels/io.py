@@ -140,9 +140,7 @@ def aggregate_chunks(paths, sweep: dict, attrs: dict, schema: str = CHUNK_SCHEMA
         np.add.at(filled, idx, 1)
         for n in data:
             obs = np.asarray(ch["observables"][n], dtype=float)
-            if n in _MAY_BE_NAN:
-                pass
-            elif not np.all(np.isfinite(obs)):
+            if n not in _MAY_BE_NAN and not np.all(np.isfinite(obs)):
                 raise ChunkFileError(f"{path}: observable {n} has non-finite values; the chunk is not data")
             data[n][idx] = obs
     if np.any(filled != 1):

@@ -52,13 +52,14 @@ def teacher_from_noise(prior: dict, rho: float, noise: dict) -> np.ndarray:
     return np.where(on, values, 0.0)
 
 
-def second_moment(prior: dict, rho: float) -> float:
-    """E[B²] under the prior."""
+def second_moment(prior: dict, rho):
+    """E[B²] under the prior; ``rho`` may be a scalar (float back) or an array (array back)."""
     if prior["kind"] == "gauss_bernoulli":
-        return float(rho)
-    vals = np.asarray(prior["values"], dtype=float)
-    probs = np.asarray(prior["probs"], dtype=float)
-    return float(rho * np.sum(probs * vals**2))
+        unit = 1.0
+    else:
+        unit = float(np.sum(np.asarray(prior["probs"], dtype=float) * np.asarray(prior["values"], dtype=float) ** 2))
+    m2 = np.asarray(rho, dtype=float) * unit
+    return float(m2) if m2.ndim == 0 else m2
 
 
 def max_magnitude(prior: dict) -> float:

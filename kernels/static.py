@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import gammainc, ndtr, roots_legendre
 
-from .priors import validate_prior
+from .priors import second_moment, validate_prior
 
 _SQRT2PI = np.sqrt(2.0 * np.pi)
 GAUSS_BERNOULLI = {"kind": "gauss_bernoulli"}
@@ -80,15 +80,6 @@ def _components(prior: dict, rho: np.ndarray):
             if p > 0:
                 comps.append((rho * float(p), float(v), 0.0))
     return comps
-
-
-def _second_moment(prior: dict, rho):
-    rho = np.asarray(rho, dtype=float)
-    if prior["kind"] == "gauss_bernoulli":
-        return rho
-    vals = np.asarray(prior["values"], dtype=float)
-    probs = np.asarray(prior["probs"], dtype=float)
-    return rho * float(np.sum(probs * vals**2))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,7 +335,7 @@ def _solve_interpolator_nested(alpha, delta, rho, sigma, prior, n_per=12, kinks=
     c = alpha**2
     comps = _components(prior, rho)
     s2p = sigma**2 / delta
-    EB2 = _second_moment(prior, rho)
+    EB2 = second_moment(prior, rho)
 
     def R(lt, idx, derivs):
         lg = _gamma_for_tau(lt, c[idx], _sub(comps, idx), delta[idx], EB2[idx], n_per, kinks)
@@ -399,7 +390,7 @@ def _solve_interpolator(alpha, delta, rho, sigma, prior, n_per=12, kinks=True, t
     c = alpha**2
     comps = _components(prior, rho)
     s2p = sigma**2 / delta
-    EB2 = _second_moment(prior, rho)
+    EB2 = second_moment(prior, rho)
     # Two starting guesses: the minimum-ℓ2 (large α) and the ℓ1 (small α) solutions; keep the better.
     t2_l2 = s2p / (1 - delta) + (1 - delta) * EB2 / delta
     lt_a = 0.5 * np.log(np.maximum(t2_l2, 1e-300))
@@ -592,7 +583,7 @@ def l1_interpolator(delta, rho, sigma, prior=GAUSS_BERNOULLI):
     delta, rho, sigma = (np.ravel(a).astype(float) for a in np.broadcast_arrays(delta, rho, sigma))
     comps = _components(prior, rho)
     s2p = sigma**2 / delta
-    EB2 = _second_moment(prior, rho)
+    EB2 = second_moment(prior, rho)
 
     def kappa_of(tau):
         return _kappa_for_tau(tau, comps, delta)
@@ -619,7 +610,7 @@ def l1_interpolator(delta, rho, sigma, prior=GAUSS_BERNOULLI):
 def min_l2_interpolator(delta, rho, sigma, prior=GAUSS_BERNOULLI):
     """The α → ∞ limit (δ < 1): E_test = [(1 − δ) E[B²] + σ²δ/(1 − δ)] / 2."""
     delta, rho, sigma = np.broadcast_arrays(*(np.asarray(v, float) for v in (delta, rho, sigma)))
-    return 0.5 * ((1 - delta) * _second_moment(prior, rho) + sigma**2 * delta / (1 - delta))
+    return 0.5 * ((1 - delta) * second_moment(prior, rho) + sigma**2 * delta / (1 - delta))
 
 
 def _solve_lasso(lam, delta, rho, sigma, prior):
@@ -628,7 +619,7 @@ def _solve_lasso(lam, delta, rho, sigma, prior):
     τ(κ) is found by bisection in log τ, and κ by bisection on λ(κ) = κτ(1 − E[η']/δ) = λ."""
     comps = _components(prior, rho)
     s2p = sigma**2 / delta
-    EB2 = _second_moment(prior, rho)
+    EB2 = second_moment(prior, rho)
     scale = np.sqrt(np.maximum(s2p + EB2 / delta, 1e-300))
 
     def tau_of(kap):
@@ -733,7 +724,7 @@ def solve_static(
         "converged": np.zeros(n, bool),
         "residual": np.full(n, np.inf),
     }
-    EB2 = _second_moment(prior, rh)
+    EB2 = second_moment(prior, rh)
     comps_all = _components(prior, rh)
 
     def sub(comps, idx):
@@ -853,10 +844,10 @@ def recovery_boundary(alpha, delta, *, tol: float = 1e-3, prior=GAUSS_BERNOULLI,
         z = al == 0
         if np.any(z):
             r = l1_interpolator(de[z], rho[z], 0.0, prior=prior)
-            out[z] = r["mse"] / _second_moment(prior, rho[z])
+            out[z] = r["mse"] / second_moment(prior, rho[z])
         if np.any(~z):
             r = solve_static(al[~z], de[~z], rho[~z], 0.0, 0.0, prior=prior, n_per=n_per)
-            out[~z] = 2 * r["e_test"] / _second_moment(prior, rho[~z])
+            out[~z] = 2 * r["e_test"] / second_moment(prior, rho[~z])
             ok[~z] &= r["converged"]
         return out
 

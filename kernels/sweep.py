@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from .backend import get_namespace, resolve_dtype
+from .backend import backend_name, get_namespace, resolve_dtype
 from .priors import validate_prior
 from .problem import draw_instance
 from .schedule import n_steps_for, output_steps, stability_bound
@@ -127,7 +127,7 @@ def run_chunk(sweep: dict, chunk: dict, progress_every: float | None = 10.0) -> 
         **{a: np.tile(rows[:, j], len(instances)) for j, a in enumerate(MEMBER_AXES)},
     }
     out["step"], out["time"] = steps, times
-    out["backend"] = "cupy" if xp.__name__.startswith("cupy") else "numpy"
+    out["backend"] = backend_name(xp)
     return out
 
 
@@ -162,7 +162,7 @@ def run_dmft_chunk(sweep: dict, chunk: dict, progress: bool = True) -> dict:
     out = {name: res[name] for name in DMFT_OBSERVABLES if name in res}
     out["params"] = points
     out["step"], out["time"] = steps, times
-    out["backend"] = get_namespace(sweep["backend"]).__name__.split(".")[0]
+    out["backend"] = backend_name(get_namespace(sweep["backend"]))
     return out
 
 

@@ -114,7 +114,7 @@ def fig_delta_rho(static, sims=None, *, alpha=None, sigma=None, weight_decay=Non
     sub, sel = _pick(static, alpha=alpha, sigma=sigma, weight_decay=weight_decay)
     e = _masked_e_test(sub).transpose("rho", "delta")
     rho = sub["rho"].values
-    eb2 = np.array([second_moment(prior, float(r)) for r in rho])[:, None]
+    eb2 = second_moment(prior, np.asarray(rho, dtype=float))[:, None]
     rel = np.where(eb2 > 0, 2 * e.values / np.where(eb2 > 0, eb2, 1), np.nan)
     fig, ax = plt.subplots(figsize=(6.4, 4.6), constrained_layout=True)
     norm = _norm(rel)
@@ -149,7 +149,7 @@ def fig_delta_rho(static, sims=None, *, alpha=None, sigma=None, weight_decay=Non
 
 def xr_like_second_moment(da, prior):
     """E[B²] broadcast over the ρ coordinate of ``da``."""
-    vals = np.array([second_moment(prior, float(r)) for r in da["rho"].values])
+    vals = second_moment(prior, da["rho"].values)
     return da["rho"].copy(data=vals)
 
 

@@ -65,11 +65,16 @@ class RateFit:
     r_squared: float
 
 
-def late_decay_rate(t, e, valid=None, tail_fraction: float = 0.3, min_points: int = 5) -> RateFit:
+def late_decay_rate(t, e, valid=None, tail_fraction: float = 0.3, min_points: int = 5,
+                    edge_power: float = 0.0) -> RateFit:
     """Late-time exponential rate of ``e``: least squares of log e on t over the last
     ``tail_fraction`` of the valid time span (valid: finite, > 0, and ``valid`` mask if given,
     e.g. 'not below the DMFT noise floor'). Reports the window, the standard error of the slope
-    and R² as goodness of fit; NaN rate if fewer than ``min_points`` points are in the window."""
+    and R² as goodness of fit; NaN rate if fewer than ``min_points`` points are in the window.
+
+    ``edge_power`` p fits e ∝ t^(−p)·exp(−rate·t) instead: E_train of gradient descent decays
+    through a soft spectral edge with a square-root density, so p = 1.5 removes the +p/t bias
+    of a plain exponential fit (see dln_kernels.spectral_rate)."""
     t, e = np.asarray(t, float), np.asarray(e, float)
     ok = np.isfinite(e) & (e > 0)
     if valid is not None:
@@ -83,7 +88,7 @@ def late_decay_rate(t, e, valid=None, tail_fraction: float = 0.3, min_points: in
     if w.sum() < min_points:
         w = np.zeros_like(w)
         w[-min_points:] = True
-    x, y = tv[w], np.log(ev[w])
+    x, y = tv[w], np.log(ev[w]) + edge_power * np.log(np.maximum(tv[w], 1e-300))
     A = np.vstack([np.ones_like(x), x]).T
     coef, res, *_ = np.linalg.lstsq(A, y, rcond=None)
     resid = y - A @ coef

@@ -51,6 +51,7 @@ import numpy as np
 
 from .backend import get_namespace, resolve_dtype, to_numpy
 from .priors import second_moment, validate_prior
+from .spectral_rate import edge_rate
 
 logger = logging.getLogger("dln_kernels.dmft")
 
@@ -261,7 +262,9 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
                         100.0 * (k + 1) / (T - 1), el, el * ((T / (k + 1.0)) ** 2 - 1.0))
     if not bool(xp.all(xp.isfinite(dk))):
         logger.warning("%s: non-finite paths (step size above the stability bound?)", label)
-    return {"C_delta": CD, "G": G, "K": K, "LM": LM}
+    # final metric w = u² + v² of each path: samples of the weight law for the spectral rate
+    w = u * u + v * v if model == "dln" else xp.ones_like(b)
+    return {"C_delta": CD, "G": G, "K": K, "LM": LM, "w": w}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -306,7 +309,7 @@ def solve_dmft(
     memory_budget_bytes : bytes the solver may hold (see :func:`memory_bytes`); points are
         processed in chunks that fit, and a single point over budget raises ``MemoryError``.
         ``None`` disables the check.
-    floor_factor : E_train values below ``floor_factor`` × their estimated noise floor are flagged.
+    floor_factor : E_train / E_test values below ``floor_factor`` × their estimated noise floor are flagged.
     pivot_tol : relative Gram–Schmidt remainder below which a row of M counts as dependent
         (default 1e-12 for float64, 1e-5 for float32).
 
@@ -318,10 +321,12 @@ def solve_dmft(
         ``e_train``, ``e_test`` (P, R): replica means; ``e_train_se``, ``e_test_se`` (P, R):
         Monte-Carlo standard errors (replica std / √n_batches);
         ``e_train_batches``, ``e_test_batches`` (P, n_batches, R);
-        ``e_train_floor`` (P, R): estimated noise floor of E_train, ``e_train_below_floor``
-        (P, R) bool; ``decay_rate``, ``decay_rate_se`` (P,): late-time exponential rate of
+        ``e_train_floor``, ``e_test_floor`` (P, R): estimated noise floors, ``e_train_below_floor``,
+        ``e_test_below_floor`` (P, R) bool: values that are noise, not physics; ``decay_rate``, ``decay_rate_se`` (P,): late-time exponential rate of
         E_train in time units (E_train ∝ exp(−rate · t)), fitted on the reliable late part (NaN
         when there is none); ``decay_window`` (P, 2): the step window used;
+        ``decay_rate_spectral`` (P,): the same rate from the spectral edge at the final state,
+        free of the noise floor (λ = 0 only, else NaN; see :func:`spectral_decay_rate`);
         with return_matrices: ``C_delta``, ``C_r``, ``G``, ``K`` (P, T, T).
     """
     if model not in MODELS:
@@ -360,6 +365,7 @@ def solve_dmft(
             )
         chunk = min(chunk, P)
 
+    w_final = np.zeros((P, n_batches * n))
     out_tr = np.zeros((P, n_batches, rec.size))
     out_te = np.zeros((P, n_batches, rec.size))
     mats = {k: np.zeros((P, T, T)) for k in ("C_delta", "C_r", "G", "K")} if return_matrices else None
@@ -394,6 +400,7 @@ def solve_dmft(
         e_te = 0.5 * xp.diagonal(res["C_delta"], axis1=1, axis2=2)
         out_tr[idx] = to_numpy(e_tr).reshape(idx.size, n_batches, T)[:, :, rec]
         out_te[idx] = to_numpy(e_te).reshape(idx.size, n_batches, T)[:, :, rec]
+        w_final[idx] = to_numpy(res["w"]).reshape(idx.size, n_batches * n)
         if return_matrices:
             Cr = xp.matmul(A, xp.swapaxes(A, 1, 2))
             for name, arr in (("C_delta", res["C_delta"]), ("C_r", Cr), ("G", res["G"]), ("K", res["K"])):
@@ -408,11 +415,13 @@ def solve_dmft(
     for name, arr in (("e_train", out_tr), ("e_test", out_te)):
         out[name] = arr.mean(axis=1)
         out[name + "_se"] = arr.std(axis=1, ddof=1) / math.sqrt(n_batches)
-    floor = train_floor(out_tr)
-    out["e_train_floor"] = floor
-    out["e_train_below_floor"] = out["e_train"] < floor_factor * floor
+    for name, arr in (("e_train", out_tr), ("e_test", out_te)):
+        floor = noise_floor(arr)
+        out[name + "_floor"] = floor
+        out[name + "_below_floor"] = out[name] < floor_factor * floor
     rate, rate_se, window = decay_rate(out["time"], out_tr, out["e_train_below_floor"])
     out["decay_rate"], out["decay_rate_se"], out["decay_window"] = rate, rate_se, window
+    out["decay_rate_spectral"] = spectral_decay_rate(w_final, par, model)
     out["n_paths"] = np.asarray(n * n_batches)
     out["n_batches"] = np.asarray(n_batches)
     if return_matrices:
@@ -423,8 +432,8 @@ def solve_dmft(
 # ----------------------------------------------------------------------------------------------
 # noise floor and late-time decay rate
 # ----------------------------------------------------------------------------------------------
-def train_floor(e_train_batches: np.ndarray) -> np.ndarray:
-    """Noise floor of E_train from the replica spread: (P, B, R) -> (P, R).
+def noise_floor(e_batches: np.ndarray) -> np.ndarray:
+    """Noise floor of E_train or E_test from the replica spread: (P, B, R) -> (P, R).
 
     E_train = diag(K M Kᵀ)/2 vanishes only through a cancellation between the estimated K and
     M, so once the true value is small a replica of n paths returns a positive bias of order
@@ -433,8 +442,25 @@ def train_floor(e_train_batches: np.ndarray) -> np.ndarray:
     statistical error of one replica; where the bias dominates, it is of the size of the value
     itself. A value is flagged as below the floor when it is less than ``floor_factor`` times
     this (i.e. one replica does not resolve it to better than 1/floor_factor relative).
+
+    E_test = E[Δ_k²]/2 involves no cancellation, but where it decays to zero (noiseless
+    recovery) the paths are driven by η, whose covariance C_r/δ carries the floor of E_train, so
+    E_test stalls at a floor of its own; the same replica-spread estimate detects it.
     """
-    return e_train_batches.std(axis=1, ddof=1)
+    return e_batches.std(axis=1, ddof=1)
+
+
+def spectral_decay_rate(w_final: np.ndarray, par: dict, model: str) -> np.ndarray:
+    """Asymptotic decay rate of E_train from the spectral edge of X diag(w) Xᵀ/δ at the paths'
+    final metric w = u² + v² (see :mod:`dln_kernels.spectral_rate`): no cancellation, so no
+    noise floor. It is the rate the last state would converge at (the true late rate once w has
+    settled). NaN for λ > 0 (the fixed point is then not a zero of the gradient alone) and for
+    non-finite paths."""
+    rate = np.full(w_final.shape[0], np.nan)
+    ok = (par["weight_decay"] == 0) & np.all(np.isfinite(w_final), axis=1) & np.all(w_final > 0, axis=1)
+    if ok.any():
+        rate[ok] = edge_rate(w_final[ok], par["delta"][ok], par["dt"][ok])[0]
+    return rate
 
 
 def decay_rate(time, e_batches, below_floor, min_points: int = 4, late_fraction: float = 0.5):

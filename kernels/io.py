@@ -158,8 +158,8 @@ def aggregate_chunks(paths, sweep: dict, attrs: dict, schema: str = CHUNK_SCHEMA
 
 
 # Observables that are legitimately NaN (e.g. no late-time window to fit) or boolean masks.
-_MAY_BE_NAN = ("decay_rate", "decay_rate_se", "decay_window")
-_BOOLEAN = ("e_train_below_floor",)
+_MAY_BE_NAN = ("decay_rate", "decay_rate_se", "decay_window", "decay_rate_spectral")
+_BOOLEAN = ("e_train_below_floor", "e_test_below_floor")
 
 
 _DESCRIPTIONS = {
@@ -179,8 +179,11 @@ _DESCRIPTIONS = {
     "e_test_se": ("Monte-Carlo standard error of e_test (replica spread)", "1"),
     "e_train_floor": ("estimated Monte-Carlo noise floor of e_train", "1"),
     "e_train_below_floor": ("e_train is below its noise floor: noise, not physics", "1"),
+    "e_test_floor": ("estimated Monte-Carlo noise floor of e_test", "1"),
+    "e_test_below_floor": ("e_test is below its noise floor: noise, not physics", "1"),
     "decay_rate": ("late-time exponential decay rate of e_train (e_train ~ exp(-rate t))", "1/time"),
     "decay_rate_se": ("standard error of decay_rate", "1/time"),
+    "decay_rate_spectral": ("decay rate of e_train from the spectral edge at the final state (weight_decay = 0)", "1/time"),
 }
 
 

@@ -168,7 +168,7 @@ def run_dmft_chunk(sweep: dict, chunk: dict, progress: bool = True) -> dict:
 
 DMFT_OBSERVABLES = (
     "e_train", "e_test", "e_train_se", "e_test_se", "e_train_floor", "e_train_below_floor",
-    "decay_rate", "decay_rate_se",
+    "e_test_floor", "e_test_below_floor", "decay_rate", "decay_rate_se", "decay_rate_spectral",
 )
 
 

@@ -108,7 +108,7 @@ def _compare_with_sim(delta, rho, sigmas, alphas, wds, dt, n_steps, d, seeds, n_
                     m = s.mean(0)
                     se_sim = s.std(0, ddof=1) / np.sqrt(s.shape[0])
                     th, se_th = out[key][i], out[key + "_se"][i]
-                    ok = np.ones(rec.size, bool) if key == "e_test" else ~out["e_train_below_floor"][i]
+                    ok = ~out[key + "_below_floor"][i]
                     dev = np.abs(m - th)
                     # 4.5 combined standard errors + the finite-d allowance fd_rel·value
                     tol = 4.5 * np.hypot(se_sim, se_th) + fd_rel * th

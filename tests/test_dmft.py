@@ -1,8 +1,10 @@
 """Validation of the DMFT solver (kernels/dmft.py).
 
 Tolerances are statistical: a deviation is compared with the combined Monte-Carlo standard error
-(DMFT replica spread, simulation seed spread) plus, for finite-d simulations, a relative
-allowance for O(1/d) finite-size corrections. None of them was tuned to make a test pass.
+(DMFT replica spread, simulation seed spread). There is no separate finite-d allowance: a d-scan
+(d = 1000, 2000, 4000 against N = 40000 DMFT paths, docs/dmft.md) found no resolvable finite-size
+trend at the 1–2 % level, so any systematic deviation beyond the error bars is a failure.
+None of the tolerances was tuned to make a test pass.
 """
 
 from __future__ import annotations
@@ -52,10 +54,10 @@ def test_mp_matches_finite_d_linear_gd():
         tr_all.append(tr)
         te_all.append(te)
     et, ee = linear_gd_errors(delta=delta, dt=dt, steps=steps, m2=1.0, sigma=sigma, weight_decay=lam)
-    # 4 standard errors of the instance mean + 2% for O(1/d) (and spectral-edge) corrections
+    # 4 standard errors of the instance mean + 2/d relative for the O(1/d) finite-size corrections
     for vals, exact in ((np.array(tr_all), et), (np.array(te_all), ee)):
         se = vals.std(0, ddof=1) / np.sqrt(len(vals))
-        assert np.all(np.abs(vals.mean(0) - exact) < 4 * se + 0.02 * exact), (vals.mean(0), se, exact)
+        assert np.all(np.abs(vals.mean(0) - exact) < 4 * se + 2.0 / d * exact), (vals.mean(0), se, exact)
 
 
 LINEAR_POINTS = [
@@ -89,7 +91,7 @@ def test_linear_dmft_equals_marchenko_pastur():
 # ------------------------------------------------------------------------------------------
 # (b) DLN: DMFT vs finite-d simulation
 # ------------------------------------------------------------------------------------------
-def _compare_with_sim(delta, rho, sigmas, alphas, wds, dt, n_steps, d, seeds, n_paths, n_rec=25, fd_rel=0.03):
+def _compare_with_sim(delta, rho, sigmas, alphas, wds, dt, n_steps, d, seeds, n_paths, n_rec=25):
     from dln_kernels.simulate import simulate_grid
 
     rec = output_steps(n_steps, n_rec)
@@ -110,8 +112,8 @@ def _compare_with_sim(delta, rho, sigmas, alphas, wds, dt, n_steps, d, seeds, n_
                     th, se_th = out[key][i], out[key + "_se"][i]
                     ok = ~out[key + "_below_floor"][i]
                     dev = np.abs(m - th)
-                    # 4.5 combined standard errors + the finite-d allowance fd_rel·value
-                    tol = 4.5 * np.hypot(se_sim, se_th) + fd_rel * th
+                    # 4.5 combined standard errors (R ≈ 20–40 correlated comparisons per curve)
+                    tol = 4.5 * np.hypot(se_sim, se_th)
                     rel = (dev / th)[ok]
                     rows.append(dict(point=pts[i], key=key, n_ok=int(ok.sum()), worst=rel.max(),
                                      median=np.median(rel), passed=bool(np.all((dev < tol)[ok])),
@@ -135,7 +137,7 @@ def test_dln_dmft_matches_simulation_small():
 def test_dln_dmft_matches_simulation_panel(delta):
     """Full panel, whole trajectory on log-spaced times, d = 2000, 5 seeds, N = 20000 paths."""
     rows = _compare_with_sim(delta, 0.3, [0.0, 0.1], [0.1, 1.0, 3.0], [0.0, 0.05], dt=0.02, n_steps=800,
-                             d=2000, seeds=range(5), n_paths=20000, n_rec=40, fd_rel=0.02)
+                             d=2000, seeds=range(5), n_paths=20000, n_rec=40)
     for r in rows:
         print(f"{r['point']} {r['key']}: worst {r['worst']:.3f} median {r['median']:.3f} "
               f"worst z {r['worst_z']:.2f} ({r['n_ok']} times)")

@@ -203,9 +203,11 @@ def static_grids(sweep: dict) -> dict:
     """
     g, st = sweep["grid"], sweep["static"]
     own = {a: sorted(g[a]) for a in GRID_AXES}
-    dense_alpha = np.geomspace(*st["alpha_range"], st["n_alpha"])
-    dense_delta = np.linspace(*st["delta_range"], st["n_delta"])
-    dense_rho = np.linspace(*st["rho_range"], st["n_rho"])
+    # The dense axes also hold the sweep's own values, so simulations are compared with the
+    # theory at exactly their parameters (no nearest-neighbour look-up).
+    dense_alpha = np.union1d(np.geomspace(*st["alpha_range"], st["n_alpha"]), own["alpha"])
+    dense_delta = np.union1d(np.linspace(*st["delta_range"], st["n_delta"]), own["delta"])
+    dense_rho = np.union1d(np.linspace(*st["rho_range"], st["n_rho"]), own["rho"])
     return {
         "grid": own,
         "alpha_delta": {**own, "alpha": dense_alpha, "delta": dense_delta},

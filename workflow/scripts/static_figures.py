@@ -19,7 +19,7 @@ below_one = sims["delta"].values[sims["delta"].values < 1]
 delta_fixed = float(below_one[0]) if below_one.size else float(sims["delta"].values[0])
 figures = (
     (fig_alpha_delta(groups["alpha_delta"], sims), smk.output.phase),
-    (fig_delta_rho(groups["delta_rho"], sims, alpha=alpha_small, prior=prior, sim_tol=smk.params.recovery_threshold), smk.output.recovery),
+    (fig_delta_rho(groups["delta_rho"], sims, alpha=alpha_small, prior=prior, threshold=smk.params.recovery_threshold), smk.output.recovery),
     (fig_error_vs_alpha(groups["alpha_delta"], sims, delta=delta_fixed, prior=prior), smk.output.versus_alpha),
 )
 for fig, path in figures:

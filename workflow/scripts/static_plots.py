@@ -32,13 +32,24 @@ def _style():
 
 
 def _pick(ds, **fixed):
-    """Select the given coordinate values (nearest), the first value for the other fixed axes."""
+    """Select the given coordinate values, the first value for the other fixed axes.
+
+    A requested value must be on the grid (to 1e-9 relative): silently taking the nearest one
+    would put simulations of one (σ, λ) next to the theory of another.
+    """
     sel = {}
     for ax, val in fixed.items():
         if ax not in ds.dims:
             continue
-        sel[ax] = ds[ax].values[0] if val is None else val
-    return ds.sel(sel, method="nearest"), sel
+        coord = np.asarray(ds[ax].values, dtype=float)
+        if val is None:
+            sel[ax] = coord[0]
+            continue
+        hit = np.nonzero(np.isclose(coord, float(val), rtol=1e-9, atol=1e-12))[0]
+        if hit.size == 0:
+            raise ValueError(f"{ax}={float(val):g} is not on the grid {coord.tolist()}")
+        sel[ax] = coord[hit[0]]
+    return ds.sel(sel), sel
 
 
 def _title(sel):
@@ -62,12 +73,26 @@ def _final_sims(sims):
 
 
 def _norm(*arrays):
+    """Log colour scale over the positive values, at most 8 decades deep."""
     vals = np.concatenate([np.ravel(np.asarray(a, float)) for a in arrays])
     vals = vals[np.isfinite(vals) & (vals > 0)]
     if vals.size == 0:
         return LogNorm(1e-6, 1.0)
     lo = max(vals.min(), vals.max() * 1e-8)
     return LogNorm(lo, vals.max())
+
+
+def _floored(values, norm):
+    """Values for a log colour map: exact zeros (e.g. noiseless least squares at δ > 1, which
+    recovers β* exactly) and values under the scale are drawn in the lowest colour instead of
+    vanishing from a log map; NaN (not converged) stays blank."""
+    v = np.asarray(values, dtype=float)
+    return np.where(np.isfinite(v), np.maximum(v, norm.vmin), np.nan)
+
+
+def _has_under(values, norm):
+    v = np.asarray(values, dtype=float)
+    return bool(np.any(np.isfinite(v) & (v < norm.vmin)))
 
 
 def fig_alpha_delta(static, sims=None, *, rho=None, sigma=None, weight_decay=None):
@@ -82,67 +107,79 @@ def fig_alpha_delta(static, sims=None, *, rho=None, sigma=None, weight_decay=Non
         sim_mean, _ = _final_sims(s_sub)
     norm = _norm(e.values, [] if sim_mean is None else sim_mean.values)
     fig, ax = plt.subplots(figsize=(6.4, 4.6), constrained_layout=True)
-    mesh = ax.pcolormesh(sub["alpha"].values, sub["delta"].values, e.values, norm=norm, cmap="viridis", shading="nearest")
+    mesh = ax.pcolormesh(sub["alpha"].values, sub["delta"].values, _floored(e.values, norm), norm=norm,
+                         cmap="viridis", shading="nearest")
     if sim_mean is not None:
         m = sim_mean.transpose("delta", "alpha")
         A, D = np.meshgrid(m["alpha"].values, m["delta"].values)
-        ok = np.isfinite(m.values) & (m.values > 0)
-        ax.scatter(A[ok], D[ok], c=m.values[ok], norm=norm, cmap="viridis", s=70, edgecolors="white", linewidths=1.2,
-                   label="simulation (seed mean, last time)")
+        ok = np.isfinite(m.values)
+        ax.scatter(A[ok], D[ok], c=_floored(m.values[ok], norm), norm=norm, cmap="viridis", s=70,
+                   edgecolors="white", linewidths=1.2, label="simulation (seed mean, last time)")
         ax.legend(loc="lower right", frameon=True)
     ax.set_xscale("log")
     ax.set_xlabel("initialisation scale α")
     ax.set_ylabel("sample ratio δ = n/d")
-    cb = fig.colorbar(mesh, ax=ax)
-    cb.set_label(r"long-time $E_\mathrm{test} = \|\beta_\infty-\beta^*\|^2/(2d)$")
+    under = _has_under(e.values, norm) or (sim_mean is not None and _has_under(sim_mean.values, norm))
+    cb = fig.colorbar(mesh, ax=ax, extend="min" if under else "neither")
+    cb.set_label(r"long-time $E_\mathrm{test} = \|\beta_\infty-\beta^*\|^2/(2d)$"
+                 + (f" (≤ {norm.vmin:.0e} incl. 0 in the lowest colour)" if under else ""))
     ax.set_title(f"Long-time test error ({_title(sel)})")
     return fig
 
 
-def fig_delta_rho(static, sims=None, *, alpha=None, sigma=None, weight_decay=None, prior=None, tol=1e-3,
-                  sim_tol=1e-2):
-    """(b) (δ, ρ) recovery diagram at one α.
+def fig_delta_rho(static, sims=None, *, alpha=None, sigma=None, weight_decay=None, prior=None, threshold=1e-2):
+    """(b) (δ, ρ) recovery diagram at one α, on one colour scale: the recovery fraction.
 
-    Background: theory relative error 2E_test/E[B²] (log colour). Black line: theory boundary at
-    this α, the contour where the relative error reaches ``tol`` (see docs/static.md: at α > 0 the
-    error is never exactly 0). Dashed red: Donoho–Tanner (ℓ1, α → 0), ρ = δ·ρ_DT(δ) in k/d.
-    Markers: fraction of seeds whose final relative error ‖β − β*‖²/‖β*‖² ≈ 2E_test/E[B²] is below
-    ``sim_tol`` (the finite-d recovery fraction), on a grey scale from 0 (white) to 1 (black).
+    "Recovered" means relative error ‖β − β*‖²/‖β*‖² = 2E_test/E[B²] below ``threshold``.
+    Background: the d → ∞ theory at this α, which recovers (1, dark) or not (0, light): the
+    transition is sharp at d = ∞. Black line: its boundary (the contour rel. error = threshold;
+    at α > 0 the error is never exactly 0, docs/static.md). Thin grey contours: the theory's
+    relative error, one per two decades. Dashed red: Donoho–Tanner (ℓ1, α → 0), ρ = δ·ρ_DT(δ)
+    in k/d, from its own formula. Squares: the fraction of simulation seeds that recover (finite
+    d, so fractions between 0 and 1 near the boundary), on the same scale.
     """
     _style()
     prior = prior or GB
     sub, sel = _pick(static, alpha=alpha, sigma=sigma, weight_decay=weight_decay)
     e = _masked_e_test(sub).transpose("rho", "delta")
-    rho = sub["rho"].values
+    rho, deltas = sub["rho"].values, sub["delta"].values
     eb2 = second_moment(prior, np.asarray(rho, dtype=float))[:, None]
     rel = np.where(eb2 > 0, 2 * e.values / np.where(eb2 > 0, eb2, 1), np.nan)
+    recovered = np.where(np.isfinite(rel), (rel < threshold).astype(float), np.nan)
+    cmap = sns.color_palette("Blues", as_cmap=True)
     fig, ax = plt.subplots(figsize=(6.4, 4.6), constrained_layout=True)
-    norm = _norm(rel)
-    mesh = ax.pcolormesh(sub["delta"].values, rho, rel, norm=norm, cmap="magma", shading="nearest")
+    mesh = ax.pcolormesh(deltas, rho, recovered, cmap=cmap, vmin=0, vmax=1, shading="nearest", alpha=0.6)
     cb = fig.colorbar(mesh, ax=ax)
-    cb.set_label(r"theory relative error $2E_\mathrm{test}/E[B^2]$")
-    if np.nanmin(rel) < tol < np.nanmax(rel):
-        ax.contour(sub["delta"].values, rho, np.log10(rel), levels=[np.log10(tol)], colors="black", linewidths=1.8, linestyles="solid")
-        ax.plot([], [], color="black", lw=1.8, label=f"theory boundary at this α (rel. error {tol:g})")
-    dgrid = np.linspace(max(1e-3, float(sub["delta"].min())), min(0.999, float(sub["delta"].max())), 200)
+    cb.set_label(f"recovery fraction (rel. error < {threshold:g})")
+    cb.solids.set_alpha(1.0)
+    logrel = np.log10(np.where(rel > 0, rel, np.nan))
+    if np.nanmin(rel) < threshold < np.nanmax(rel):
+        ax.contour(deltas, rho, logrel, levels=[np.log10(threshold)], colors="black", linewidths=2.0,
+                   linestyles="solid")
+        ax.plot([], [], color="black", lw=2.0, label=f"theory boundary at α = {float(sel.get('alpha', np.nan)):g}")
+    levels = [lv for lv in range(-10, 0, 2)
+              if np.nanmin(logrel) < lv < np.nanmax(logrel) and not np.isclose(lv, np.log10(threshold))]
+    if levels:
+        cs = ax.contour(deltas, rho, logrel, levels=levels, colors="0.35", linewidths=0.7, linestyles="solid")
+        ax.clabel(cs, fmt=lambda v: f"1e{int(v)}", fontsize=7)
+        ax.plot([], [], color="0.35", lw=0.7, label="theory rel. error (contours)")
+    dgrid = np.linspace(max(1e-3, float(deltas.min())), min(0.999, float(deltas.max())), 200)
     ax.plot(dgrid, donoho_tanner_rho(dgrid, per="d"), "--", color="tab:red", lw=2, label="Donoho–Tanner (ℓ1)")
     if sims is not None:
         s_sub, _ = _pick(sims, **{k: float(v) for k, v in sel.items()})
         last = s_sub["e_test"].isel(time=-1)
         eb2_s = xr_like_second_moment(last, prior)
-        rec = (2 * last / eb2_s < sim_tol).mean("seed") if "seed" in last.dims else (2 * last / eb2_s < sim_tol)
-        rec = rec.transpose("rho", "delta")
-        Dg, Rg = np.meshgrid(rec["delta"].values, rec["rho"].values)
-        # ravel: a (1, 4) array of values would be read by matplotlib as one RGBA colour
-        sc = ax.scatter(Dg.ravel(), Rg.ravel(), c=rec.values.ravel(), cmap="Greys", vmin=0, vmax=1, s=60,
-                        edgecolors="tab:blue", linewidths=1.0)
-        cb2 = fig.colorbar(sc, ax=ax, pad=0.01)
-        cb2.set_label(f"simulations: recovery fraction (rel. error < {sim_tol:g})")
+        hit = 2 * last / eb2_s < threshold
+        frac = (hit.mean("seed") if "seed" in last.dims else hit.astype(float)).transpose("rho", "delta")
+        Dg, Rg = np.meshgrid(frac["delta"].values, frac["rho"].values)
+        # ravel: a (1, N) array of values would be read by matplotlib as one RGBA colour
+        ax.scatter(Dg.ravel(), Rg.ravel(), c=frac.values.ravel(), cmap=cmap, vmin=0, vmax=1, s=110, marker="s",
+                   edgecolors="tab:orange", linewidths=1.8, label="simulations (fraction of seeds)")
     ax.set_xlabel("sample ratio δ = n/d")
     ax.set_ylabel("sparsity ρ = k/d")
-    ax.set_xlim(float(sub["delta"].min()), float(sub["delta"].max()))
+    ax.set_xlim(float(deltas.min()), float(deltas.max()))
     ax.set_ylim(float(rho.min()), float(rho.max()))
-    ax.legend(loc="upper left", frameon=True)
+    ax.legend(loc="upper left", frameon=True, fontsize=8)
     ax.set_title(f"Recovery diagram ({_title(sel)})")
     return fig
 

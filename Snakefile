@@ -20,6 +20,7 @@ include: "workflow/rules/simulate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/dmft.smk"
 include: "workflow/rules/static.smk"
+include: "workflow/rules/phenomena.smk"
 include: "workflow/rules/validate.smk"
 
 

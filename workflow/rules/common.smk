@@ -58,5 +58,7 @@ def final_targets(sweeps):
             names += ["dmft_vs_simulation", "dmft_deviation"]
         if SWEEPS[s]["static"]["enabled"]:
             names += ["static_phase_diagram", "recovery_diagram", "final_error_vs_alpha"]
+        if SWEEPS[s]["dmft"]["enabled"]:
+            names += PHENOMENA.get(s, [])  # phenomenon figures of the named sweeps (phenomena.smk)
         figs += [f"results/{s}/figures/{fig}.png" for fig in names]
     return figs

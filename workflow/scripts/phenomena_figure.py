@@ -1,0 +1,33 @@
+"""Rules `phenomenon_*`: a phenomenon figure (and its table of measured numbers) of a sweep."""
+
+import matplotlib.pyplot as plt
+import xarray as xr
+from _common import plain, setup_logging
+from phenomena_plots import grokking_curves, grokking_delay, incremental, lazy_time, search_phase, tradeoff
+
+smk = snakemake  # noqa: F821  (injected by Snakemake)
+log = setup_logging(smk.log[0])
+kind, prior = smk.params.kind, plain(smk.params.prior)
+with xr.open_dataset(smk.input.sims, engine="h5netcdf") as sims, xr.open_dataset(smk.input.dmft, engine="h5netcdf") as dmft:
+    sims, dmft = sims.load(), dmft.load()
+if kind == "search_phase":
+    fig, tab = search_phase(sims, dmft, prior)
+elif kind == "lazy_time":
+    fig, tab = lazy_time(sims, dmft, prior)
+elif kind == "incremental":
+    fig, tab = incremental(sims, dmft, prior)
+elif kind == "grokking_curves":
+    fig, tab = grokking_curves(sims, dmft)
+elif kind == "grokking_delay":
+    fig, tab, summary = grokking_delay(sims, dmft)
+    summary.to_csv(smk.output.summary, index=False)
+    log.info("delay fit:\n%s", summary.to_string())
+elif kind == "tradeoff":
+    fig, tab = tradeoff(sims, dmft)
+else:
+    raise ValueError(f"unknown phenomenon figure {kind!r}")
+fig.savefig(smk.output.fig, dpi=130, bbox_inches="tight")
+plt.close(fig)
+tab.to_csv(smk.output.table, index=False)
+log.info("measured:\n%s", tab.to_string())
+log.info("wrote %s and %s", smk.output.fig, smk.output.table)

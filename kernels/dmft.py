@@ -309,7 +309,7 @@ def solve_dmft(
     memory_budget_bytes : bytes the solver may hold (see :func:`memory_bytes`); points are
         processed in chunks that fit, and a single point over budget raises ``MemoryError``.
         ``None`` disables the check.
-    floor_factor : E_train / E_test values below ``floor_factor`` × their estimated noise floor are flagged.
+    floor_factor : E_train / E_test values below ``floor_factor`` × their noise floor are flagged.
     pivot_tol : relative Gram–Schmidt remainder below which a row of M counts as dependent
         (default 1e-12 for float64, 1e-5 for float32).
 
@@ -321,10 +321,11 @@ def solve_dmft(
         ``e_train``, ``e_test`` (P, R): replica means; ``e_train_se``, ``e_test_se`` (P, R):
         Monte-Carlo standard errors (replica std / √n_batches);
         ``e_train_batches``, ``e_test_batches`` (P, n_batches, R);
-        ``e_train_floor``, ``e_test_floor`` (P, R): estimated noise floors, ``e_train_below_floor``,
-        ``e_test_below_floor`` (P, R) bool: values that are noise, not physics; ``decay_rate``, ``decay_rate_se`` (P,): late-time exponential rate of
-        E_train in time units (E_train ∝ exp(−rate · t)), fitted on the reliable late part (NaN
-        when there is none); ``decay_window`` (P, 2): the step window used;
+        ``e_train_floor``, ``e_test_floor`` (P, R): estimated noise floors;
+        ``e_train_below_floor``, ``e_test_below_floor`` (P, R) bool: values that are noise, not
+        physics; ``decay_rate``, ``decay_rate_se`` (P,): late-time exponential rate of E_train
+        in time units (E_train ∝ exp(−rate · t)), fitted on the reliable late part (NaN when
+        there is none); ``decay_window`` (P, 2): the step window used;
         ``decay_rate_spectral`` (P,): the same rate from the spectral edge at the final state,
         free of the noise floor (λ = 0 only, else NaN; see :func:`spectral_decay_rate`);
         with return_matrices: ``C_delta``, ``C_r``, ``G``, ``K`` (P, T, T).
@@ -421,7 +422,7 @@ def solve_dmft(
         out[name + "_below_floor"] = out[name] < floor_factor * floor
     rate, rate_se, window = decay_rate(out["time"], out_tr, out["e_train_below_floor"])
     out["decay_rate"], out["decay_rate_se"], out["decay_window"] = rate, rate_se, window
-    out["decay_rate_spectral"] = spectral_decay_rate(w_final, par, model)
+    out["decay_rate_spectral"] = spectral_decay_rate(w_final, par)
     out["n_paths"] = np.asarray(n * n_batches)
     out["n_batches"] = np.asarray(n_batches)
     if return_matrices:
@@ -450,7 +451,7 @@ def noise_floor(e_batches: np.ndarray) -> np.ndarray:
     return e_batches.std(axis=1, ddof=1)
 
 
-def spectral_decay_rate(w_final: np.ndarray, par: dict, model: str) -> np.ndarray:
+def spectral_decay_rate(w_final: np.ndarray, par: dict) -> np.ndarray:
     """Asymptotic decay rate of E_train from the spectral edge of X diag(w) Xᵀ/δ at the paths'
     final metric w = u² + v² (see :mod:`dln_kernels.spectral_rate`): no cancellation, so no
     noise floor. It is the rate the last state would converge at (the true late rate once w has

@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -249,7 +250,7 @@ def incremental(sims, dmft, prior):
     bx.set_xlabel("1 / |level|")
     bx.set_ylabel("step time (E_train = ½ of the plateau before it)")
     bx.set_title("Step times vs 1/|level|")
-    bx.legend(fontsize=7, loc="upper left")
+    bx.legend(fontsize=7, loc="lower right")
     fig.suptitle(f"Incremental learning (levels {', '.join(f'{v:g}' for v in levels)}; "
                  f"δ={delta:g}, ρ={float(sims['rho'].values[0]):g}, dt={dt:g})", y=1.0)
     fig.tight_layout()
@@ -365,7 +366,7 @@ def grokking_delay(sims, dmft):
     bx.set_xlabel("ln(α)/λ")
     bx.set_ylabel("t_test (E_test = ½ of its lazy plateau)")
     bx.set_title(f"Delay vs (α, λ); simulation fit: A = {fit_sim['A']:.2f} ± {fit_sim['A_se']:.2f}")
-    bx.legend(fontsize=7)
+    bx.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     summary = pd.DataFrame([{"source": "dmft", **fit_th}, {"source": "simulation", **fit_sim}])
     return fig, tab, summary
@@ -378,13 +379,29 @@ SIM_TAIL = 0.3  # late-rate window: last 30 % of the valid time span
 SIM_VALID = 1e-24  # simulation E_train below this is float64 round-off, not dynamics
 
 
+def dmft_window(t, below_floor, late_fraction=0.5, min_points=4):
+    """The window of ``dln_kernels.dmft.decay_rate``: the last ``late_fraction`` of the recorded
+    times before the first one flagged below the noise floor (boolean mask over t)."""
+    bad = np.flatnonzero(below_floor)
+    end = bad[0] if bad.size else t.size
+    w = np.zeros(t.size, bool)
+    if end < min_points:
+        return w
+    lo = t[end - 1] - late_fraction * (t[end - 1] - t[0])
+    w[:end] = t[:end] >= lo
+    if w.sum() < min_points:
+        w[:] = False
+        w[end - min_points : end] = True
+    return w
+
+
 def tradeoff(sims, dmft):
     _theme()
     t = sims["time"].values
     delta = float(sims["delta"].values[0])
     alphas = sims["alpha"].values
     cols = sns.color_palette("viridis", len(alphas))
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(13.5, 5.4))
+    fig, (ax, bx, cx) = plt.subplots(1, 3, figsize=(19, 5.6))
     rows = []
     for col, a in zip(cols, alphas):
         e_sim = np.array([_one(sims, alpha=a, delta=delta, seed=s)["e_train"].values for s in sims["seed"].values])
@@ -392,43 +409,57 @@ def tradeoff(sims, dmft):
         fits = [late_decay_rate(t, e, valid=e > SIM_VALID, tail_fraction=SIM_TAIL) for e in e_sim]
         r_sim = np.array([f.rate for f in fits])
         th = _one(dmft, alpha=a, delta=delta)
+        w = dmft_window(t, th["e_train_below_floor"].values)
+        r_sim_w = np.array([late_decay_rate(t, e, valid=w, tail_fraction=1.0).rate for e in e_sim])
         e_th = _masked(dmft, "e_train", alpha=a, delta=delta)
         ax.semilogy(t, np.exp(np.log(np.maximum(e_sim, 1e-300)).mean(0)), color=col, lw=1.6, label=f"α={a:g}")
         ax.semilogy(t, e_th, color=col, ls="--", lw=1.2)
-        for f in fits[:1]:
-            if np.isfinite(f.rate):
-                ax.axvspan(f.t_start, f.t_end, ymin=0, ymax=0.03, color=col, alpha=0.6)
+        if w.any():
+            ax.semilogy(t[w], e_th[w], color=col, lw=4, alpha=0.35)
         r_th, r_th_se = float(th["decay_rate"].values), float(th["decay_rate_se"].values)
         r_sp = float(th["decay_rate_spectral"].values) if "decay_rate_spectral" in th else np.nan
         te_th = float(th["e_test"].values[-1])
-        rows.append({"alpha": a, "rate_dmft": r_th, "rate_dmft_se": r_th_se, "rate_dmft_spectral": r_sp,
-                     "final_e_test_dmft": te_th, "rate_sim_mean": np.nanmean(r_sim),
-                     "rate_sim_sd": np.nanstd(r_sim, ddof=1), "final_e_test_sim_mean": te_sim.mean(),
-                     "final_e_test_sim_sd": te_sim.std(ddof=1),
-                     "sim_fit_r2_min": np.nanmin([f.r_squared for f in fits])})
+        rows.append({"alpha": a, "final_e_test_dmft": te_th, "final_e_test_sim_mean": te_sim.mean(),
+                     "final_e_test_sim_sd": te_sim.std(ddof=1), "final_e_test_sim_se": te_sim.std(ddof=1) / math.sqrt(te_sim.size),
+                     "late_rate_sim_mean": np.nanmean(r_sim), "late_rate_sim_sd": np.nanstd(r_sim, ddof=1),
+                     "late_window_sim": f"{fits[0].t_start:.3g}-{fits[0].t_end:.3g}",
+                     "sim_fit_r2_min": np.nanmin([f.r_squared for f in fits]),
+                     "rate_dmft_spectral": r_sp,
+                     "window_rate_dmft": r_th, "window_rate_dmft_se": r_th_se,
+                     "window_rate_sim_mean": np.nanmean(r_sim_w), "window_rate_sim_sd": np.nanstd(r_sim_w, ddof=1),
+                     "dmft_window": f"{t[w][0]:.3g}-{t[w][-1]:.3g}" if w.any() else ""})
     tab = pd.DataFrame(rows)
+    ax.set_ylim(max(1e-30, np.nanmin(tab.final_e_test_dmft) * 1e-28), None)
     ax.set_xlabel("time t")
-    ax.set_ylabel("E_train (solid: simulation, geometric seed mean; dashed: DMFT above its noise floor)")
-    ax.set_title("Tails of E_train (bars at the bottom: simulation fit window, seed 0)")
+    ax.set_ylabel("E_train")
+    ax.set_title("E_train (solid: simulation, geometric seed mean;\ndashed: DMFT above its noise floor, "
+                 "thick: the DMFT rate window)", fontsize=10)
     ax.legend(fontsize=7.5, ncol=2)
-    bx.plot(tab.final_e_test_dmft, tab.rate_dmft, "-", color="0.6", lw=1, zorder=0)
-    for col, r in zip(cols, tab.itertuples()):
-        bx.errorbar(r.final_e_test_dmft, r.rate_dmft, yerr=r.rate_dmft_se, fmt="o", color=col, ms=8)
-        if np.isfinite(r.rate_dmft_spectral):
-            bx.plot(r.final_e_test_dmft, r.rate_dmft_spectral, "D", mfc="white", color=col, ms=7)
-        bx.errorbar(r.final_e_test_sim_mean, r.rate_sim_mean, xerr=r.final_e_test_sim_sd, yerr=r.rate_sim_sd, fmt="s",
-                    mfc="white", color=col, ms=7)
-        bx.annotate(f"α={r.alpha:g}", (r.final_e_test_dmft, r.rate_dmft), textcoords="offset points", xytext=(7, -12), fontsize=8)
-    bx.plot([], [], "o", color="0.3", label="DMFT (fit above the noise floor)")
-    if np.isfinite(tab.rate_dmft_spectral).any():
-        bx.plot([], [], "D", mfc="white", color="0.3", label="DMFT (spectral edge at the final state)")
-    bx.plot([], [], "s", mfc="white", color="0.3", label="simulation (mean ± sd over seeds)")
-    bx.set_xscale("log")
-    bx.set_yscale("log")
-    bx.set_xlabel(f"final E_test (t = {t[-1]:g})")
-    bx.set_ylabel("late-time rate of E_train  (E_train ∝ e^{−rate·t})")
-    bx.set_title("Convergence rate vs generalisation, parametric in α")
-    bx.legend(fontsize=7.5, loc="lower right")
-    fig.suptitle(f"Trade-off at δ={delta:g}, ρ={float(sims['rho'].values[0]):g}: small α generalises better, converges slower", y=1.0)
+    for panel, ycol, yerr, lab_th, lab_sim, title in (
+        (bx, "rate_dmft_spectral", None, "DMFT: spectral edge at the final state (floor-free)",
+         "late_rate_sim", f"Late-time rate (simulation: last {SIM_TAIL:.0%} of t ≤ {t[-1]:g})"),
+        (cx, "window_rate_dmft", "window_rate_dmft_se", "DMFT decay_rate (before its noise floor)",
+         "window_rate_sim", "Rate on the DMFT's reliable window (same window for both)"),
+    ):
+        for col, r in zip(cols, tab.itertuples()):
+            y = getattr(r, ycol)
+            if np.isfinite(y):
+                panel.errorbar(r.final_e_test_dmft, y, yerr=getattr(r, yerr) if yerr else None, fmt="o" if yerr else "D",
+                               color=col, ms=8, mfc=col if yerr else "white", mew=2)
+            panel.errorbar(r.final_e_test_sim_mean, getattr(r, lab_sim + "_mean"), xerr=r.final_e_test_sim_se,
+                           yerr=getattr(r, lab_sim + "_sd"), fmt="s", mfc="white", color=col, ms=7)
+            panel.annotate(f"α={r.alpha:g}", (r.final_e_test_sim_mean, getattr(r, lab_sim + "_mean")),
+                           textcoords="offset points", xytext=(6, 6), fontsize=8)
+        panel.plot([], [], "D" if yerr is None else "o", mfc="white" if yerr is None else "0.3", color="0.3", label=lab_th)
+        panel.plot([], [], "s", mfc="white", color="0.3", label="simulation (rate: mean ± sd; E_test: ± s.e. over seeds)")
+        panel.set_xscale("log")
+        panel.set_yscale("log")
+        panel.set_xlabel(f"final E_test (t = {t[-1]:g})")
+        panel.set_ylabel("rate of E_train  (E_train ∝ exp(−rate·t))")
+        panel.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        panel.set_title(title, fontsize=10)
+        panel.legend(fontsize=7.5, loc="lower right")
+    fig.suptitle(f"Convergence rate vs generalisation at δ={delta:g}, ρ={float(sims['rho'].values[0]):g}, "
+                 "parametric in α: small α generalises better and converges more slowly", y=1.0)
     fig.tight_layout()
     return fig, tab

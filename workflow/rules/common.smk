@@ -32,7 +32,11 @@ def chunk_of(wildcards):
 
 
 def sim_mem_mb(wildcards):
-    """Design (G·n·d) + ~8 run-sized arrays (G·d·b) + outputs, float64, plus 300 MB for Python."""
+    """Host memory of a simulation job in MB, from its chunk (G seeds × b members, n = δ·d rows):
+
+    mem_mb = 300 + 8 · (G·n·d + 8·G·d·b + 2·G·n·b) / 1e6, i.e. the design, ~8 run-sized
+    arrays and the outputs in float64, plus 300 MB for Python and the libraries.
+    """
     sweep, chunk = SWEEPS[wildcards.sweep], chunk_of(wildcards)
     g, b, d = len(chunk["seeds"]), len(chunk["members"]), sweep["d"]
     n = n_samples(chunk["delta"], d)
@@ -41,12 +45,30 @@ def sim_mem_mb(wildcards):
 
 
 def sim_runtime_min(wildcards):
-    """Minutes at a conservative 1 GFLOP/s: 4·n·d·b flops per step and group, at least 5."""
+    """Wall time of a simulation job in minutes, from its chunk:
+
+    runtime = max(5, ⌊4·n·d·b·G·n_steps / (1e9 · 60)⌋ + 1), i.e. 4·n·d·b flops per step and
+    data group at a conservative 1 GFLOP/s, at least 5 minutes.
+    """
     sweep, chunk = SWEEPS[wildcards.sweep], chunk_of(wildcards)
     n_steps = time_grid(sweep)[0]
     n = n_samples(chunk["delta"], sweep["d"])
     flops = 4.0 * n * sweep["d"] * len(chunk["members"]) * len(chunk["seeds"]) * n_steps
     return max(5, int(flops / 1e9 / 60) + 1)
+
+
+def job_cpus(wildcards):
+    """``cpus_per_task`` of a simulation or DMFT job: the sweep's ``threads`` (BLAS threads)."""
+    return int(SWEEPS[wildcards.sweep]["threads"])
+
+
+def job_gpus(wildcards):
+    """GPUs of a simulation or DMFT job: 1 if the sweep's backend is ``cupy``, else 0.
+
+    0 means no GPU request at all (the SLURM plugin adds ``--gpus=N`` only for N > 0);
+    ``backend: auto`` requests none and runs on the CPU unless the job lands on a GPU node.
+    """
+    return 1 if SWEEPS[wildcards.sweep]["backend"] == "cupy" else 0
 
 
 def final_targets(sweeps):

@@ -10,7 +10,11 @@ def dmft_chunk_of(wildcards):
 
 
 def dmft_mem_mb(wildcards):
-    """The solver's own formula (dln_kernels.dmft.memory_bytes) for the job's points, + 300 MB."""
+    """Host memory of a DMFT job in MB: 300 + memory_bytes(P, n_paths, n_steps, n_batches, dtype) / 1e6,
+
+    the solver's own formula (dln_kernels.dmft.memory_bytes) for the job's P points, capped by
+    ``dmft.memory_budget_gb`` (the solver batches to stay within it).
+    """
     from dln_kernels.dmft import memory_bytes
 
     sweep, cfg = SWEEPS[wildcards.sweep], SWEEPS[wildcards.sweep]["dmft"]
@@ -19,7 +23,10 @@ def dmft_mem_mb(wildcards):
 
 
 def dmft_runtime_min(wildcards):
-    """Minutes at ~2e8 path-step-memory terms per second per point (O(N·T²/2)), at least 5."""
+    """Wall time of a DMFT job in minutes: max(5, ⌊P·N·T² / (2e8 · 60)⌋ + 1),
+
+    P points, N = n_paths, T = n_steps + 1: the O(N·T²) memory sums at ~2e8 terms per second.
+    """
     sweep, cfg = SWEEPS[wildcards.sweep], SWEEPS[wildcards.sweep]["dmft"]
     T = time_grid(sweep)[0] + 1
     work = len(dmft_chunk_of(wildcards)["points"]) * cfg["n_paths"] * T * T
@@ -38,6 +45,9 @@ rule dmft:
     resources:
         mem_mb=dmft_mem_mb,
         runtime=dmft_runtime_min,
+        # SLURM (profiles/slurm): --cpus-per-task = threads; --gpus=1 only for backend cupy.
+        cpus_per_task=job_cpus,
+        gpu=job_gpus,
     log:
         "results/{sweep}/logs/dmft/chunk_{chunk}.log",
     benchmark:

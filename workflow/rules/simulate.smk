@@ -14,6 +14,9 @@ rule simulate:
     resources:
         mem_mb=sim_mem_mb,
         runtime=sim_runtime_min,
+        # SLURM (profiles/slurm): --cpus-per-task = threads; --gpus=1 only for backend cupy.
+        cpus_per_task=job_cpus,
+        gpu=job_gpus,
     log:
         "results/{sweep}/logs/simulate/chunk_{chunk}.log",
     benchmark:

@@ -4,7 +4,8 @@ The layouts are documented in docs/file_formats.md; bump ``SCHEMA_VERSION`` on a
 
 Writes are atomic: a file is written under a temporary name in the same folder and renamed into
 place only after it was closed successfully, so a killed job never leaves a file that looks
-complete. Readers also check the ``complete`` attribute written last.
+complete. Readers also check the ``complete`` attribute written last. Every chunk dataset carries
+a Fletcher-32 checksum, so a corrupted byte is a read error naming the file, not a wrong number.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ PARAM_COLUMNS = ("alpha", "delta", "rho", "sigma", "weight_decay", "seed")
 
 class ChunkFileError(RuntimeError):
     """A chunk file that is missing, truncated, corrupted or not a chunk of this sweep."""
+
+
+def _checksum(data) -> dict:
+    """h5py options for a Fletcher-32 checksum (needs a chunked, non-empty dataset)."""
+    return {"fletcher32": True} if np.ndim(data) > 0 and np.size(data) > 0 else {}
 
 
 def _tmp_path(path: Path) -> Path:
@@ -59,15 +65,16 @@ def write_chunk(path, result: dict, attrs: dict, schema: str = CHUNK_SCHEMA) -> 
                 f.attrs[k] = v
             runs = f.create_group("runs")
             for col, values in result["params"].items():
-                runs.create_dataset(col, data=values)
-            f.create_dataset("time", data=result["time"])
-            f.create_dataset("step", data=result["step"])
+                runs.create_dataset(col, data=values, **_checksum(values))
+            f.create_dataset("time", data=result["time"], **_checksum(result["time"]))
+            f.create_dataset("step", data=result["step"], **_checksum(result["step"]))
             obs = f.create_group("observables")
             for name in result:
                 if name not in _NOT_OBSERVABLES:
-                    obs.create_dataset(name, data=np.asarray(result[name]), compression="gzip", shuffle=True)
+                    data = np.asarray(result[name])
+                    obs.create_dataset(name, data=data, compression="gzip", shuffle=True, **_checksum(data))
             if "beta_final" in result:
-                f.create_dataset("beta_final", data=result["beta_final"], compression="gzip")
+                f.create_dataset("beta_final", data=result["beta_final"], compression="gzip", **_checksum(result["beta_final"]))
             f.attrs["complete"] = 1  # last: a reader that sees it knows every dataset is there
 
     atomic_write(path, write)
@@ -96,7 +103,14 @@ def read_chunk(path, schema: str = CHUNK_SCHEMA) -> dict:
     except ChunkFileError:
         raise
     except Exception as exc:  # OSError from HDF5 for truncated/corrupt files, KeyError for missing parts
-        raise ChunkFileError(f"{path}: unreadable or corrupted {schema} file ({type(exc).__name__}: {exc})") from exc
+        raise _unreadable(path, schema, exc) from exc
+
+
+def _unreadable(path, what: str, exc: Exception) -> ChunkFileError:
+    return ChunkFileError(
+        f"{path}: unreadable or corrupted {what} file ({type(exc).__name__}: {exc}); "
+        "delete it and rerun the workflow to recompute it"
+    )
 
 
 def grid_coords(sweep: dict, with_seed: bool = True) -> dict:
@@ -202,7 +216,10 @@ def chunk_attrs_summary(paths) -> str:
     """JSON list of (file name, git commit, backend, created) of the chunks behind an aggregate."""
     rows = []
     for p in paths:
-        with h5py.File(p, "r") as f:
-            rows.append([Path(p).name, str(f.attrs.get("git_commit", "unknown")), str(f.attrs.get("backend", "")), str(f.attrs.get("created", ""))])
+        try:
+            with h5py.File(p, "r") as f:
+                rows.append([Path(p).name, str(f.attrs.get("git_commit", "unknown")), str(f.attrs.get("backend", "")), str(f.attrs.get("created", ""))])
+        except OSError as exc:  # truncated or corrupted: name the file (read_chunk says the same)
+            raise _unreadable(p, "chunk", exc) from exc
     return json.dumps(rows)
 

@@ -79,11 +79,13 @@ def executed_in_slurm_logs(workdir):
     ``localrule NAME:`` followed by its ``output:`` (the ``rule NAME:`` header before it is the
     submission's plan; for array tasks it names the array's first job).
     """
-    done = []
-    for path in sorted((workdir / ".snakemake" / "slurm_logs").rglob("*.log")):
-        text = path.read_text(errors="replace")
-        done += re.findall(r"^localrule (\w+):\n(?:    .*\n)*?    output: (\S+?),?\n", text, flags=re.M)
-    return done
+    return [job for path in sorted((workdir / ".snakemake" / "slurm_logs").rglob("*.log")) for job in executed_in(path)]
+
+
+def executed_in(slurm_log):
+    """[(rule, first output)] of the jobs executed in one SLURM job's log."""
+    text = slurm_log.read_text(errors="replace")
+    return re.findall(r"^localrule (\w+):\n(?:    .*\n)*?    output: (\S+?),?\n", text, flags=re.M)
 
 
 def same_variables(path_a, path_b):

@@ -80,7 +80,10 @@ SlurmdUser=root
 AuthType=auth/munge
 CryptoType=crypto/munge
 MpiDefault=none
-ProctrackType=proctrack/linuxproc
+# Jobs are tracked by process group (no cgroups needed): a cancelled job's processes that were
+# re-parented to init are still killed (proctrack/linuxproc, which follows the process tree,
+# lets them escape and run on).
+ProctrackType=proctrack/pgid
 TaskPlugin=task/none
 SwitchType=switch/none
 SelectType=select/cons_tres
@@ -138,4 +141,4 @@ if [ "$state" != idle ]; then
   exit 1
 fi
 timeout 60 srun -N1 -n1 --mem=10 true || { log "a trivial srun job failed"; exit 1; }
-log "cluster up in $(($(date +%s) - t0)) s: $(sinfo -h -o '%P %D %T %c CPUs %m MB')"
+log "cluster up in $(($(date +%s) - t0)) s: $(sinfo -h -o 'partition %P, %D node, %c CPUs, %m MB')"

@@ -195,7 +195,8 @@ _DESCRIPTIONS = {
     "e_train_below_floor": ("e_train is below its noise floor: noise, not physics", "1"),
     "e_test_floor": ("estimated Monte-Carlo noise floor of e_test", "1"),
     "e_test_below_floor": ("e_test is below its noise floor: noise, not physics", "1"),
-    "decay_rate": ("late-time exponential decay rate of e_train (e_train ~ exp(-rate t))", "1/time"),
+    "decay_rate": ("exponential decay rate of e_train on the late half of its resolved (above-floor) part; "
+                   "pre-asymptotic where the floor comes early, see decay_rate_spectral", "1/time"),
     "decay_rate_se": ("standard error of decay_rate", "1/time"),
     "decay_rate_spectral": ("decay rate of e_train from the spectral edge at the final state (weight_decay = 0)", "1/time"),
 }

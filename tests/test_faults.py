@@ -287,10 +287,6 @@ def test_changed_grid_value_reruns_its_chunk(tmp_path, reference, config_file):
     assert ("aggregate", "results/faults/simulations.nc") in [j[:2] for j in jobs]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rule simulate's params hold the whole sweep, grid included, so editing one grid value "
-    "changes the params of every chunk and re-runs them all; run_chunk does not read the grid, so "
-    "passing the sweep without `grid` (its chunk param holds δ, seeds and members) would fix it"))
 def test_changed_grid_value_reruns_only_affected_chunks(tmp_path, reference):
     jobs, out = planned_jobs(edited_config(tmp_path), reference)
     assert [j[:2] for j in jobs] == [

@@ -23,6 +23,13 @@ wildcard_constraints:
     chunk=r"\d{4}",
 
 
+def run_params(sweep, drop=("grid", "dmft", "static")):
+    """The sweep as a job's params, without the keys its kernel does not read (the chunk param
+    names its own grid points): editing one grid value then changes, and re-runs, only the
+    chunks that hold it. Provenance still records the full sweep (scripts read it from config)."""
+    return {k: v for k, v in SWEEPS[sweep].items() if k not in drop}
+
+
 def chunk_ids(sweep):
     return [f"{c['index']:04d}" for c in CHUNKS[sweep]]
 

@@ -37,7 +37,7 @@ rule dmft:
     output:
         "results/{sweep}/dmft/chunk_{chunk}.h5",
     params:
-        sweep=lambda w: SWEEPS[w.sweep],
+        sweep=lambda w: run_params(w.sweep, drop=("grid", "static")),
         chunk=dmft_chunk_of,
         sweep_name=lambda w: w.sweep,
         repo=REPO,

@@ -6,7 +6,7 @@ rule simulate:
         "results/{sweep}/sim/chunk_{chunk}.h5",
     params:
         # The resolved sweep and chunk are params, so changing them re-runs exactly this chunk.
-        sweep=lambda w: SWEEPS[w.sweep],
+        sweep=lambda w: run_params(w.sweep),
         chunk=chunk_of,
         sweep_name=lambda w: w.sweep,
         repo=REPO,

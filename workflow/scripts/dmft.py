@@ -18,7 +18,8 @@ except Exception:
     log.exception("DMFT chunk %d failed", chunk["index"])
     raise
 attrs = provenance(
-    {"sweep_name": smk.params.sweep_name, "sweep": sweep, "chunk": chunk},
+    # the full sweep (grid included) from the validated config, not the trimmed params
+    {"sweep_name": smk.params.sweep_name, "sweep": plain(smk.config["sweeps"][smk.params.sweep_name]), "chunk": chunk},
     backend=result["backend"], dtype=sweep["dtype"], seeds=[sweep["dmft"]["seed"]],
     base_seed=sweep["dmft"]["seed"], repo=smk.params.repo,
 )

@@ -22,7 +22,8 @@ except Exception:
     log.exception("simulation of chunk %d failed", chunk["index"])
     raise
 attrs = provenance(
-    {"sweep_name": smk.params.sweep_name, "sweep": sweep, "chunk": chunk},
+    # the full sweep (grid included) from the validated config, not the trimmed params
+    {"sweep_name": smk.params.sweep_name, "sweep": plain(smk.config["sweeps"][smk.params.sweep_name]), "chunk": chunk},
     backend=result["backend"], dtype=sweep["dtype"], seeds=chunk["seeds"],
     base_seed=sweep["base_seed"], repo=smk.params.repo,
 )

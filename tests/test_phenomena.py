@@ -29,6 +29,7 @@ from dln_kernels.phenomena import (
     search_slope,
     tail_second_moment,
 )
+from dln_kernels.schedule import output_steps
 from dln_kernels.simulate import simulate_grid
 
 GB = {"kind": "gauss_bernoulli"}
@@ -196,8 +197,10 @@ def test_lazy_time_dmft_follows_rescaled_linear_regression():
 def test_incremental_step_times_dmft():
     prior = {"kind": "discrete", "values": [-4, -2, -1, 1, 2, 4], "probs": [1 / 6] * 6}
     alpha, dt = 1e-10, 0.05
+    # recorded as in the `incremental` sweep (200 log-spaced times): the plateau detector reads
+    # slopes on log–log axes and is tuned for that sampling
     out = solve_dmft({"alpha": alpha, "delta": 8.0, "rho": 0.05}, dt=dt, n_steps=800, n_paths=8008,
-                     n_batches=8, prior=prior, progress=False)
+                     n_batches=8, prior=prior, record_steps=output_steps(800, 200, "log"), progress=False)
     st = incremental_steps(out["time"][0], out["e_train"][0], n_steps=3)
     assert st["step_times"].size == 3
     np.testing.assert_allclose(st["step_times"], incremental_step_prediction([4, 2, 1], alpha, dt), rtol=0.1)

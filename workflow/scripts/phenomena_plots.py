@@ -77,6 +77,18 @@ def _seed_slopes(t, curves, x, fraction, transform=lambda v: v):
     return times, float(np.nanmean(slopes)), float(se)
 
 
+def _train_crossings(sims, dmft, alphas, delta, t, fraction):
+    """At one δ: DMFT E_train curves and their se (per α), the DMFT times of E_train = fraction·
+    E_train(0) with their se, and the simulations' E_train curves (seed, α, time)."""
+    e_th = np.array([_one(dmft, alpha=a, delta=delta)["e_train"].values for a in alphas])
+    se_th = np.array([_one(dmft, alpha=a, delta=delta)["e_train_se"].values for a in alphas])
+    t_th = np.array([crossing_time(t, e, fraction * e[0]) for e in e_th])
+    t_th_se = np.array([crossing_time_se(t, e, s, fraction * e[0]) for e, s in zip(e_th, se_th)])
+    curves = np.array([[_one(sims, alpha=a, delta=delta, seed=s)["e_train"].values for a in alphas]
+                       for s in sims["seed"].values])
+    return e_th, se_th, t_th, t_th_se, curves
+
+
 # ----------------------------------------------------------------------------------------------
 # a. search phase
 # ----------------------------------------------------------------------------------------------
@@ -93,12 +105,7 @@ def search_phase(sims, dmft, prior):
     rows = []
     for col, delta in zip(cols, sims["delta"].values):
         # --- panel a: t_search vs ln(1/α)
-        e_th = np.array([_one(dmft, alpha=a, delta=delta)["e_train"].values for a in alphas])
-        se_th = np.array([_one(dmft, alpha=a, delta=delta)["e_train_se"].values for a in alphas])
-        t_th = np.array([crossing_time(t, e, SEARCH_FRACTION * e[0]) for e in e_th])
-        t_th_se = np.array([crossing_time_se(t, e, s, SEARCH_FRACTION * e[0]) for e, s in zip(e_th, se_th)])
-        curves = np.array([[_one(sims, alpha=a, delta=delta, seed=s)["e_train"].values for a in alphas]
-                           for s in sims["seed"].values])
+        e_th, se_th, t_th, t_th_se, curves = _train_crossings(sims, dmft, alphas, delta, t, SEARCH_FRACTION)
         t_sim, _, _ = _seed_slopes(t, curves[:, fit], L[fit], SEARCH_FRACTION)
         t_sim_all = np.array([[crossing_time(t, e, SEARCH_FRACTION * e[0]) for e in sc] for sc in curves])
         f_th = line_fit(L[fit], t_th[fit], np.maximum(t_th_se[fit], 1e-3))
@@ -158,12 +165,7 @@ def lazy_time(sims, dmft, prior):
     fig, ax = plt.subplots(figsize=(7.5, 5.4))
     rows = []
     for col, delta in zip(cols, sims["delta"].values):
-        e_th = np.array([_one(dmft, alpha=a, delta=delta)["e_train"].values for a in alphas])
-        se_th = np.array([_one(dmft, alpha=a, delta=delta)["e_train_se"].values for a in alphas])
-        t_th = np.array([crossing_time(t, e, LAZY_FRACTION * e[0]) for e in e_th])
-        t_th_se = np.array([crossing_time_se(t, e, s, LAZY_FRACTION * e[0]) for e, s in zip(e_th, se_th)])
-        curves = np.array([[_one(sims, alpha=a, delta=delta, seed=s)["e_train"].values for a in alphas]
-                           for s in sims["seed"].values])
+        e_th, se_th, t_th, t_th_se, curves = _train_crossings(sims, dmft, alphas, delta, t, LAZY_FRACTION)
         t_sim, s_sim, s_sim_se = _seed_slopes(t, curves, np.log(alphas), LAZY_FRACTION, np.log)
         n_steps = int(round(t[-1] / dt))
         pred = lazy_time_prediction(alphas, delta, second_moment(prior, rho), dt, sigma, LAZY_FRACTION, n_steps)

@@ -49,7 +49,8 @@ import time as _time
 
 import numpy as np
 
-from .backend import get_namespace, resolve_dtype, to_numpy
+from . import dln_state
+from .backend import get_namespace, resolve_dtype, to_device, to_numpy, xp_dtype
 from .priors import second_moment, validate_prior
 from .spectral_rate import edge_rate
 
@@ -182,6 +183,7 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
     lam = par["weight_decay"][:, None]
     dt = par["dt"][:, None]
     inv_sqrt_delta = 1.0 / xp.sqrt(delta)
+    tiny = float(np.finfo(np.float32 if dtype == xp.float32 else np.float64).tiny)
 
     Q = xp.zeros((S, T, n), dtype=dtype)   # orthonormal path-space basis (Gram–Schmidt of a_k)
     Qs = xp.zeros((S, T), dtype=dtype)     # its σ-coordinate
@@ -194,26 +196,25 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
     sig = par["sigma"]
     inv_sqrt_n = 1.0 / math.sqrt(n)
 
-    if model == "dln":
-        u = xp.ones((S, n), dtype=dtype) * par["alpha"][:, None]
-        v = xp.zeros((S, n), dtype=dtype)
-        du = xp.zeros((S, n), dtype=dtype)
-        dv = xp.zeros((S, n), dtype=dtype)
-    else:
-        b = xp.zeros((S, n), dtype=dtype)
+    if model == "dln":  # exact coordinates (a, b) = (u + v, u − v), see dln_state
+        pa, pb = dln_state.init_state(xp, par["alpha"][:, None], (S, n), dtype)
+        da = xp.zeros((S, n), dtype=dtype)
         db = xp.zeros((S, n), dtype=dtype)
+    else:
+        bk = xp.zeros((S, n), dtype=dtype)
+        dbk = xp.zeros((S, n), dtype=dtype)
 
     t0 = _time.perf_counter()
     for k in range(T):
         if model == "dln":
-            dk = u * v - beta_star
-            xk = v * du + u * dv
+            dk = dln_state.beta_of(pa, pb) - beta_star
+            xk = (pa * da - pb * db) * 0.5  # δβ = v δu + u δv in (a, b)
         else:
-            dk = b - beta_star
-            xk = db
-        Xh[:, k] = xk
+            dk = bk - beta_star
+            xk = dbk
+        Xh[:, k, :] = xk
         if k > 0:  # row k of G (path average against the probes)
-            G[:, k, :k] = xp.matmul(E[:, :k], xk[:, :, None])[:, :, 0] / n
+            G[:, k, :k] = xp.matmul(E[:, :k, :], xk[:, :, None])[:, :, 0] / n
             K[:, k, :k] = -xp.matmul(G[:, k : k + 1, :k], K[:, :k, :k])[:, 0, :] / delta
         K[:, k, k] = 1.0
         # row k of L_M: Gram–Schmidt (twice) of a_k = (σ, Δ_k/√n), whose Gram matrix is M
@@ -224,38 +225,35 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
         for _ in range(2):
             if k == 0:
                 break
-            cc = xp.matmul(Q[:, :k], ak[:, :, None])[:, :, 0] + Qs[:, :k] * a0[:, None]
-            ak = ak - xp.matmul(cc[:, None, :], Q[:, :k])[:, 0, :]
+            cc = xp.matmul(Q[:, :k, :], ak[:, :, None])[:, :, 0] + Qs[:, :k] * a0[:, None]
+            ak = ak - xp.matmul(cc[:, None, :], Q[:, :k, :])[:, 0, :]
             a0 = a0 - xp.sum(cc * Qs[:, :k], axis=1)
             c = c + cc
         rn = xp.sqrt(xp.sum(ak * ak, axis=1) + a0 * a0)
-        keep = rn > pivot_tol * xp.maximum(anorm, 1e-300)
+        keep = rn > pivot_tol * xp.maximum(anorm, tiny)
         inv = xp.where(keep, 1.0 / xp.where(keep, rn, 1.0), 0.0)
-        Q[:, k] = ak * inv[:, None]
+        Q[:, k, :] = ak * inv[:, None]
         Qs[:, k] = a0 * inv
         LM[:, k, :k] = c
         LM[:, k, k] = xp.where(keep, rn, 0.0)
         # row k of C_Δ = L_M L_Mᵀ − σ² (diagonal directly from the paths)
-        CD[:, k, : k + 1] = xp.matmul(LM[:, k : k + 1, : k + 1], xp.swapaxes(LM[:, : k + 1, : k + 1], 1, 2))[:, 0, :] - (sig * sig)[:, None]
+        CD[:, k, : k + 1] = xp.matmul(LM[:, k : k + 1, : k + 1], xp.matrix_transpose(LM[:, : k + 1, : k + 1]))[:, 0, :] - (sig * sig)[:, None]
         CD[:, k, k] = xp.sum(dk * dk, axis=1) / n
         CD[:, : k + 1, k] = CD[:, k, : k + 1]
         if k == T - 1:
             break
         # driving field of step k
-        wk = xp.matmul(LM[:, k : k + 1, : k + 1], Z[:, : k + 1])[:, 0, :]
-        Sh[:, k] = wk * inv_sqrt_delta - dk
-        gk = xp.matmul(K[:, k : k + 1, : k + 1], Sh[:, : k + 1])[:, 0, :]
-        dgk = E[:, k] - xp.matmul(K[:, k : k + 1, : k + 1], Xh[:, : k + 1])[:, 0, :]
+        wk = xp.matmul(LM[:, k : k + 1, : k + 1], Z[:, : k + 1, :])[:, 0, :]
+        Sh[:, k, :] = wk * inv_sqrt_delta - dk
+        gk = xp.matmul(K[:, k : k + 1, : k + 1], Sh[:, : k + 1, :])[:, 0, :]
+        dgk = E[:, k, :] - xp.matmul(K[:, k : k + 1, : k + 1], Xh[:, : k + 1, :])[:, 0, :]
         # GD update of the path and of its tangent
         if model == "dln":
-            u_new = u + dt * (v * gk - lam * u)
-            v_new = v + dt * (u * gk - lam * v)
-            du_new = du + dt * (dv * gk + v * dgk - lam * du)
-            dv_new = dv + dt * (du * gk + u * dgk - lam * dv)
-            u, v, du, dv = u_new, v_new, du_new, dv_new
+            da, db = dln_state.tangent_step(pa, pb, da, db, gk, dgk, dt, dt * lam)
+            pa, pb = dln_state.step(pa, pb, gk, dt, dt * lam)
         else:
-            b = b + dt * (gk - lam * b)
-            db = db + dt * (dgk - lam * db)
+            bk = bk + dt * (gk - lam * bk)
+            dbk = dbk + dt * (dgk - lam * dbk)
         if progress_every and (k + 1) % progress_every == 0:
             el = _time.perf_counter() - t0
             logger.info("%s step %d/%d (%.0f%%), %.1f s elapsed, ~%.1f s left", label, k + 1, T - 1,
@@ -263,7 +261,7 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
     if not bool(xp.all(xp.isfinite(dk))):
         logger.warning("%s: non-finite paths (step size above the stability bound?)", label)
     # final metric w = u² + v² of each path: samples of the weight law for the spectral rate
-    w = u * u + v * v if model == "dln" else xp.ones_like(b)
+    w = dln_state.metric_of(pa, pb) if model == "dln" else xp.ones_like(bk)
     return {"C_delta": CD, "G": G, "K": K, "LM": LM, "w": w}
 
 
@@ -366,10 +364,11 @@ def solve_dmft(
             )
         chunk = min(chunk, P)
 
-    w_final = np.zeros((P, n_batches * n))
-    out_tr = np.zeros((P, n_batches, rec.size))
-    out_te = np.zeros((P, n_batches, rec.size))
-    mats = {k: np.zeros((P, T, T)) for k in ("C_delta", "C_r", "G", "K")} if return_matrices else None
+    # host results keep the run dtype (a float32 solve returns float32 observables)
+    w_final = np.zeros((P, n_batches * n), dtype=dt_np)
+    out_tr = np.zeros((P, n_batches, rec.size), dtype=dt_np)
+    out_te = np.zeros((P, n_batches, rec.size), dtype=dt_np)
+    mats = {k: np.zeros((P, T, T), dtype=dt_np) for k in ("C_delta", "C_r", "G", "K")} if return_matrices else None
     progress_every = max(1, (T - 1) // 10) if progress else 0
 
     for c0 in range(0, P, chunk):
@@ -388,22 +387,22 @@ def solve_dmft(
                     bs[s] = _iid_teacher(prior, par["rho"][i], n, rng)
                 Zs[s] = _noise_matrix(n, T, rng, variance_reduction, rademacher=False)
                 Es[s] = _noise_matrix(n, T, rng, variance_reduction, rademacher=True)
-        sys_par = {k: xp.asarray(np.repeat(par[k][idx], n_batches), dtype=dt_np) for k in POINT_KEYS}
+        sys_par = {k: to_device(xp, np.repeat(par[k][idx], n_batches), dt_np) for k in POINT_KEYS}
         label = f"dmft[{model}] points {idx[0]}..{idx[-1]} of {P}"
         logger.info("%s: %d systems x %d paths, T=%d", label, S, n, T)
         res = _sweep(
-            xp, dt_np, model, sys_par, xp.asarray(bs, dtype=dt_np), xp.asarray(Zs, dtype=dt_np),
-            xp.asarray(Es, dtype=dt_np), T, pivot_tol, progress_every, label,
+            xp, xp_dtype(xp, dt_np), model, sys_par, to_device(xp, bs, dt_np), to_device(xp, Zs, dt_np),
+            to_device(xp, Es, dt_np), T, pivot_tol, progress_every, label,
         )
         del Zs, Es
         A = xp.matmul(res["K"], res["LM"])  # = √δ L
         e_tr = 0.5 * xp.sum(A * A, axis=2)  # C_r[k, k] / 2
-        e_te = 0.5 * xp.diagonal(res["C_delta"], axis1=1, axis2=2)
+        e_te = 0.5 * xp.linalg.diagonal(res["C_delta"])
         out_tr[idx] = to_numpy(e_tr).reshape(idx.size, n_batches, T)[:, :, rec]
         out_te[idx] = to_numpy(e_te).reshape(idx.size, n_batches, T)[:, :, rec]
         w_final[idx] = to_numpy(res["w"]).reshape(idx.size, n_batches * n)
         if return_matrices:
-            Cr = xp.matmul(A, xp.swapaxes(A, 1, 2))
+            Cr = xp.matmul(A, xp.matrix_transpose(A))
             for name, arr in (("C_delta", res["C_delta"]), ("C_r", Cr), ("G", res["G"]), ("K", res["K"])):
                 mats[name][idx] = to_numpy(arr).reshape(idx.size, n_batches, T, T).mean(axis=1)
         del res, A
@@ -421,8 +420,8 @@ def solve_dmft(
         out[name + "_floor"] = floor
         out[name + "_below_floor"] = out[name] < floor_factor * floor
     rate, rate_se, window = decay_rate(out["time"], out_tr, out["e_train_below_floor"])
-    out["decay_rate"], out["decay_rate_se"], out["decay_window"] = rate, rate_se, window
-    out["decay_rate_spectral"] = spectral_decay_rate(w_final, par)
+    out["decay_rate"], out["decay_rate_se"], out["decay_window"] = rate.astype(dt_np), rate_se.astype(dt_np), window
+    out["decay_rate_spectral"] = spectral_decay_rate(w_final, par).astype(dt_np)
     out["n_paths"] = np.asarray(n * n_batches)
     out["n_batches"] = np.asarray(n_batches)
     if return_matrices:

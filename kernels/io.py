@@ -138,7 +138,8 @@ def aggregate_chunks(paths, sweep: dict, attrs: dict, schema: str = CHUNK_SCHEMA
     time, step = chunks[0][1]["time"], chunks[0][1]["step"]
     first = chunks[0][1]["observables"]
     shape = tuple(len(coords[a]) for a in axes)
-    data = {n: np.full(shape + first[n].shape[1:], np.nan) for n in first}
+    # observables keep their stored float type (a float32 sweep aggregates to float32)
+    data = {n: np.full(shape + first[n].shape[1:], np.nan, dtype=_float_type(first[n])) for n in first}
     filled = np.zeros(shape, dtype=np.int64)
     for path, ch in chunks:
         if not np.array_equal(ch["time"], time):
@@ -153,7 +154,7 @@ def aggregate_chunks(paths, sweep: dict, attrs: dict, schema: str = CHUNK_SCHEMA
         idx = tuple(idx)
         np.add.at(filled, idx, 1)
         for n in data:
-            obs = np.asarray(ch["observables"][n], dtype=float)
+            obs = np.asarray(ch["observables"][n])
             if n not in _MAY_BE_NAN and not np.all(np.isfinite(obs)):
                 raise ChunkFileError(f"{path}: observable {n} has non-finite values; the chunk is not data")
             data[n][idx] = obs
@@ -169,6 +170,11 @@ def aggregate_chunks(paths, sweep: dict, attrs: dict, schema: str = CHUNK_SCHEMA
     ds = xr.Dataset(variables, coords={**coords, "time": time, "step": ("time", step)}, attrs=attrs)
     _describe(ds)
     return ds
+
+
+def _float_type(a) -> type:
+    """float32 for float32 data, float64 for everything else (int and bool columns included)."""
+    return np.float32 if np.asarray(a).dtype == np.float32 else np.float64
 
 
 # Observables that are legitimately NaN (e.g. no late-time window to fit) or boolean masks.

@@ -10,6 +10,11 @@ Batching: ``gd_stack`` integrates a stack of G data groups with b runs each. Arr
 (G, d, b): the b runs of a group share X (and ξ), so the two matrix–vector products per step of
 every run become two matrix–matrix products per group. G = 1 with b = B is "shared data"; G = B
 with b = 1 is "per-run data".
+
+State: the DLN is stored as (a, b) = (u + v, u − v), whose update is multiplicative and so exact
+for any α (see :mod:`dln_kernels.dln_state`); u, v never appear. Every array and every scalar of
+a run has the configured dtype (float32 runs do float32 arithmetic end to end). The code uses only
+the array API standard, so it runs unchanged on NumPy, CuPy and ``array_api_strict``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import time as _time
 
 import numpy as np
 
-from .backend import get_namespace, resolve_dtype, to_numpy
+from . import dln_state
+from .backend import get_namespace, resolve_dtype, to_device, to_numpy
 from .problem import draw_instance
 from .schedule import step_times
 
@@ -34,15 +40,16 @@ class DivergenceError(FloatingPointError):
 
 
 def _finite_or_raise(xp, e_train, k, params):
-    ok = to_numpy(xp.isfinite(e_train))
-    if not ok.all():
-        bad = np.argwhere(~ok)
-        g, j = (int(i) for i in bad[0])
-        where = ", ".join(f"{name}={to_numpy(vals)[g, 0, j]:.6g}" for name, vals in params.items())
-        raise DivergenceError(
-            f"gradient descent diverged (non-finite training error) at step {k} for {len(bad)} run(s); "
-            f"first: {where}. Reduce dt below the stability bound for these parameters."
-        )
+    if bool(xp.all(xp.isfinite(e_train))):
+        return
+    ok = to_numpy(xp.astype(xp.isfinite(e_train), xp.int8)).astype(bool)
+    bad = np.argwhere(~ok)
+    g, j = (int(i) for i in bad[0])
+    where = ", ".join(f"{name}={to_numpy(vals)[g, 0, j]:.6g}" for name, vals in params.items())
+    raise DivergenceError(
+        f"gradient descent diverged (non-finite training error) at step {k} for {len(bad)} run(s); "
+        f"first: {where}. Reduce dt below the stability bound for these parameters."
+    )
 
 
 def gd_stack(
@@ -58,13 +65,25 @@ def gd_stack(
     delta: float,
     model: str = "dln",
     save_beta: bool = False,
+    record_beta: bool = False,
     progress_every: float | None = None,
 ):
-    """Integrate G×b runs; return observables at ``record_steps`` as host arrays (G, b, R).
+    """Integrate G×b runs; return observables at ``record_steps`` as host arrays.
 
-    X: (G, n, d); beta_star: (G, d, b); y: (G, n, b); alpha, weight_decay: (G, 1, b);
-    dt_schedule: host array of the n_steps step sizes; record_steps: sorted ints in [0, n_steps].
+    Shapes: X (G, n, d); beta_star (G, d, b); y (G, n, b); alpha, weight_decay (G, 1, b), all of
+    one float dtype of the namespace ``xp``; dt_schedule: host array of the n_steps step sizes,
+    rounded to that dtype before use (a float32 run takes float32 steps); record_steps: sorted
+    ints in [0, n_steps]. ``delta`` = n/d of X (the algorithm's 1/δ).
+
+    Returns host arrays of the run dtype: each name of ``OBSERVABLES`` (DLN; the first three for
+    the linear model) shaped (G, b, R); with ``save_beta`` also ``beta_final`` (G, b, d); with
+    ``record_beta`` also ``beta`` (G, b, R, d), β at every recorded step.
     ``progress_every`` (seconds): log progress at most this often.
+
+    The DLN is integrated in the exact coordinates (a, b) = (u + v, u − v) of
+    :mod:`dln_kernels.dln_state` (same discrete algorithm as theory.md §1, exact for any α ≥
+    ``alpha_min(dtype)``). Raises ValueError for an unknown model and DivergenceError (naming α
+    and λ of the first bad run) as soon as a recorded training error is not finite.
     """
     if model not in MODELS:
         raise ValueError(f"model: unknown value {model!r}; expected one of {MODELS}")
@@ -73,19 +92,22 @@ def gd_stack(
     n_steps = len(dt_schedule)
     record_steps = np.asarray(record_steps, dtype=np.int64)
     record_index = {int(k): i for i, k in enumerate(record_steps)}
-    Xt = xp.swapaxes(X, 1, 2)
+    Xt = xp.matrix_transpose(X)
     dtype = X.dtype
+    # Python floats that hold values of the run dtype: they never promote an array (NEP 50)
+    steps = [float(s) for s in np.asarray(dt_schedule, dtype=_host_dtype(xp, dtype))]
+    delta = float(_host_dtype(xp, dtype)(delta))
 
     if model == "dln":
-        u = xp.broadcast_to(alpha, (G, d, b)).astype(dtype, copy=True)
-        v = xp.zeros((G, d, b), dtype=dtype)
-        beta = u * v
-        c0 = alpha**2
+        ua, ub = dln_state.init_state(xp, alpha, (G, d, b), dtype)  # (u + v, u − v)
+        beta = dln_state.beta_of(ua, ub)
     else:
         beta = xp.zeros((G, d, b), dtype=dtype)
 
     names = OBSERVABLES if model == "dln" else OBSERVABLES[:3]
-    out = {name: xp.empty((G, b, len(record_steps)), dtype=dtype) for name in names}
+    R = len(record_steps)
+    out = {name: xp.empty((G, b, R), dtype=dtype) for name in names}
+    beta_hist = xp.empty((G, b, R, d), dtype=dtype) if record_beta else None
     params = {"alpha": alpha, "weight_decay": weight_decay}
     t0 = last_log = _time.perf_counter()
 
@@ -99,16 +121,17 @@ def gd_stack(
             out["e_test"][:, :, i] = xp.sum(diff * diff, axis=1) / (2 * d)
             out["l1_norm"][:, :, i] = xp.sum(xp.abs(beta), axis=1) / d
             if model == "dln":
-                drift = xp.abs(u * u - v * v - c0) / c0
-                out["conservation_drift"][:, :, i] = xp.mean(drift, axis=1)
+                out["conservation_drift"][:, :, i] = xp.mean(dln_state.conservation_drift(ua, ub, alpha), axis=1)
+            if record_beta:
+                beta_hist[:, :, i, :] = xp.matrix_transpose(beta)
             _finite_or_raise(xp, e_train, k, params)
         if k == n_steps:
             break
         g = xp.matmul(Xt, r) / delta
-        dt = dt_schedule[k]
+        dt = steps[k]
         if model == "dln":
-            u, v = u + dt * (v * g - weight_decay * u), v + dt * (u * g - weight_decay * v)
-            beta = u * v
+            ua, ub = dln_state.step(ua, ub, g, dt, dt * weight_decay)
+            beta = dln_state.beta_of(ua, ub)
         else:
             beta = beta + dt * (g - weight_decay * beta)
         if progress_every is not None:
@@ -123,8 +146,15 @@ def gd_stack(
 
     result = {name: to_numpy(a) for name, a in out.items()}
     if save_beta:
-        result["beta_final"] = to_numpy(xp.swapaxes(beta, 1, 2))  # (G, b, d)
+        result["beta_final"] = to_numpy(xp.matrix_transpose(beta))  # (G, b, d)
+    if record_beta:
+        result["beta"] = to_numpy(beta_hist)
     return result
+
+
+def _host_dtype(xp, dtype):
+    """NumPy float type of a namespace dtype (float32 or float64)."""
+    return np.float32 if dtype == xp.float32 else np.float64
 
 
 def simulate_members(
@@ -139,12 +169,14 @@ def simulate_members(
     record_steps,
     dtype=np.float64,
     save_beta: bool = False,
+    record_beta: bool = False,
     progress_every: float | None = None,
 ) -> dict:
     """Runs of G instances (one data group each) with b members each; host arrays (G, b, …).
 
     ``member_rows[g]`` is a (b, 4) array of (ρ, σ, α, λ) for the runs of instance g; all groups
     must have the same b. Runs of a group share X and ξ, and their teachers share noise.
+    ``dtype`` (NumPy float type) is the run dtype: the host data are rounded to it once.
     """
     Xs, bstars, ys = [], [], []
     for inst, rows in zip(instances, member_rows):
@@ -154,13 +186,13 @@ def simulate_members(
         Xs.append(X)
         bstars.append(bs)
         ys.append(X @ bs + xi[:, None] * rows[None, :, 1])
-    dev = lambda a: xp.asarray(np.stack(a), dtype=dtype)  # noqa: E731
-    par = lambda j: xp.asarray(np.stack([r[:, j] for r in member_rows])[:, None, :], dtype=dtype)  # noqa: E731
+    dev = lambda a: to_device(xp, np.stack(a), dtype)  # noqa: E731
+    par = lambda j: to_device(xp, np.stack([r[:, j] for r in member_rows])[:, None, :], dtype)  # noqa: E731
     X = dev(Xs)
     return gd_stack(
         xp, X, dev(bstars), dev(ys), par(2), par(3), dt_schedule, record_steps,
         delta=X.shape[1] / X.shape[2],  # n/d of the actual design: the algorithm's 1/δ
-        model=model, save_beta=save_beta, progress_every=progress_every,
+        model=model, save_beta=save_beta, record_beta=record_beta, progress_every=progress_every,
     )
 
 
@@ -182,6 +214,7 @@ def simulate_grid(
     backend: str = "numpy",
     dtype: str = "float64",
     save_beta: bool = False,
+    record_beta: bool = False,
     share_data: bool = True,
     progress_every: float | None = None,
 ) -> dict:
@@ -190,7 +223,8 @@ def simulate_grid(
     Runs with the same seed share (X, ξ) and the teacher noise (common random numbers along
     α, λ, σ, ρ); all seeds go in one stacked call. Returns host arrays shaped
     (n_seed, n_rho, n_sigma, n_alpha, n_wd, n_record) plus ``time`` and ``step`` (and
-    ``beta_final`` with a trailing d axis when ``save_beta``). ``share_data=False`` gives every
+    ``beta_final`` with a trailing d axis when ``save_beta``, ``beta`` with trailing (n_record,
+    d) axes when ``record_beta``). Observables have the float type ``dtype``. ``share_data=False`` gives every
     run its own instance instead (used to measure what sharing buys).
     """
     prior = prior or {"kind": "gauss_bernoulli"}
@@ -211,7 +245,7 @@ def simulate_grid(
     res = simulate_members(
         xp, instances, rows, model=model, delta=delta, prior=prior, dt_schedule=dt_schedule,
         record_steps=record_steps, dtype=resolve_dtype(dtype), save_beta=save_beta,
-        progress_every=progress_every,
+        record_beta=record_beta, progress_every=progress_every,
     )
     lead = (len(seeds), *[len(a) for a in axes])
     out = {name: arr.reshape(lead + arr.shape[2:]) for name, arr in res.items()}

@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from .backend import backend_name, get_namespace, resolve_dtype
+from .dln_state import alpha_min
 from .priors import validate_prior
 from .problem import draw_instance
 from .schedule import n_steps_for, output_steps, stability_bound
@@ -38,6 +39,13 @@ def check_sweep(name: str, sweep: dict) -> None:
     dt = float(sweep["dt"])
     if sweep["t_max"] < dt:
         raise ConfigError(f"{key}.t_max: {sweep['t_max']} is shorter than one step dt={dt}")
+    a_min = alpha_min(sweep["dtype"]) if sweep["model"] == "dln" else 0.0
+    if min(grid["alpha"]) < a_min:
+        raise ConfigError(
+            f"{key}.grid.alpha: {min(grid['alpha'])} is below {a_min:.2g}, the smallest alpha the "
+            f"DLN state keeps exact in {sweep['dtype']} (alpha**2 must stay a normal number); use "
+            f"alpha >= {a_min:.2g}" + (" or dtype: float64 (down to 1.5e-153)" if sweep["dtype"] == "float32" else "")
+        )
     alpha_max = max(grid["alpha"])
     wd_max = max(grid["weight_decay"])
     for delta in grid["delta"]:

@@ -21,3 +21,26 @@ def resolved(config):
 
     validate(config, str(SCHEMA))
     return config
+
+
+def _kernel_backends():
+    """Array backends the kernel tests run on: NumPy, the strict array-API namespace (catches any
+    NumPy-only call or implicit host conversion in code CuPy will run), and CuPy where a GPU is
+    visible. ``DLN_TEST_BACKENDS=numpy,cupy`` (comma-separated) overrides the list."""
+    import os
+
+    from dln_kernels.backend import _cupy_or_none
+
+    chosen = os.environ.get("DLN_TEST_BACKENDS")
+    if chosen:
+        return [b.strip() for b in chosen.split(",") if b.strip()]
+    out = ["numpy", "array_api_strict"]
+    if _cupy_or_none() is not None:
+        out.append("cupy")
+    return out
+
+
+@pytest.fixture(params=_kernel_backends())
+def backend(request):
+    """Name of an array backend for ``simulate_grid``/``solve_dmft``/``get_namespace``."""
+    return request.param

@@ -122,3 +122,20 @@ def test_dmft_over_memory_budget_is_refused_before_compute(base_config):
     sweep["dmft"].update(enabled=True, memory_budget_gb=1.0)
     with pytest.raises(ConfigError, match=r"sweeps\.default\.dmft\.memory_budget_gb: 1\.0 GB is less than"):
         check_sweep("default", sweep)
+
+
+def test_alpha_below_the_dtype_range_is_refused(base_config):
+    """The DLN state is exact down to alpha_min(dtype) (1.5e-153 float64, 1.1e-18 float32): below
+    it the shrinking coordinate would underflow, so the config is refused naming key and value."""
+    cfg = resolved(base_config)
+    sweep = cfg["sweeps"]["default"]
+    sweep["grid"]["alpha"] = [1e-100, 1.0]
+    check_sweep("default", sweep)  # fine in float64
+    sweep["dtype"] = "float32"
+    with pytest.raises(ConfigError, match=r"sweeps\.default\.grid\.alpha: 1e-100 is below 1.1e-18.*float32"):
+        check_sweep("default", sweep)
+    sweep["grid"]["alpha"] = [1e-15, 1.0]
+    check_sweep("default", sweep)
+    sweep["dtype"], sweep["grid"]["alpha"] = "float64", [1e-160]
+    with pytest.raises(ConfigError, match=r"grid\.alpha: 1e-160 is below 1.5e-153"):
+        check_sweep("default", sweep)

@@ -68,10 +68,10 @@ LINEAR_POINTS = [
 ]
 
 
-def test_linear_dmft_equals_marchenko_pastur():
+def test_linear_dmft_equals_marchenko_pastur(backend):
     n_steps = 200
     rec = output_steps(n_steps, 30)
-    out = solve_dmft(LINEAR_POINTS, n_steps=n_steps, record_steps=rec, n_paths=8000, n_batches=8,
+    out = solve_dmft(LINEAR_POINTS, backend=backend, n_steps=n_steps, record_steps=rec, n_paths=8000, n_batches=8,
                      model="linear", seed=3, progress=False)
     for i, p in enumerate(LINEAR_POINTS):
         et, ee = linear_gd_errors(delta=p["delta"], dt=p["dt"], steps=rec, m2=second_moment(GB, p["rho"]),
@@ -186,24 +186,24 @@ def test_gradient_flow_limit_first_order_in_dt():
     assert 1.4 < ratio < 3.6, (ratio, err, se)
 
 
-def test_memory_budget_refusal():
+def test_memory_budget_refusal(backend):
     need = memory_bytes(1, 20000, 800, 8)
     assert need > 5e8
     with pytest.raises(MemoryError, match="memory_budget_bytes"):
-        solve_dmft([dict(delta=0.5, dt=0.05)], n_steps=800, n_paths=20000, memory_budget_bytes=need / 2)
+        solve_dmft([dict(delta=0.5, dt=0.05)], backend=backend, n_steps=800, n_paths=20000, memory_budget_bytes=need / 2)
 
 
-def test_batched_equals_one_at_a_time():
+def test_batched_equals_one_at_a_time(backend):
     pts = [dict(delta=0.5, rho=0.3, sigma=0.0, alpha=0.3, weight_decay=0.0, dt=0.05),
            dict(delta=2.0, rho=0.5, sigma=0.1, alpha=1.5, weight_decay=0.05, dt=0.03)]
     kw = dict(n_steps=60, n_paths=1024, n_batches=4, seed=9, progress=False)
-    both = solve_dmft(pts, **kw)
+    both = solve_dmft(pts, backend=backend, **kw)
     for i, p in enumerate(pts):
-        one = solve_dmft([p], **kw)
+        one = solve_dmft([p], backend=backend, **kw)
         for key in ("e_train", "e_test", "e_train_se"):
             np.testing.assert_allclose(both[key][i], one[key][0], rtol=1e-9, atol=1e-15)
     # chunked by the memory budget (one point per chunk) gives the same
-    chunked = solve_dmft(pts, **kw, memory_budget_bytes=1.5 * memory_bytes(1, 1024, 60, 4))
+    chunked = solve_dmft(pts, backend=backend, **kw, memory_budget_bytes=1.5 * memory_bytes(1, 1024, 60, 4))
     np.testing.assert_allclose(chunked["e_test"], both["e_test"], rtol=1e-9)
 
 

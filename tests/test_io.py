@@ -83,3 +83,14 @@ def test_missing_chunk_is_reported(tiny, tmp_path):
     paths = write_all(tiny, tmp_path)
     with pytest.raises(ChunkFileError, match="computed 0 times"):
         aggregate_chunks(paths[:-1], tiny, {})
+
+
+def test_float32_sweep_stays_float32_on_disk(tiny, tmp_path):
+    """dtype: float32 runs float32 arithmetic, stores float32 chunks and aggregates to float32."""
+    tiny = {**tiny, "dtype": "float32"}
+    paths = write_all(tiny, tmp_path)
+    for name, arr in read_chunk(paths[0])["observables"].items():
+        assert arr.dtype == np.float32, name
+    ds = aggregate_chunks(paths, tiny, {})
+    for name in ("e_train", "e_test", "l1_norm", "conservation_drift"):
+        assert ds[name].dtype == np.float32, name

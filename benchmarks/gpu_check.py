@@ -1,0 +1,250 @@
+"""One-call GPU check: CuPy agrees with NumPy, and how fast the kernels run on the device.
+
+Usage:
+    python benchmarks/gpu_check.py             # GPU machine (pip-installs cupy-cuda12x if missing)
+    python benchmarks/gpu_check.py --quick     # same checks, smaller performance sizes
+    python benchmarks/gpu_check.py --dry-run   # CPU only: NumPy stands in for the device
+
+Correctness: ``simulate_grid`` (DLN, a tiny-α case included) and ``solve_dmft`` run on the device
+backend and on NumPy with identical arguments, in float64 and float32. Random inputs are drawn on
+the host with NumPy, so the two must agree to rounding. Each observable is compared by its largest
+relative deviation |dev − ref| / max(|ref|, FLOOR_REL · max|ref| of the same run), and its dtype
+must be the requested one; one PASS/FAIL line is printed per comparison.
+
+Performance (one table, float64 and float32 side by side; device arrays made with the namespace,
+``backend.sync`` before and after every timed region, best of 3):
+  - GEMM rate of (n×d)@(d×64), the simulator's batched product, in GFLOP/s;
+  - device-to-device copy bandwidth, ``xp.asarray(x, copy=True)``, counting read + write bytes;
+  - simulator, 64 runs on shared data: 4·n·d flops per run-step (two matrix products) per second
+    of the marginal step cost (time of n_steps minus time of 0 steps, so host data generation and
+    transfers drop out), and its ratio to the GEMM rate;
+  - DMFT, P points in one call (end to end, host-side input generation included): seconds per
+    point, and an estimated memory bandwidth and its ratio to the copy bandwidth.
+
+Time budget: about 1-2 min on one H200 (≤ 5 min, CuPy kernel compilation included, pip excluded);
+``--dry-run`` ≤ 60 s on 2 CPU cores. Exit code: 0 all correctness checks pass, 1 a check failed,
+2 no usable GPU (CuPy missing after the install attempt, or no CUDA device).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from dln_kernels import backend
+from dln_kernels.dln_state import alpha_min
+from dln_kernels.dmft import solve_dmft
+from dln_kernels.simulate import simulate_grid
+
+SIM_OBS = ("e_train", "e_test", "l1_norm", "conservation_drift", "beta_final")
+DMFT_OBS = ("e_train", "e_test")
+# float64: the simulator differs from NumPy only by the summation order of the matrix products.
+# The DMFT's long causal sweep (each row built from all earlier rows, Gram–Schmidt included)
+# amplifies those rounding differences, hence its looser float64 tolerance.
+TOL = {("simulate", "float64"): 1e-12, ("dmft", "float64"): 1e-9,
+       ("simulate", "float32"): 1e-3, ("dmft", "float32"): 1e-3}
+FLOOR_REL = 1e-2  # entries below this fraction of their run's largest |value| are compared absolutely
+SIZES = {  # performance sizes: simulator d and steps, copy MB, DMFT points P and time points T
+    "full": dict(sim_d=2000, sim_steps=200, copy_mb=256, dmft_p=8, dmft_t=400),
+    "quick": dict(sim_d=2000, sim_steps=100, copy_mb=256, dmft_p=4, dmft_t=200),
+    "dry": dict(sim_d=300, sim_steps=50, copy_mb=32, dmft_p=2, dmft_t=60),
+}
+N_RUNS = 64  # simulator runs (α values) on shared data = GEMM right-hand columns
+
+
+def device_backend(dry_run: bool) -> str:
+    """'numpy' for a dry run, else 'cupy' (installing cupy-cuda12x once if it is missing)."""
+    if dry_run:
+        return "numpy"
+    if importlib.util.find_spec("cupy") is None:
+        print("CuPy not installed: pip install -q cupy-cuda12x", flush=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "cupy-cuda12x"], check=False)
+        importlib.invalidate_caches()
+    try:
+        backend.get_namespace("cupy")
+    except RuntimeError as err:
+        print(f"gpu_check: no usable GPU: {err}", file=sys.stderr)
+        sys.exit(2)
+    return "cupy"
+
+
+def header(name: str, dry_run: bool) -> str:
+    if name == "cupy":
+        import cupy
+
+        dev = cupy.cuda.runtime.getDeviceProperties(0)["name"]
+        dev = dev.decode() if isinstance(dev, bytes) else dev
+        libs = f"CuPy {cupy.__version__}, NumPy {np.__version__}"
+    else:
+        dev, libs = platform.processor() or platform.machine(), f"NumPy {np.__version__}"
+    mark = " | CPU dry run: numbers are not GPU numbers" if dry_run else ""
+    return f"# gpu_check: device {dev} (backend {name}); {libs}{mark}"
+
+
+def max_rel_dev(got, ref) -> float:
+    """max |got − ref| / max(|ref|, FLOOR_REL · max|ref| over the run's last axis); inf if non-finite."""
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    if got.shape != ref.shape or not (np.all(np.isfinite(got)) and np.all(np.isfinite(ref))):
+        return float("inf")
+    scale = np.maximum(np.abs(ref), FLOOR_REL * np.max(np.abs(ref), axis=-1, keepdims=True))
+    diff = np.abs(got - ref)
+    return float(np.max(np.where(diff == 0, 0.0, diff / np.maximum(scale, np.finfo(np.float64).tiny))))
+
+
+def compare(kernel, dtype, label, dev, ref, names) -> bool:
+    ok_all = True
+    tol = TOL[(kernel, dtype)]
+    for k in names:
+        dev_ok = dev[k].dtype == ref[k].dtype == np.dtype(dtype)
+        err = max_rel_dev(dev[k], ref[k])
+        ok = dev_ok and err <= tol
+        ok_all &= ok
+        print(f"{'PASS' if ok else 'FAIL'} {kernel:8s} {dtype} {label:20s} {k:18s} max rel dev {err:8.1e} "
+              f"(tol {tol:.0e}), dtype {'ok' if dev_ok else f'{dev[k].dtype}/{ref[k].dtype}'}", flush=True)
+    return ok_all
+
+
+def correctness(dev_name: str) -> bool:
+    ok = True
+    for dtype in ("float64", "float32"):
+        tiny = max(1e-30, alpha_min(dtype))  # the (a, b) state is exact only for α ≥ alpha_min(dtype)
+        sim = dict(model="dln", d=200, delta=0.5, rho=[0.2], sigma=[0.0, 0.1], alpha=[tiny, 1e-3, 0.5],
+                   weight_decay=[0.0, 0.01], seeds=[0, 1], dt=0.05, n_steps=300,
+                   record_steps=[0, 1, 10, 100, 300], dtype=dtype, save_beta=True)
+        res = [simulate_grid(backend=b, **sim) for b in (dev_name, "numpy")]
+        ok &= compare("simulate", dtype, f"12 runs x 2 seeds", *res, SIM_OBS)
+        pts = {"alpha": [tiny, 0.1, 1.0], "delta": [0.5], "rho": [0.3], "sigma": [0.0]}
+        dm = dict(n_steps=60, dt=0.05, n_paths=1600, dtype=dtype, progress=False, n_batches=8)
+        res = [solve_dmft(pts, backend=b, **dm) for b in (dev_name, "numpy")]
+        ok &= compare("dmft", dtype, f"3 points, T=61", *res, DMFT_OBS)
+        print(f"     (tiny alpha used in {dtype}: {tiny:.3g})")
+    return ok
+
+
+def best_of(xp, fn, repeat=3) -> float:
+    """Shortest wall time of ``repeat`` calls of fn, synchronised with the device."""
+    times = []
+    for _ in range(repeat):
+        backend.sync(xp)
+        t0 = time.perf_counter()
+        fn()
+        backend.sync(xp)
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def gemm_gflops(xp, n, d, b, dtype, reps=50) -> float:
+    rng = np.random.default_rng(0)
+    dt = backend.xp_dtype(xp, dtype)
+    a = xp.asarray(rng.standard_normal((n, d)), dtype=dt)
+    x = xp.asarray(rng.standard_normal((d, b)), dtype=dt)
+
+    def go():
+        for _ in range(reps):
+            xp.matmul(a, x)
+
+    go()  # warm-up (cuBLAS handle, kernel selection)
+    return 2.0 * n * d * b * reps / best_of(xp, go) / 1e9
+
+
+def copy_gbs(xp, mbytes, dtype, reps=10) -> float:
+    dt = backend.xp_dtype(xp, dtype)
+    n = int(mbytes * 2**20) // np.dtype(dtype).itemsize
+    x = xp.ones((n,), dtype=dt)
+
+    def go():
+        for _ in range(reps):
+            xp.asarray(x, copy=True)
+
+    go()
+    return 2.0 * n * np.dtype(dtype).itemsize * reps / best_of(xp, go) / 1e9  # read + write
+
+
+def sim_gflops(name, d, steps, dtype) -> float:
+    """4·n·d flops per run-step over the marginal time per step (t(steps) − t(0)) / steps."""
+    xp = backend.get_namespace(name)
+    n = int(round(0.5 * d))
+
+    def run(k):
+        simulate_grid(model="dln", d=d, delta=0.5, rho=[0.2], sigma=[0.1],
+                      alpha=list(np.geomspace(1e-3, 1.0, N_RUNS)), weight_decay=[0.0], seeds=[0],
+                      dt=0.01, n_steps=k, record_steps=[0, k] if k else [0], backend=name, dtype=dtype)
+
+    run(2)  # warm-up: kernel compilation, allocator pools
+    t_full, t_zero = best_of(xp, lambda: run(steps)), best_of(xp, lambda: run(0))
+    return 4.0 * n * d * N_RUNS * steps / max(t_full - t_zero, 1e-9) / 1e9
+
+
+def dmft_timing(name, n_points, T, dtype):
+    """(seconds per point, estimated GB/s) of one end-to-end solve_dmft call of n_points points.
+
+    Bytes: at step k the sweep makes about 8 passes over an N×k path history (G row, two
+    Gram–Schmidt projections and their updates, w, g and δg), N = n_paths of the point; summed
+    over k < T that is itemsize · 8 · N · T²/2 per point (the T×T matrices are negligible for
+    N ≫ T). The time includes drawing the random inputs on the host and moving them.
+    """
+    xp = backend.get_namespace(name)
+    n_paths = 8 * T  # 8 replicas of T paths (orthogonal noise needs ≥ T paths per replica)
+    pts = {"alpha": list(np.geomspace(1e-3, 1.0, n_points)), "delta": [0.5], "rho": [0.3], "sigma": [0.1]}
+    go = lambda: solve_dmft(pts, n_steps=T - 1, dt=0.05, n_paths=n_paths, backend=name,  # noqa: E731
+                            dtype=dtype, progress=False, n_batches=8, memory_budget_bytes=None)
+    t = best_of(xp, go, repeat=2)
+    nbytes = np.dtype(dtype).itemsize * 8 * n_paths * T * T / 2 * n_points
+    return t / n_points, nbytes / t / 1e9
+
+
+def performance(name: str, size: dict) -> list[tuple[str, list[float], str]]:
+    xp = backend.get_namespace(name)
+    d, steps = size["sim_d"], size["sim_steps"]
+    n = int(round(0.5 * d))
+    rows = {k: [] for k in ("gemm", "copy", "sim", "ratio", "dmft_s", "dmft_bw", "dmft_ratio")}
+    for dtype in ("float64", "float32"):
+        rows["gemm"].append(gemm_gflops(xp, n, d, N_RUNS, dtype))
+        rows["copy"].append(copy_gbs(xp, size["copy_mb"], dtype))
+        rows["sim"].append(sim_gflops(name, d, steps, dtype))
+        rows["ratio"].append(rows["sim"][-1] / rows["gemm"][-1])
+        s, bw = dmft_timing(name, size["dmft_p"], size["dmft_t"], dtype)
+        rows["dmft_s"].append(s)
+        rows["dmft_bw"].append(bw)
+        rows["dmft_ratio"].append(bw / rows["copy"][-1])
+    P, T = size["dmft_p"], size["dmft_t"]
+    return [
+        (f"GEMM ({n}x{d})@({d}x{N_RUNS})", rows["gemm"], "GFLOP/s"),
+        (f"device copy {size['copy_mb']} MB (read+write)", rows["copy"], "GB/s"),
+        (f"simulator {N_RUNS} runs d={d} {steps} steps", rows["sim"], "GFLOP/s"),
+        ("simulator / GEMM", rows["ratio"], "ratio"),
+        (f"DMFT P={P} T={T} N={8 * T}, end to end", rows["dmft_s"], "s/point"),
+        ("DMFT est. bandwidth (8 N T^2/2 words)", rows["dmft_bw"], "GB/s"),
+        ("DMFT bandwidth / copy", rows["dmft_ratio"], "ratio"),
+    ]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dry-run", action="store_true", help="CPU only: NumPy as the device, small sizes")
+    ap.add_argument("--quick", action="store_true", help="smaller performance sizes")
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    name = device_backend(args.dry_run)
+    head = header(name, args.dry_run)
+    print(head, flush=True)
+    ok = correctness(name)
+    size = SIZES["dry" if args.dry_run else "quick" if args.quick else "full"]
+    table = performance(name, size)
+    print(f"\n{head}")
+    print(f"{'quantity':44s} {'float64':>10s} {'float32':>10s}  unit")
+    for label, vals, unit in table:
+        print(f"{label:44s} {vals[0]:10.4g} {vals[1]:10.4g}  {unit}")
+    print(f"# correctness: {'all PASS' if ok else 'FAILED'}; total {time.perf_counter() - t0:.1f} s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from dln_kernels.backend import get_namespace
+from dln_kernels.backend import get_namespace, resolve_dtype, sync, to_device
 from dln_kernels.simulate import simulate_grid
 
 
@@ -26,14 +26,9 @@ def best_of(fn, repeat=3):
     return min(times)
 
 
-def sync(xp):
-    if xp.__name__.startswith("cupy"):
-        xp.cuda.Stream.null.synchronize()
-
-
-def matmul_gflops(xp, n, d, b, repeat=5):
-    a = xp.asarray(np.random.default_rng(0).standard_normal((n, d)))
-    x = xp.asarray(np.random.default_rng(1).standard_normal((d, b)))
+def matmul_gflops(xp, n, d, b, dtype="float64", repeat=5):
+    a = to_device(xp, np.random.default_rng(0).standard_normal((n, d)), resolve_dtype(dtype))
+    x = to_device(xp, np.random.default_rng(1).standard_normal((d, b)), resolve_dtype(dtype))
 
     def go():
         for _ in range(repeat):
@@ -49,14 +44,16 @@ def main():
     ap.add_argument("--delta", type=float, default=0.5)
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--backend", default="numpy")
+    ap.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     args = ap.parse_args()
     xp = get_namespace(args.backend)
     n = int(round(args.delta * args.d))
     print(f"# simulator benchmark: d={args.d}, n={n}, steps={args.steps}, backend={args.backend}, "
-          f"numpy {np.__version__}, {platform.processor() or platform.machine()}")
-    print(f"matmul (n×d)@(d×64): {matmul_gflops(xp, n, args.d, 64):8.2f} GFLOP/s")
-    print(f"matvec (n×d)@(d×1) : {matmul_gflops(xp, n, args.d, 1):8.2f} GFLOP/s")
-    print(f"{'B':>4} {'data':>8} {'seconds':>9} {'run-steps*d/s':>14} {'GFLOP/s (4nd/run-step)':>24}")
+          f"dtype={args.dtype}, numpy {np.__version__}, {platform.processor() or platform.machine()}")
+    gemm = matmul_gflops(xp, n, args.d, 64, args.dtype)
+    print(f"matmul (n×d)@(d×64): {gemm:8.2f} GFLOP/s")
+    print(f"matvec (n×d)@(d×1) : {matmul_gflops(xp, n, args.d, 1, args.dtype):8.2f} GFLOP/s")
+    print(f"{'B':>4} {'data':>8} {'seconds':>9} {'run-steps*d/s':>14} {'GFLOP/s (4nd/run-step)':>24} {'of GEMM':>8}")
     for B in (1, 64):
         for share in (True, False):
             if B == 1 and not share:
@@ -66,13 +63,15 @@ def main():
             def go():
                 simulate_grid(model="dln", d=args.d, delta=args.delta, rho=[0.2], sigma=[0.1], alpha=alphas,
                               weight_decay=[0.0], seeds=[0], dt=0.01, n_steps=args.steps,
-                              record_steps=[0, args.steps], backend=args.backend, share_data=share)
+                              record_steps=[0, args.steps], backend=args.backend, dtype=args.dtype,
+                              share_data=share)
 
             go()  # warm-up (and data generation caches)
             t = best_of(go, repeat=2)
             rate = B * args.steps * args.d / t
             gflops = 4.0 * n * args.d * B * args.steps / t / 1e9
-            print(f"{B:>4} {'shared' if share else 'per-run':>8} {t:9.3f} {rate:14.3e} {gflops:24.2f}")
+            print(f"{B:>4} {'shared' if share else 'per-run':>8} {t:9.3f} {rate:14.3e} {gflops:24.2f} "
+                  f"{gflops / gemm:8.0%}")
     print("# note: times include drawing the data on the host (per-run data draws B designs).")
 
 

@@ -7,7 +7,10 @@ single-coordinate process is sampled with N Monte-Carlo paths per parameter poin
 
 At step k (all rows < k of every matrix are final):
 
-1. paths: Δ_k = u_k v_k − β* (linear model: β_k − β*); tangent x_k = v_k δu_k + u_k δv_k;
+1. paths: Δ_k = u_k v_k − β* (linear model: β_k − β*); tangent x_k = v_k δu_k + u_k δv_k.
+   Paths and tangents are stored in the exact coordinates (a, b) = (u + v, u − v) of
+   :mod:`dln_kernels.dln_state` (Δ = (a − b)(a + b)/4 − β*, x = (a δa − b δb)/2), so a path can
+   change sign after any length of search phase at any α ≥ alpha_min(dtype);
 2. G[k, l] = ⟨x_k ε_l⟩ (l < k), a path average;
 3. K[k, :k] = −(1/δ) G[k, :k] K[:k, :k], K[k, k] = 1   (forward substitution of (I + G/δ)K = I);
 4. row k of L_M, a lower-triangular factor of M = σ²𝟙𝟙ᵀ + C_Δ, by Gram–Schmidt (two passes) of
@@ -30,6 +33,9 @@ the replica mean and the standard error is the replica standard deviation / √n
 Variance reduction (``variance_reduction=True``): the noise z and the probes ε of a replica are
 N×T matrices with exactly orthonormal columns (scaled so that ⟨z_k z_l⟩ = δ_kl over the paths),
 and β* is stratified (exact counts of zeros / discrete values, Gaussian values on quantile strata).
+
+Arrays on the backend are of the run dtype throughout (a float32 solve is float32 arithmetic);
+only the array API standard is used, so NumPy, CuPy and ``array_api_strict`` run the same code.
 
 Memory (bytes, per call, ``itemsize`` = 8 for float64):
 

@@ -343,6 +343,11 @@ def solve_dmft(
     if pivot_tol is None:
         pivot_tol = 1e-12 if dt_np == np.float64 else 1e-5
     par = normalize_points(points, dt)
+    if model == "dln" and np.min(par["alpha"]) < dln_state.alpha_min(dt_np):
+        raise ValueError(
+            f"points: alpha {np.min(par['alpha']):g} is below alpha_min({dtype}) = "
+            f"{dln_state.alpha_min(dt_np):.2g}, the smallest initialisation the DLN state keeps exact"
+        )
     P = par["delta"].size
     T = int(n_steps) + 1
     if n_steps < 1:

@@ -152,6 +152,16 @@ def gd_stack(
     return result
 
 
+def _check_alpha(alpha, dtype) -> None:
+    """ValueError before compute for α the (a, b) state cannot keep exact in ``dtype``."""
+    low = float(np.min(alpha))
+    if low < dln_state.alpha_min(dtype):
+        raise ValueError(
+            f"alpha: {low:g} is below alpha_min({np.dtype(dtype).name}) = {dln_state.alpha_min(dtype):.2g}, "
+            "the smallest initialisation the DLN state keeps exact (alpha**2 must stay a normal number)"
+        )
+
+
 def _host_dtype(xp, dtype):
     """NumPy float type of a namespace dtype (float32 or float64)."""
     return np.float32 if dtype == xp.float32 else np.float64
@@ -178,6 +188,8 @@ def simulate_members(
     must have the same b. Runs of a group share X and ξ, and their teachers share noise.
     ``dtype`` (NumPy float type) is the run dtype: the host data are rounded to it once.
     """
+    if model == "dln":
+        _check_alpha(np.concatenate([np.asarray(r)[:, 2] for r in member_rows]), dtype)
     Xs, bstars, ys = [], [], []
     for inst, rows in zip(instances, member_rows):
         X = inst.design(delta)

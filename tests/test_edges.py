@@ -219,3 +219,17 @@ def test_dmft_tiny_alpha_against_simulation_quick():
     e = th["e_test"][0]
     t = th["time"][0]
     assert e[np.searchsorted(t, 10.0)] > 0.9 * e[0] and e[-1] < 0.2 * e[0]
+
+
+def test_kernels_refuse_alpha_below_the_dtype_range():
+    """Called directly (not through a config), the kernels refuse α < alpha_min(dtype) before
+    compute instead of returning a silently wrong state."""
+    from dln_kernels.dmft import solve_dmft
+
+    kw = dict(model="dln", d=20, delta=0.5, rho=[0.3], sigma=[0.0], weight_decay=[0.0], seeds=[0], dt=0.05,
+              n_steps=4, record_steps=[0, 4])
+    with pytest.raises(ValueError, match=r"alpha: 1e-30 is below alpha_min\(float32\) = 1.1e-18"):
+        simulate_grid(alpha=[1e-30, 1.0], dtype="float32", **kw)
+    simulate_grid(alpha=[1e-30, 1.0], dtype="float64", **kw)
+    with pytest.raises(ValueError, match=r"alpha 1e-160 is below alpha_min\(float64\)"):
+        solve_dmft({"alpha": 1e-160, "delta": 0.5, "dt": 0.05}, n_steps=4, n_paths=80, progress=False)

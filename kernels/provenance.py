@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import importlib.metadata as _md
 import json
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -25,7 +27,9 @@ def package_versions() -> dict:
 
 
 def git_commit(path: str | Path | None = None) -> str:
-    """HEAD of the checkout holding this package (with '-dirty' if modified), else 'unknown'."""
+    """HEAD of the checkout at ``path`` (default: ``$DLN_SWEEP_REPO``, set by the workflow, else the
+    checkout holding this package), with '-dirty' if modified; 'unknown' outside a checkout."""
+    path = path or os.environ.get("DLN_SWEEP_REPO")
     where = Path(path) if path else Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
@@ -42,9 +46,30 @@ def git_commit(path: str | Path | None = None) -> str:
         return "unknown"
 
 
-def provenance(config: dict, *, backend: str, dtype: str, seeds, base_seed: int, repo=None) -> dict:
-    """Flat attributes (str / int) for an HDF5 or netCDF file; ``repo``: checkout to read the commit of."""
+@contextlib.contextmanager
+def fixed_threads(threads: int):
+    """Run the block with every BLAS/OpenMP thread pool at exactly ``threads`` threads.
+
+    The thread count is part of a result: BLAS splits its sums by thread, so the same job with 1
+    and 2 threads differs in the last bits. Jobs therefore run with the sweep's ``threads``
+    whatever number of cores Snakemake grants them (``--cores 1`` slows a ``threads: 2`` job, it
+    does not change its bits). Yields ``{"threads": n, "threadpools": JSON}`` with the counts
+    threadpoolctl reports inside the block (what the kernel actually ran with), for provenance.
+    """
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    with threadpool_limits(limits=int(threads)):
+        pools = [{k: p.get(k) for k in ("user_api", "internal_api", "num_threads", "version")} for p in threadpool_info()]
+        blas = [p["num_threads"] for p in pools if p["user_api"] == "blas"]
+        yield {"threads": int(max(blas) if blas else threads), "threadpools": json.dumps(pools, sort_keys=True)}
+
+
+def provenance(config: dict, *, backend: str, dtype: str, seeds, base_seed: int, repo=None, threads=None) -> dict:
+    """Flat attributes (str / int) for an HDF5 or netCDF file; ``repo``: checkout to read the commit
+    of (default: see :func:`git_commit`); ``threads``: the dict :func:`fixed_threads` yielded."""
+    extra = {} if threads is None else {"threads": int(threads["threads"]), "threadpools": threads["threadpools"]}
     return {
+        **extra,
         "config": json.dumps(config, sort_keys=True),
         "seeds": json.dumps([int(s) for s in seeds]),
         "base_seed": int(base_seed),

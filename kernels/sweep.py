@@ -8,15 +8,19 @@ a rectangular (G instances × b members) stack for the simulator.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import math
+import re
 
 import numpy as np
+import yaml
 
 from .backend import backend_name, get_namespace, resolve_dtype
 from .dln_state import alpha_min
 from .priors import validate_prior
-from .problem import draw_instance
+from .problem import draw_instance, n_samples
 from .schedule import n_steps_for, output_steps, stability_bound
 from .simulate import simulate_members
 
@@ -26,6 +30,104 @@ MEMBER_AXES = ("rho", "sigma", "alpha", "weight_decay")  # varied inside a data 
 
 class ConfigError(ValueError):
     """A configuration value the pipeline cannot run with; the message names key and value."""
+
+
+def validate_config(config: dict, schema_path) -> None:
+    """Snakemake's JSON-schema validation (types, ranges, defaults), framed by the checks JSON
+    Schema cannot make; raise ConfigError naming the key and the value.
+
+    Before it: a number PyYAML read as text (``1e-2``: the schema would only say "not of type
+    'number'"), and NaN or inf anywhere (NaN passes every bound, inf every open one). After it:
+    whole-number floats in integer fields (JSON Schema counts 2.0 as an integer; ``range()`` and
+    array shapes do not, so the job would fail after compute). The fields come from the schema.
+    """
+    from snakemake.utils import validate
+
+    with open(schema_path) as f:
+        schema = yaml.safe_load(f)
+    fields = numeric_fields(schema)
+    for pattern, kind in fields.items():
+        for where, value in values_at(config, pattern):
+            if isinstance(value, str) and (hint := _number_as_text(value, kind)):
+                raise ConfigError(f"{where}: {value!r} is a string{hint}")
+    for where, value in values_at(config, None):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}: {value} is not a finite number")
+    validate(config, str(schema_path))
+    for pattern in (p for p, kind in fields.items() if kind == "integer"):
+        for where, value in values_at(config, pattern):
+            if isinstance(value, float):
+                raise ConfigError(f"{where}: {value} is a float; write an integer ({int(value)})")
+
+
+def numeric_fields(schema: dict) -> dict:
+    """{key pattern: "integer" | "number"} of every numeric field of a JSON schema.
+
+    A pattern is a tuple of keys, with "*" for any key of a mapping (``additionalProperties``) and
+    "[]" for any list item (``items``); ``$ref``s into ``$defs`` are followed.
+    """
+    found = {}
+
+    def walk(node, path):
+        if "$ref" in node:
+            target = schema
+            for part in node["$ref"].removeprefix("#/").split("/"):
+                target = target[part]
+            walk(target, path)
+        types = node.get("type", [])
+        types = [types] if isinstance(types, str) else types
+        if "number" in types or "integer" in types:
+            found[path] = "number" if "number" in types else "integer"
+        for key, sub in node.get("properties", {}).items():
+            walk(sub, path + (key,))
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"], path + ("*",))
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], path + ("[]",))
+        for sub in node.get("oneOf", []) + node.get("anyOf", []) + node.get("allOf", []):
+            walk(sub, path)
+
+    walk(schema, ())
+    return found
+
+
+def values_at(node, pattern, where: str = ""):
+    """(key path as the user reads it, e.g. ``sweeps.tiny.grid.alpha[0]``, value) of every value
+    of ``node`` matching ``pattern`` (see :func:`numeric_fields`); every leaf when it is None."""
+    if pattern == () or (pattern is None and not isinstance(node, (dict, list))):
+        yield where, node
+        return
+    head, rest = (pattern[0], pattern[1:]) if pattern else (None, None)
+    if isinstance(node, list) and head in ("[]", None):
+        for i, v in enumerate(node):
+            yield from values_at(v, rest, f"{where}[{i}]")
+    elif isinstance(node, dict):
+        for k in node if head in ("*", None) else [head] if head in node else []:
+            yield from values_at(node[k], rest, f"{where}.{k}" if where else str(k))
+
+
+_DECIMAL = re.compile(r"([-+]?)(\d+\.?\d*|\.\d+)(?:[eE]([-+]?)(\d+))?")
+
+
+def _number_as_text(text: str, kind: str) -> str | None:
+    """The end of the message for a number that reached the config as a string, or None if
+    ``text`` is no number. PyYAML follows YAML 1.1: a float needs a decimal point, a digit before
+    it and, with an exponent, its sign, so ``1e-2``, ``1.0e5`` and ``-.5`` are read as text."""
+    text = text.strip()
+    m = _DECIMAL.fullmatch(text)
+    if not m:
+        return None
+    if kind == "integer" and float(text).is_integer():
+        return f"; write the integer {int(float(text))} without quotes or exponent"
+    if not isinstance(yaml.safe_load(text), str):  # a number to YAML: quoted in the file
+        return f"; write {text} without quotes"
+    sign, mantissa, exp_sign, exp = m.groups()
+    missing = [what for what, bad in (("a decimal point", "." not in mantissa),
+                                      ("a digit before the point", mantissa.startswith(".")),
+                                      ("a sign in the exponent", exp and not exp_sign)) if bad]
+    fix = sign + ("0" if mantissa.startswith(".") else "") + mantissa + ("" if "." in mantissa else ".0")
+    fix += f"e{exp_sign or '+'}{exp}" if exp else ""
+    return f": YAML reads {text} without {' and '.join(missing)} as text; write {fix}"
 
 
 def check_sweep(name: str, sweep: dict) -> None:
@@ -56,8 +158,40 @@ def check_sweep(name: str, sweep: dict) -> None:
                 f"alpha={alpha_max}, delta={delta}, weight_decay={wd_max} "
                 f"(model={sweep['model']}); use dt <= {bound:.3g} or a smaller alpha"
             )
+    check_sim_memory(key, sweep)
     if sweep["dmft"]["enabled"]:
         check_dmft(key, sweep)
+
+
+def sim_chunk_bytes(sweep: dict, chunk: dict) -> int:
+    """Bytes one simulation chunk holds (G seeds × b members, n = round(δ·d) rows):
+    8 · (G·n·d + 8·G·d·b + 2·G·n·b), i.e. the design, ~8 run-sized arrays and y/residuals.
+
+    8 bytes whatever the run ``dtype``: the host draws the data in float64 (problem.py) before
+    rounding, so float32 saves device memory but not host memory.
+    """
+    g, b, d = len(chunk["seeds"]), len(chunk["members"]), int(sweep["d"])
+    n = n_samples(chunk["delta"], d)
+    return 8 * (g * n * d + 8 * g * d * b + 2 * g * n * b)
+
+
+def check_sim_memory(key: str, sweep: dict) -> None:
+    """A chunk that cannot be allocated would fail inside its job, after queueing: refuse the
+    sweep at planning, as check_dmft does for the DMFT."""
+    budget = sweep["memory_budget_gb"]
+    chunk = max(make_chunks(sweep), key=lambda c: sim_chunk_bytes(sweep, c))
+    need = sim_chunk_bytes(sweep, chunk)
+    if need <= budget * 1e9:
+        return
+    one = sim_chunk_bytes(sweep, {"delta": chunk["delta"], "seeds": [0], "members": [0]})
+    advice = (f"lower {key}.d (a single run needs {one / 1e9:.3g} GB)" if one > budget * 1e9
+              else f"lower {key}.chunk_size (runs per job) or {key}.d")
+    raise ConfigError(
+        f"{key}.memory_budget_gb: {budget} GB is less than the {need / 1e9:.3g} GB the largest "
+        f"simulation chunk needs (d={sweep['d']}, n={n_samples(chunk['delta'], sweep['d'])} rows at "
+        f"delta={chunk['delta']}, {len(chunk['seeds'])} seeds × {len(chunk['members'])} runs; "
+        f"8 bytes·(G·n·d + 8·G·d·b + 2·G·n·b)): {advice}, or raise the budget"
+    )
 
 
 def check_dmft(key: str, sweep: dict) -> None:
@@ -85,33 +219,76 @@ def time_grid(sweep: dict):
 
 
 def members(sweep: dict) -> list:
-    """All (ρ, σ, α, λ) combinations of a data group, in a fixed order."""
+    """All (ρ, σ, α, λ) combinations of a data group, in sorted order (so the order in which grid
+    values are written does not matter)."""
     g = sweep["grid"]
-    return [list(m) for m in itertools.product(*(g[a] for a in MEMBER_AXES))]
+    return [list(m) for m in itertools.product(*(sorted(g[a]) for a in MEMBER_AXES))]
+
+
+def _fmt(x) -> str:
+    """A grid value for a file name: shortest round-trip repr, filesystem-safe ('0.5', '1e-10')."""
+    return repr(float(x)).replace("+", "")
+
+
+def chunk_name(chunk: dict) -> str:
+    """Readable, content-derived file stem of a chunk: what it computes names it.
+
+    ``delta0.5_seeds0-2_<hash>`` for simulation chunks, ``points<P>_<hash>`` for DMFT chunks; the
+    8-hex hash is of the canonical JSON of the chunk without its name, so inserting, removing or
+    reordering other grid values never renames (and so never re-runs) a chunk.
+    """
+    body = {k: v for k, v in chunk.items() if k != "name"}
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:8]
+    if "points" in chunk:
+        return f"points{len(chunk['points'])}_{digest}"
+    seeds = chunk["seeds"]
+    span = f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f"{seeds[0]}"
+    return f"delta{_fmt(chunk['delta'])}_seeds{span}_{digest}"
+
+
+def _pieces(axes_values: list, size: int) -> list:
+    """Split the product of ``axes_values`` (list of sorted value lists) into sub-products of at
+    most ``size`` elements, each fixing the values of a leading prefix of the axes.
+
+    The prefix is the shortest one whose remaining product fits, so every piece is identified by
+    its prefix values: adding a value to an axis inside the prefix adds pieces and leaves the
+    others untouched (a flat slicing of the product would shift every later piece).
+    """
+    for cut in range(len(axes_values) + 1):
+        rest = math.prod(len(v) for v in axes_values[cut:])
+        if rest <= size:
+            break
+    pieces = []
+    for prefix in itertools.product(*axes_values[:cut]):
+        pieces.append([list(prefix) + list(r) for r in itertools.product(*axes_values[cut:])])
+    return pieces
 
 
 def make_chunks(sweep: dict) -> list:
-    """Chunks of at most ``chunk_size`` runs (when a group is not larger), JSON-serialisable.
+    """Simulation chunks of at most ``chunk_size`` runs (when a group is not larger), JSON-able.
 
-    Each chunk is {"index", "delta", "seeds": [...], "members": [[ρ, σ, α, λ], ...]}.
+    Each chunk is {"name", "delta", "seeds": [...], "members": [[ρ, σ, α, λ], ...]}: several whole
+    data groups at one δ (consecutive seeds), or, for groups larger than ``chunk_size``, one seed
+    and a sub-product of the member axes (see :func:`_pieces`). ``name`` is derived from the
+    content (:func:`chunk_name`).
     """
+    g = sweep["grid"]
+    axes = [sorted(g[a]) for a in MEMBER_AXES]
     mem = members(sweep)
     size = int(sweep["chunk_size"])
     seeds = list(range(int(sweep["seeds"])))
     chunks = []
-    for delta in sweep["grid"]["delta"]:
+    for delta in sorted(g["delta"]):
         if len(mem) <= size:
             per = max(1, size // len(mem))
             for i in range(0, len(seeds), per):
                 chunks.append({"delta": delta, "seeds": seeds[i : i + per], "members": mem})
         else:
-            n_pieces = math.ceil(len(mem) / size)
-            piece = math.ceil(len(mem) / n_pieces)
             for s in seeds:
-                for i in range(0, len(mem), piece):
-                    chunks.append({"delta": delta, "seeds": [s], "members": mem[i : i + piece]})
-    for i, c in enumerate(chunks):
-        c["index"] = i
+                for piece in _pieces(axes, size):
+                    chunks.append({"delta": delta, "seeds": [s], "members": piece})
+    for c in chunks:
+        c["name"] = chunk_name(c)
     return chunks
 
 
@@ -140,16 +317,20 @@ def run_chunk(sweep: dict, chunk: dict, progress_every: float | None = 10.0) -> 
 
 
 def dmft_points(sweep: dict) -> list:
-    """All grid points of a sweep as [α, δ, ρ, σ, λ] lists, in a fixed order."""
+    """All grid points of a sweep as [α, δ, ρ, σ, λ] lists, in sorted order."""
     g = sweep["grid"]
-    return [list(p) for p in itertools.product(*(g[a] for a in GRID_AXES))]
+    return [list(p) for p in itertools.product(*(sorted(g[a]) for a in GRID_AXES))]
 
 
 def make_dmft_chunks(sweep: dict) -> list:
-    """DMFT jobs: {"index", "points": [[α, δ, ρ, σ, λ], ...]} of ``dmft.points_per_job`` points."""
-    pts = dmft_points(sweep)
-    per = int(sweep["dmft"]["points_per_job"])
-    return [{"index": i, "points": pts[j : j + per]} for i, j in enumerate(range(0, len(pts), per))]
+    """DMFT jobs: {"name", "points": [[α, δ, ρ, σ, λ], ...]}, sub-products of the grid of at most
+    ``dmft.points_per_job`` points (see :func:`_pieces`), named by content."""
+    g = sweep["grid"]
+    pieces = _pieces([sorted(g[a]) for a in GRID_AXES], int(sweep["dmft"]["points_per_job"]))
+    chunks = [{"points": p} for p in pieces]
+    for c in chunks:
+        c["name"] = chunk_name(c)
+    return chunks
 
 
 def run_dmft_chunk(sweep: dict, chunk: dict, progress: bool = True) -> dict:
@@ -163,7 +344,9 @@ def run_dmft_chunk(sweep: dict, chunk: dict, progress: bool = True) -> dict:
     res = solve_dmft(
         points, n_steps=n_steps, dt=float(sweep["dt"]), record_steps=steps, n_paths=cfg["n_paths"],
         prior=sweep["prior"], model=sweep["model"],
-        seed=int(cfg["seed"]) * 100_003 + int(chunk["index"]),  # one stream per job
+        # one random stream for every point of the sweep (common random numbers): a point's
+        # result depends on its parameters and the seed only, not on its job or batch-mates
+        seed=int(cfg["seed"]),
         backend=sweep["backend"], dtype=sweep["dtype"], n_batches=cfg["n_batches"],
         memory_budget_bytes=cfg["memory_budget_gb"] * 1e9, progress=progress,
     )

@@ -52,6 +52,22 @@ DIVERGING = {
 SIMS = "results/{}/simulations.nc"
 
 
+def chunk_name(sweep: dict, delta: float, seed: int) -> str:
+    """Content-derived name of the simulation chunk of ``sweep`` holding (δ, seed)."""
+    from conftest import resolved
+
+    from dln_kernels.sweep import make_chunks
+
+    full = resolved({"sweeps": {"s": json.loads(json.dumps(sweep))}})["sweeps"]["s"]
+    (name,) = [c["name"] for c in make_chunks(full) if c["delta"] == delta and seed in c["seeds"]]
+    return name
+
+
+# the two chunks of FAULTS (one per δ) and of DIVERGING (seeds 0-3 stable, 4-7 with seed 6)
+F0, F1 = chunk_name(FAULTS, 0.5, 0), chunk_name(FAULTS, 2.0, 0)
+D0, D1 = chunk_name(DIVERGING, 0.5, 0), chunk_name(DIVERGING, 0.5, 6)
+
+
 def write_config(path, **sweeps):
     path.write_text(yaml.safe_dump({"sweeps": sweeps}))
     return path
@@ -113,7 +129,7 @@ def reference(tmp_path_factory, config_file):
 def test_sigkill_mid_write_leaves_no_complete_file(tmp_path):
     """SIGKILL a process while kernels/io.py writes a (large) chunk: nothing under the chunk's
     name, and what is left under the temporary name is rejected as a chunk."""
-    target = tmp_path / "sim" / "chunk_0000.h5"
+    target = tmp_path / "sim" / "chunk.h5"
     code = (
         "import numpy as np, sys\n"
         "from dln_kernels.io import write_chunk\n"
@@ -149,12 +165,12 @@ def test_killed_workflow_reruns_to_identical_results(tmp_path, config_file, refe
     complete is left, and a rerun (after --unlock) completes with the uninterrupted run's numbers."""
     wd = tmp_path / "killed"
     wd.mkdir()
-    log = wd / "results/faults/logs/simulate/chunk_0001.log"
+    log = wd / f"results/faults/logs/simulate/{F1}.log"
     with open(tmp_path / "first.log", "w") as out:
         proc = subprocess.Popen(snakemake(config_file, wd, "--cores", "2", SIMS.format("faults"), "--config", "sweep=faults"),
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            wait_for(lambda: started(log, 1), 120, "chunk 1 to start computing")
+            wait_for(lambda: started(log, F1), 120, "chunk 1 to start computing")
             time.sleep(0.3)
             os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and the jobs it started
             proc.wait(timeout=30)
@@ -164,8 +180,8 @@ def test_killed_workflow_reruns_to_identical_results(tmp_path, config_file, refe
     assert "wrote" not in log.read_text(), "chunk 1 finished before the kill; make it longer"
     time.sleep(1.0)  # a surviving job would write its chunk now
     sim = wd / "results/faults/sim"
-    assert not (sim / "chunk_0001.h5").exists()
-    for path in sim.glob("chunk_*.h5"):  # chunk 0 may have finished before the kill: then it is whole
+    assert not (sim / f"{F1}.h5").exists()
+    for path in sim.glob("*.h5"):  # chunk 0 may have finished before the kill: then it is whole
         read_chunk(path)
     assert not (wd / SIMS.format("faults")).exists()
 
@@ -176,7 +192,7 @@ def test_killed_workflow_reruns_to_identical_results(tmp_path, config_file, refe
     assert run(snakemake(config_file, wd, "--unlock", "--config", "sweep=faults")).returncode == 0
     proc = run(again)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "chunk=0001" in proc.stdout + proc.stderr
+    assert f"chunk={F1}" in proc.stdout + proc.stderr
     assert_same(variables(wd / SIMS.format("faults")), variables(reference / SIMS.format("faults")))
 
 
@@ -188,29 +204,29 @@ def test_diverging_chunk_is_reported_and_not_aggregated(tmp_path, config_file):
     proc = run(snakemake(config_file, wd, "--cores", "2", "--keep-going", SIMS.format("diverging"), "--config", "sweep=diverging"))
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert re.search(r"Error in rule simulate:.*?chunk_0001\.h5", out, flags=re.S)
-    log = (wd / "results/diverging/logs/simulate/chunk_0001.log").read_text()
+    assert re.search(rf"Error in rule simulate:.*?{D1}\.h5", out, flags=re.S)
+    log = (wd / f"results/diverging/logs/simulate/{D1}.log").read_text()
     # The offending parameters: the chunk (δ and its seeds) and the first diverging run (α, λ, step).
     assert "DivergenceError" in log and "diverged" in log
     assert "delta=0.5, seeds=[4, 5, 6, 7]" in log and "alpha=0.5, weight_decay=0" in log
     sim = wd / "results/diverging/sim"
-    assert (sim / "chunk_0000.h5").exists() and not (sim / "chunk_0001.h5").exists()
+    assert (sim / f"{D0}.h5").exists() and not (sim / f"{D1}.h5").exists()
     assert not (wd / SIMS.format("diverging")).exists()
 
     # A chunk with non-finite values that reaches aggregation anyway (here written by hand in the
     # chunk format, e.g. by an older version) is refused there, naming the file.
     from dln_kernels.io import write_chunk
 
-    good = read_chunk(sim / "chunk_0000.h5")
+    good = read_chunk(sim / f"{D0}.h5")
     bad = {"params": dict(good["params"]), "time": good["time"], "step": good["step"], **good["observables"]}
     bad["params"]["seed"] = bad["params"]["seed"] + 4
     bad["e_train"] = bad["e_train"].copy()
     bad["e_train"][2, -3:] = np.nan
-    write_chunk(sim / "chunk_0001.h5", bad, {k: v for k, v in good["attrs"].items() if k not in ("schema", "schema_version", "complete")})
+    write_chunk(sim / f"{D1}.h5", bad, {k: v for k, v in good["attrs"].items() if k not in ("schema", "schema_version", "complete")})
     proc = run(snakemake(config_file, wd, "--cores", "2", SIMS.format("diverging"), "--config", "sweep=diverging"))
     assert proc.returncode != 0
     agg_log = (wd / "results/diverging/logs/aggregate.log").read_text()
-    assert "chunk_0001.h5: observable e_train has non-finite values; the chunk is not data" in agg_log
+    assert f"{D1}.h5: observable e_train has non-finite values; the chunk is not data" in agg_log
     assert not (wd / SIMS.format("diverging")).exists()
 
 
@@ -223,7 +239,7 @@ def test_corrupted_chunk_is_named_at_aggregation(tmp_path, reference, config_fil
     the old aggregate is not left behind looking current."""
     wd = tmp_path / "wd"
     shutil.copytree(reference, wd, symlinks=True)
-    chunk = wd / "results/faults/sim/chunk_0001.h5"
+    chunk = wd / f"results/faults/sim/{F1}.h5"
     with h5py.File(chunk, "r") as f:
         where = {"flip_time": f["time"], "flip_e_train": f["observables/e_train"]}.get(damage)
         info = where.id.get_chunk_info(0) if where is not None else None
@@ -246,7 +262,7 @@ def test_corrupted_chunk_is_named_at_aggregation(tmp_path, reference, config_fil
 
 
 def test_chunk_reruns_exactly_from_its_stored_attributes(reference):
-    path = reference / "results/faults/sim/chunk_0000.h5"
+    path = reference / f"results/faults/sim/{F0}.h5"
     stored = read_chunk(path)
     attrs = stored["attrs"]
     for key in ("config", "git_commit", "package_versions", "backend", "dtype", "seeds", "base_seed", "created"):
@@ -282,16 +298,17 @@ def test_changed_grid_value_reruns_its_chunk(tmp_path, reference, config_file):
     jobs, out = planned_jobs(config_file, reference)
     assert jobs == [] and "Nothing to be done" in out
     jobs, out = planned_jobs(edited_config(tmp_path), reference)
-    assert any(job[:2] == ("simulate", "results/faults/sim/chunk_0001.h5") and job[2].startswith("Params have changed")
-               for job in jobs), out[-3000:]
+    new = chunk_name(dict(FAULTS, grid=dict(FAULTS["grid"], delta=[0.5, 2.5])), 2.5, 0)
+    assert any(job[:2] == ("simulate", f"results/faults/sim/{new}.h5") for job in jobs), out[-3000:]
     assert ("aggregate", "results/faults/simulations.nc") in [j[:2] for j in jobs]
 
 
 def test_changed_grid_value_reruns_only_affected_chunks(tmp_path, reference):
     jobs, out = planned_jobs(edited_config(tmp_path), reference)
+    new = chunk_name(dict(FAULTS, grid=dict(FAULTS["grid"], delta=[0.5, 2.5])), 2.5, 0)
     assert [j[:2] for j in jobs] == [
         ("aggregate", "results/faults/simulations.nc"),
-        ("simulate", "results/faults/sim/chunk_0001.h5"),
+        ("simulate", f"results/faults/sim/{new}.h5"),
     ], out[-3000:]
 
 
@@ -307,13 +324,13 @@ def test_scancelled_job_is_reported_and_rerun(tmp_path, config_file, reference):
     require_slurm()
     wd = tmp_path / "slurm"
     wd.mkdir()
-    chunk_log = wd / "results/faults/logs/simulate/chunk_0001.log"
+    chunk_log = wd / f"results/faults/logs/simulate/{F1}.log"
     slurm_logs = wd / ".snakemake/slurm_logs/rule_simulate"
 
     def job_of_chunk_1():
         """SLURM id of the job (or array task) whose log shows it running chunk 1, if any."""
         for path in sorted(slurm_logs.rglob("*.log")) if slurm_logs.exists() else []:
-            if ("simulate", "results/faults/sim/chunk_0001.h5") in executed_in(path):
+            if ("simulate", f"results/faults/sim/{F1}.h5") in executed_in(path):
                 return path.stem
         return None
 
@@ -322,7 +339,7 @@ def test_scancelled_job_is_reported_and_rerun(tmp_path, config_file, reference):
         proc = subprocess.Popen(snakemake(config_file, wd, *SLURM, SIMS.format("faults"), "--config", "sweep=faults"),
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            wait_for(lambda: started(chunk_log, 1) and job_of_chunk_1(), 240, "chunk 1 to compute in a SLURM job")
+            wait_for(lambda: started(chunk_log, F1) and job_of_chunk_1(), 240, "chunk 1 to compute in a SLURM job")
             job = job_of_chunk_1()
             assert "wrote" not in chunk_log.read_text(), "chunk 1 finished before scancel; make it longer"
             subprocess.run(["scancel", job], check=True, timeout=30)
@@ -335,6 +352,6 @@ def test_scancelled_job_is_reported_and_rerun(tmp_path, config_file, reference):
     assert proc.returncode == 0, output[-4000:]
     assert f"SLURM-job '{job}' failed, SLURM status is: 'CANCELLED'" in output, output[-4000:]
     assert re.search(r"Trying to restart job \d+", output)  # retries: 1 in profiles/slurm
-    runs_of_chunk_1 = [j for j in executed_in_slurm_logs(wd) if j == ("simulate", "results/faults/sim/chunk_0001.h5")]
+    runs_of_chunk_1 = [j for j in executed_in_slurm_logs(wd) if j == ("simulate", f"results/faults/sim/{F1}.h5")]
     assert len(runs_of_chunk_1) == 2  # the cancelled job and its resubmission
     assert_same(variables(wd / SIMS.format("faults")), variables(reference / SIMS.format("faults")))

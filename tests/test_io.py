@@ -24,7 +24,7 @@ def write_all(tiny, folder):
         res = run_chunk(tiny, chunk, progress_every=None)
         attrs = provenance({"sweep": tiny, "chunk": chunk}, backend=res["backend"], dtype=tiny["dtype"],
                            seeds=chunk["seeds"], base_seed=tiny["base_seed"])
-        p = folder / f"chunk_{chunk['index']:04d}.h5"
+        p = folder / f"{chunk['name']}.h5"
         write_chunk(p, res, attrs)
         paths.append(p)
     return paths
@@ -36,7 +36,7 @@ def test_chunk_carries_provenance(tiny, tmp_path):
         for key in ("config", "seeds", "base_seed", "package_versions", "git_commit", "backend", "dtype", "created"):
             assert key in f.attrs, key
         cfg = json.loads(f.attrs["config"])
-        assert cfg["sweep"]["d"] == tiny["d"] and cfg["chunk"]["index"] == 0
+        assert cfg["sweep"]["d"] == tiny["d"] and cfg["chunk"]["name"] == p.stem
         assert "numpy" in json.loads(f.attrs["package_versions"])
         assert f.attrs["backend"] == "numpy" and f.attrs["dtype"] == "float64"
 

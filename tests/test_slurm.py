@@ -30,10 +30,26 @@ SLURM = [
     "--slurm-keep-successful-logs",
 ]
 TARGETS = ["results/tiny/simulations.nc", "results/tiny/dmft.nc"]
+
+
+def _chunk_files(sweep_name, config_text=None):
+    """{"simulate": [...], "dmft": [...]} output paths of a sweep's chunks (content-named)."""
+    import yaml
+    from conftest import resolved
+
+    from dln_kernels.sweep import make_chunks, make_dmft_chunks
+
+    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+    if config_text:
+        cfg["sweeps"].update(yaml.safe_load(config_text)["sweeps"])
+    sweep = resolved(cfg)["sweeps"][sweep_name]
+    return {"simulate": sorted(f"results/{sweep_name}/sim/{c['name']}.h5" for c in make_chunks(sweep)),
+            "dmft": sorted(f"results/{sweep_name}/dmft/{c['name']}.h5" for c in make_dmft_chunks(sweep))}
+
+
 # The jobs behind TARGETS for the tiny sweep: rule -> outputs.
 EXPECTED_JOBS = {
-    "simulate": ["results/tiny/sim/chunk_0000.h5", "results/tiny/sim/chunk_0001.h5"],
-    "dmft": ["results/tiny/dmft/chunk_0000.h5"],
+    **_chunk_files("tiny"),
     "aggregate": ["results/tiny/simulations.nc"],
     "aggregate_dmft": ["results/tiny/dmft.nc"],
 }
@@ -187,7 +203,7 @@ def test_cupy_sweep_asks_slurm_for_a_gpu(tmp_path):
     config_file = tmp_path / "cupy.yaml"
     config_file.write_text(CUPY_TINY)
     proc = subprocess.run([*SNAKEMAKE, str(config_file), "-d", str(tmp_path / "wd"), *SLURM, "--verbose", "--retries", "0",
-                           "results/tiny_cupy/sim/chunk_0000.h5", "--config", "sweep=tiny_cupy"],
+                           _chunk_files("tiny_cupy", CUPY_TINY)["simulate"][0], "--config", "sweep=tiny_cupy"],
                           capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0

@@ -1,5 +1,8 @@
 # Shared state of the rules: the checked sweeps, their chunks and the resource formulas.
-from dln_kernels.sweep import ConfigError, check_sweep, make_chunks, make_dmft_chunks, time_grid
+import json
+import os
+
+from dln_kernels.sweep import ConfigError, check_sweep, make_chunks, make_dmft_chunks, sim_chunk_bytes, time_grid
 from dln_kernels.problem import n_samples
 
 SWEEPS = config["sweeps"]
@@ -13,42 +16,67 @@ for _name, _sweep in SWEEPS.items():
     except ConfigError as exc:
         raise WorkflowError(f"Invalid configuration: {exc}")
 
-CHUNKS = {name: make_chunks(sweep) for name, sweep in SWEEPS.items()}
-DMFT_CHUNKS = {name: make_dmft_chunks(sweep) for name, sweep in SWEEPS.items()}
-REPO = workflow.basedir
+# Chunks by content-derived name (dln_kernels.sweep.chunk_name): the file of a chunk is named by
+# what it computes, so inserting, removing or reordering grid values re-runs only new chunks.
+CHUNKS = {name: {c["name"]: c for c in make_chunks(sweep)} for name, sweep in SWEEPS.items()}
+DMFT_CHUNKS = {name: {c["name"]: c for c in make_dmft_chunks(sweep)} for name, sweep in SWEEPS.items()}
+# Provenance reads the git commit of the checkout from here. It is deliberately not a param: a
+# job's identity must not depend on where the project lies (copied, moved, staged to scratch).
+os.environ["DLN_SWEEP_REPO"] = workflow.basedir
 
 
 wildcard_constraints:
     sweep="[A-Za-z0-9_-]+",
-    chunk=r"\d{4}",
+    chunk=r"[A-Za-z0-9_.-]+",
 
 
-def run_params(sweep, drop=("grid", "dmft", "static")):
-    """The sweep as a job's params, without the keys its kernel does not read (the chunk param
-    names its own grid points): editing one grid value then changes, and re-runs, only the
-    chunks that hold it. Provenance still records the full sweep (scripts read it from config)."""
-    return {k: v for k, v in SWEEPS[sweep].items() if k not in drop}
+def canonical(obj):
+    """A param value that depends only on meaning: JSON with sorted keys.
+
+    Snakemake compares params by their repr, so a dict param would re-run a job when only the
+    order of keys changed (a --configfile that restates a default, two swapped lines in
+    config.yaml). Scripts read such params with ``json.loads``.
+    """
+    return json.dumps(obj, sort_keys=True)
+
+
+def sweep_part(sweep, keep):
+    """Canonical param of the sweep keys a rule reads, and nothing else: a job re-runs when, and
+    only when, something it computes from changes. Provenance still records the full sweep
+    (scripts read it from the config, which is not part of the job's identity)."""
+    part = {k: SWEEPS[sweep][k] for k in keep}
+    if "grid" in part:  # the order in which grid values are written is not part of the meaning
+        part["grid"] = {a: sorted(v) for a, v in part["grid"].items()}
+    return canonical(part)
+
+
+# The sweep keys each kind of job reads (grid values reach the kernels through the chunk param).
+SIM_KEYS = ("model", "prior", "d", "seeds", "base_seed", "dt", "t_max", "output", "backend", "dtype",
+            "threads", "save_beta")
+DMFT_KEYS = ("model", "prior", "dt", "t_max", "output", "backend", "dtype", "threads", "dmft")
+AGGREGATE_KEYS = ("grid", "seeds", "base_seed", "backend", "dtype")
+
+
+def run_params(sweep, keep=SIM_KEYS):
+    return sweep_part(sweep, keep)
 
 
 def chunk_ids(sweep):
-    return [f"{c['index']:04d}" for c in CHUNKS[sweep]]
+    return sorted(CHUNKS[sweep])
 
 
 def chunk_of(wildcards):
-    return CHUNKS[wildcards.sweep][int(wildcards.chunk)]
+    return CHUNKS[wildcards.sweep][wildcards.chunk]
 
 
 def sim_mem_mb(wildcards):
     """Host memory of a simulation job in MB, from its chunk (G seeds × b members, n = δ·d rows):
 
     mem_mb = 300 + 8 · (G·n·d + 8·G·d·b + 2·G·n·b) / 1e6, i.e. the design, ~8 run-sized
-    arrays and the outputs in float64, plus 300 MB for Python and the libraries.
+    arrays and the outputs in float64 (dln_kernels.sweep.sim_chunk_bytes, the formula the
+    sweep's memory_budget_gb is checked with), plus 300 MB for Python and the libraries.
     """
-    sweep, chunk = SWEEPS[wildcards.sweep], chunk_of(wildcards)
-    g, b, d = len(chunk["seeds"]), len(chunk["members"]), sweep["d"]
-    n = n_samples(chunk["delta"], d)
-    words = g * n * d + 8 * g * d * b + 2 * g * n * b
-    return 300 + int(8 * words / 1e6)
+    return 300 + int(sim_chunk_bytes(SWEEPS[wildcards.sweep], chunk_of(wildcards)) / 1e6)
 
 
 def sim_runtime_min(wildcards):

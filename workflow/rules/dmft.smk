@@ -2,11 +2,11 @@
 
 
 def dmft_ids(sweep):
-    return [f"{c['index']:04d}" for c in DMFT_CHUNKS[sweep]]
+    return sorted(DMFT_CHUNKS[sweep])
 
 
 def dmft_chunk_of(wildcards):
-    return DMFT_CHUNKS[wildcards.sweep][int(wildcards.chunk)]
+    return DMFT_CHUNKS[wildcards.sweep][wildcards.chunk]
 
 
 def dmft_mem_mb(wildcards):
@@ -35,12 +35,11 @@ def dmft_runtime_min(wildcards):
 
 rule dmft:
     output:
-        "results/{sweep}/dmft/chunk_{chunk}.h5",
+        "results/{sweep}/dmft/{chunk}.h5",
     params:
-        sweep=lambda w: run_params(w.sweep, drop=("grid", "static")),
-        chunk=dmft_chunk_of,
+        sweep=lambda w: run_params(w.sweep, DMFT_KEYS),
+        chunk=lambda w: canonical(dmft_chunk_of(w)),
         sweep_name=lambda w: w.sweep,
-        repo=REPO,
     threads: lambda w: SWEEPS[w.sweep]["threads"]
     resources:
         mem_mb=dmft_mem_mb,
@@ -49,22 +48,21 @@ rule dmft:
         cpus_per_task=job_cpus,
         gpu=job_gpus,
     log:
-        "results/{sweep}/logs/dmft/chunk_{chunk}.log",
+        "results/{sweep}/logs/dmft/{chunk}.log",
     benchmark:
-        "results/{sweep}/benchmarks/dmft/chunk_{chunk}.tsv"
+        "results/{sweep}/benchmarks/dmft/{chunk}.tsv"
     script:
         "../scripts/dmft.py"
 
 
 rule aggregate_dmft:
     input:
-        lambda w: expand("results/{sweep}/dmft/chunk_{chunk}.h5", sweep=w.sweep, chunk=dmft_ids(w.sweep)),
+        lambda w: expand("results/{sweep}/dmft/{chunk}.h5", sweep=w.sweep, chunk=dmft_ids(w.sweep)),
     output:
         "results/{sweep}/dmft.nc",
     params:
-        sweep=lambda w: SWEEPS[w.sweep],
+        sweep=lambda w: sweep_part(w.sweep, ("grid", "backend", "dtype", "dmft")),
         sweep_name=lambda w: w.sweep,
-        repo=REPO,
     threads: 1
     resources:
         mem_mb=2000,

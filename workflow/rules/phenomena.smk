@@ -34,7 +34,7 @@ rule phenomenon_search_phase:
         **phenomenon_rule("search_phase", "search_phase", "search phase vs ln(1/alpha)"),
     params:
         kind="search_phase",
-        prior=lambda w: SWEEPS[w.sweep]["prior"],
+        prior=lambda w: canonical(SWEEPS[w.sweep]["prior"]),
     threads: 1
     resources:
         mem_mb=2000,
@@ -53,7 +53,7 @@ rule phenomenon_lazy_time:
         **phenomenon_rule("lazy_time", "lazy_time", "lazy time vs alpha"),
     params:
         kind="lazy_time",
-        prior=lambda w: SWEEPS[w.sweep]["prior"],
+        prior=lambda w: canonical(SWEEPS[w.sweep]["prior"]),
     threads: 1
     resources:
         mem_mb=2000,
@@ -72,7 +72,7 @@ rule phenomenon_incremental:
         **phenomenon_rule("incremental", "incremental", "incremental learning"),
     params:
         kind="incremental",
-        prior=lambda w: SWEEPS[w.sweep]["prior"],
+        prior=lambda w: canonical(SWEEPS[w.sweep]["prior"]),
     threads: 1
     resources:
         mem_mb=2000,
@@ -91,7 +91,7 @@ rule phenomenon_grokking_curves:
         **phenomenon_rule("grokking_curves", "grokking_curves", "grokking-like delay: curves"),
     params:
         kind="grokking_curves",
-        prior=lambda w: SWEEPS[w.sweep]["prior"],
+        prior=lambda w: canonical(SWEEPS[w.sweep]["prior"]),
     threads: 1
     resources:
         mem_mb=2000,
@@ -111,7 +111,7 @@ rule phenomenon_grokking_delay:
                           {"summary": "results/{sweep}/phenomena/grokking_delay_fit.csv"}),
     params:
         kind="grokking_delay",
-        prior=lambda w: SWEEPS[w.sweep]["prior"],
+        prior=lambda w: canonical(SWEEPS[w.sweep]["prior"]),
     threads: 1
     resources:
         mem_mb=2000,
@@ -130,7 +130,7 @@ rule phenomenon_tradeoff:
         **phenomenon_rule("tradeoff", "tradeoff", "rate vs generalisation"),
     params:
         kind="tradeoff",
-        prior=lambda w: SWEEPS[w.sweep]["prior"],
+        prior=lambda w: canonical(SWEEPS[w.sweep]["prior"]),
     threads: 1
     resources:
         mem_mb=2000,

@@ -3,13 +3,12 @@
 
 rule simulate:
     output:
-        "results/{sweep}/sim/chunk_{chunk}.h5",
+        "results/{sweep}/sim/{chunk}.h5",
     params:
-        # The resolved sweep and chunk are params, so changing them re-runs exactly this chunk.
+        # What the kernel reads, canonical: changing it re-runs exactly the chunks it affects.
         sweep=lambda w: run_params(w.sweep),
-        chunk=chunk_of,
+        chunk=lambda w: canonical(chunk_of(w)),
         sweep_name=lambda w: w.sweep,
-        repo=REPO,
     threads: lambda w: SWEEPS[w.sweep]["threads"]
     resources:
         mem_mb=sim_mem_mb,
@@ -18,22 +17,21 @@ rule simulate:
         cpus_per_task=job_cpus,
         gpu=job_gpus,
     log:
-        "results/{sweep}/logs/simulate/chunk_{chunk}.log",
+        "results/{sweep}/logs/simulate/{chunk}.log",
     benchmark:
-        "results/{sweep}/benchmarks/simulate/chunk_{chunk}.tsv"
+        "results/{sweep}/benchmarks/simulate/{chunk}.tsv"
     script:
         "../scripts/simulate.py"
 
 
 rule aggregate:
     input:
-        lambda w: expand("results/{sweep}/sim/chunk_{chunk}.h5", sweep=w.sweep, chunk=chunk_ids(w.sweep)),
+        lambda w: expand("results/{sweep}/sim/{chunk}.h5", sweep=w.sweep, chunk=chunk_ids(w.sweep)),
     output:
         "results/{sweep}/simulations.nc",
     params:
-        sweep=lambda w: SWEEPS[w.sweep],
+        sweep=lambda w: sweep_part(w.sweep, AGGREGATE_KEYS),
         sweep_name=lambda w: w.sweep,
-        repo=REPO,
     threads: 1
     resources:
         mem_mb=2000,

@@ -5,9 +5,8 @@ rule static:
     output:
         "results/{sweep}/static.nc",
     params:
-        sweep=lambda w: SWEEPS[w.sweep],
+        sweep=lambda w: sweep_part(w.sweep, ("grid", "prior", "static")),
         sweep_name=lambda w: w.sweep,
-        repo=REPO,
     threads: 1
     resources:
         mem_mb=2000,
@@ -48,7 +47,7 @@ rule static_figures:
         ),
     params:
         recovery_threshold=lambda w: SWEEPS[w.sweep]["static"]["recovery_threshold"],
-        prior=lambda w: SWEEPS[w.sweep]["prior"],
+        prior=lambda w: canonical(SWEEPS[w.sweep]["prior"]),
     threads: 1
     resources:
         mem_mb=2000,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 
@@ -30,3 +31,14 @@ def plain(obj):
     if isinstance(obj, (list, tuple)):
         return [plain(v) for v in obj]
     return obj
+
+
+def json_param(smk, name: str):
+    """A param the rule passes as canonical JSON (see ``canonical`` in workflow/rules/common.smk)."""
+    return json.loads(getattr(smk.params, name))
+
+
+def full_sweep(smk) -> dict:
+    """The whole validated sweep of this job, for provenance: read from the config, which is not
+    part of the job's identity (params hold only what the job computes from)."""
+    return plain(smk.config["sweeps"][smk.params.sweep_name])

@@ -1,18 +1,18 @@
 """Rules `aggregate` and `aggregate_dmft`: combine chunk files into one netCDF4/HDF5 Dataset."""
 
-from _common import plain, setup_logging
+from _common import full_sweep, json_param, setup_logging
 
 from dln_kernels.io import CHUNK_SCHEMA, DMFT_SCHEMA, aggregate_chunks, chunk_attrs_summary, write_netcdf
 from dln_kernels.provenance import provenance
 
 smk = snakemake  # noqa: F821  (injected by Snakemake)
 log = setup_logging(smk.log[0])
-sweep = plain(smk.params.sweep)
+sweep = json_param(smk, "sweep")  # the keys this rule reads
 is_dmft = smk.rule == "aggregate_dmft"
 attrs = provenance(
-    {"sweep_name": smk.params.sweep_name, "sweep": sweep},
-    backend=sweep["backend"], dtype=sweep["dtype"], seeds=range(sweep["seeds"]),
-    base_seed=sweep["base_seed"], repo=smk.params.repo,
+    {"sweep_name": smk.params.sweep_name, "sweep": full_sweep(smk)},
+    backend=sweep["backend"], dtype=sweep["dtype"], seeds=range(full_sweep(smk)["seeds"]),
+    base_seed=full_sweep(smk)["base_seed"],
 )
 what = "DMFT" if is_dmft else "DLN gradient-descent simulations"
 attrs["title"] = f"{what}, sweep {smk.params.sweep_name}"

@@ -2,12 +2,12 @@
 
 import matplotlib.pyplot as plt
 import xarray as xr
-from _common import plain, setup_logging
+from _common import json_param, setup_logging
 from phenomena_plots import grokking_curves, grokking_delay, incremental, lazy_time, search_phase, tradeoff
 
 smk = snakemake  # noqa: F821  (injected by Snakemake)
 log = setup_logging(smk.log[0])
-kind, prior = smk.params.kind, plain(smk.params.prior)
+kind, prior = smk.params.kind, json_param(smk, "prior")
 with xr.open_dataset(smk.input.sims, engine="h5netcdf") as sims, xr.open_dataset(smk.input.dmft, engine="h5netcdf") as dmft:
     sims, dmft = sims.load(), dmft.load()
 if kind == "search_phase":

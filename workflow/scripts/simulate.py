@@ -1,31 +1,29 @@
 """Rule `simulate`: integrate one chunk of a sweep and write it as an HDF5 chunk file."""
 
-from _common import plain, setup_logging
-from threadpoolctl import threadpool_limits
+from _common import full_sweep, json_param, setup_logging
 
 from dln_kernels.io import write_chunk
-from dln_kernels.provenance import provenance
+from dln_kernels.provenance import fixed_threads, provenance
 from dln_kernels.sweep import run_chunk
 
 smk = snakemake  # noqa: F821  (injected by Snakemake)
 log = setup_logging(smk.log[0])
-sweep, chunk = plain(smk.params.sweep), plain(smk.params.chunk)
+sweep, chunk = json_param(smk, "sweep"), json_param(smk, "chunk")
 log.info(
-    "sweep %s chunk %d: delta=%s, seeds=%s, %d members, d=%d, backend=%s",
-    smk.params.sweep_name, chunk["index"], chunk["delta"], chunk["seeds"], len(chunk["members"]),
-    sweep["d"], sweep["backend"],
+    "sweep %s chunk %s: delta=%s, seeds=%s, %d members, d=%d, backend=%s, %d BLAS threads",
+    smk.params.sweep_name, chunk["name"], chunk["delta"], chunk["seeds"], len(chunk["members"]),
+    sweep["d"], sweep["backend"], sweep["threads"],
 )
 try:
-    with threadpool_limits(limits=smk.threads):
+    with fixed_threads(sweep["threads"]) as threads:  # the sweep's count, not Snakemake's scaled one
         result = run_chunk(sweep, chunk, progress_every=10.0)
 except Exception:
-    log.exception("simulation of chunk %d failed", chunk["index"])
+    log.exception("simulation of chunk %s failed", chunk["name"])
     raise
 attrs = provenance(
-    # the full sweep (grid included) from the validated config, not the trimmed params
-    {"sweep_name": smk.params.sweep_name, "sweep": plain(smk.config["sweeps"][smk.params.sweep_name]), "chunk": chunk},
+    {"sweep_name": smk.params.sweep_name, "sweep": full_sweep(smk), "chunk": chunk},
     backend=result["backend"], dtype=sweep["dtype"], seeds=chunk["seeds"],
-    base_seed=sweep["base_seed"], repo=smk.params.repo,
+    base_seed=sweep["base_seed"], threads=threads,
 )
 write_chunk(smk.output[0], result, attrs)
 log.info("wrote %s (%d runs x %d times)", smk.output[0], *result["e_train"].shape)

@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 import xarray as xr
-from _common import plain, setup_logging
+from _common import full_sweep, json_param, setup_logging
 
 from dln_kernels.io import atomic_write
 from dln_kernels.provenance import provenance
@@ -12,10 +12,10 @@ from dln_kernels.sweep import GRID_AXES, static_grids, static_on_grid
 
 smk = snakemake  # noqa: F821  (injected by Snakemake)
 log = setup_logging(smk.log[0])
-sweep = plain(smk.params.sweep)
+sweep = json_param(smk, "sweep")  # grid, prior, static: what the theory is computed from
 attrs = provenance(
-    {"sweep_name": smk.params.sweep_name, "sweep": sweep}, backend="numpy", dtype="float64",
-    seeds=[], base_seed=sweep["base_seed"], repo=smk.params.repo,
+    {"sweep_name": smk.params.sweep_name, "sweep": full_sweep(smk)}, backend="numpy", dtype="float64",
+    seeds=[], base_seed=full_sweep(smk)["base_seed"],
 )
 datasets = {}
 for name, coords in static_grids(sweep).items():

@@ -2,12 +2,12 @@
 
 import matplotlib.pyplot as plt
 import xarray as xr
-from _common import plain, setup_logging
+from _common import json_param, setup_logging
 from static_plots import fig_alpha_delta, fig_delta_rho, fig_error_vs_alpha
 
 smk = snakemake  # noqa: F821  (injected by Snakemake)
 log = setup_logging(smk.log[0])
-prior = plain(smk.params.prior)
+prior = json_param(smk, "prior")
 with xr.open_dataset(smk.input.sims, engine="h5netcdf") as sims:
     sims = sims.load()
 groups = {}

@@ -355,3 +355,31 @@ def test_scancelled_job_is_reported_and_rerun(tmp_path, config_file, reference):
     runs_of_chunk_1 = [j for j in executed_in_slurm_logs(wd) if j == ("simulate", f"results/faults/sim/{F1}.h5")]
     assert len(runs_of_chunk_1) == 2  # the cancelled job and its resubmission
     assert_same(variables(wd / SIMS.format("faults")), variables(reference / SIMS.format("faults")))
+
+
+def test_orphaned_job_chunk_is_not_computed_twice(tmp_path, config_file, reference):
+    """SIGKILL only Snakemake while chunk 1 computes: the orphaned job finishes and writes its
+    chunk, which Snakemake's metadata still calls incomplete. The README's recovery (`--unlock`,
+    then `--rerun-incomplete`) reruns the job, which finds the finished chunk in the content-
+    addressed cache instead of computing it again; results equal the uninterrupted run's."""
+    wd = tmp_path / "orphan"
+    wd.mkdir()
+    log = wd / f"results/faults/logs/simulate/{F1}.log"
+    with open(tmp_path / "first.log", "w") as out:
+        proc = subprocess.Popen(snakemake(config_file, wd, "--cores", "2", SIMS.format("faults"), "--config", "sweep=faults"),
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for(lambda: started(log, F1), 120, "chunk 1 to start computing")
+            os.kill(proc.pid, signal.SIGKILL)  # Snakemake only: its job lives on as an orphan
+            proc.wait(timeout=30)
+            wait_for(lambda: "wrote" in log.read_text(), 120, "the orphaned job to finish its chunk")
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert (wd / f"results/faults/sim/{F1}.h5").exists()
+    assert run(snakemake(config_file, wd, "--unlock", "--config", "sweep=faults")).returncode == 0
+    proc = run(snakemake(config_file, wd, "--cores", "2", "--rerun-incomplete", SIMS.format("faults"), "--config", "sweep=faults"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"chunk={F1}" in proc.stdout + proc.stderr  # Snakemake did rerun the incomplete job …
+    assert "reused the finished chunk" in log.read_text()  # … which did not compute it again
+    assert_same(variables(wd / SIMS.format("faults")), variables(reference / SIMS.format("faults")))

@@ -2,15 +2,20 @@
 
 from _common import full_sweep, json_param, setup_logging
 
+from dln_kernels import chunk_cache
 from dln_kernels.io import DMFT_SCHEMA, write_chunk
 from dln_kernels.provenance import fixed_threads, provenance
 from dln_kernels.sweep import run_dmft_chunk
 
 smk = snakemake  # noqa: F821  (injected by Snakemake)
 log = setup_logging(smk.log[0])
+key = chunk_cache.job_key(smk.params.sweep, smk.params.chunk)
 sweep, chunk = json_param(smk, "sweep"), json_param(smk, "chunk")
 log.info("sweep %s DMFT chunk %s: %d points, %s, %d BLAS threads", smk.params.sweep_name, chunk["name"],
          len(chunk["points"]), sweep["dmft"], sweep["threads"])
+if chunk_cache.restore(smk.output[0], key):  # finished by an earlier, interrupted workflow run
+    log.info("reused the finished chunk %s (same params and code; key %s): not computed again", smk.output[0], key)
+    raise SystemExit(0)
 try:
     with fixed_threads(sweep["threads"]) as threads:  # the sweep's count, not Snakemake's scaled one
         result = run_dmft_chunk(sweep, chunk)
@@ -23,4 +28,5 @@ attrs = provenance(
     base_seed=sweep["dmft"]["seed"], threads=threads,
 )
 write_chunk(smk.output[0], result, attrs, schema=DMFT_SCHEMA)
+chunk_cache.store(smk.output[0], key)
 log.info("wrote %s", smk.output[0])

@@ -2,18 +2,23 @@
 
 from _common import full_sweep, json_param, setup_logging
 
+from dln_kernels import chunk_cache
 from dln_kernels.io import write_chunk
 from dln_kernels.provenance import fixed_threads, provenance
 from dln_kernels.sweep import run_chunk
 
 smk = snakemake  # noqa: F821  (injected by Snakemake)
 log = setup_logging(smk.log[0])
+key = chunk_cache.job_key(smk.params.sweep, smk.params.chunk)
 sweep, chunk = json_param(smk, "sweep"), json_param(smk, "chunk")
 log.info(
     "sweep %s chunk %s: delta=%s, seeds=%s, %d members, d=%d, backend=%s, %d BLAS threads",
     smk.params.sweep_name, chunk["name"], chunk["delta"], chunk["seeds"], len(chunk["members"]),
     sweep["d"], sweep["backend"], sweep["threads"],
 )
+if chunk_cache.restore(smk.output[0], key):  # finished by an earlier, interrupted workflow run
+    log.info("reused the finished chunk %s (same params and code; key %s): not computed again", smk.output[0], key)
+    raise SystemExit(0)
 try:
     with fixed_threads(sweep["threads"]) as threads:  # the sweep's count, not Snakemake's scaled one
         result = run_chunk(sweep, chunk, progress_every=10.0)
@@ -26,4 +31,5 @@ attrs = provenance(
     base_seed=sweep["base_seed"], threads=threads,
 )
 write_chunk(smk.output[0], result, attrs)
+chunk_cache.store(smk.output[0], key)
 log.info("wrote %s (%d runs x %d times)", smk.output[0], *result["e_train"].shape)

@@ -1,14 +1,16 @@
 """Configuration validation: bad input stops the workflow before compute, naming key and value."""
 
+import math
+import re
 import subprocess
 import sys
 
 import pytest
 import yaml
-from conftest import REPO, resolved
+from conftest import REPO, SCHEMA, resolved
 from snakemake_interface_common.exceptions import WorkflowError
 
-from dln_kernels.sweep import ConfigError, check_sweep, make_chunks
+from dln_kernels.sweep import ConfigError, check_sweep, make_chunks, numeric_fields, sim_chunk_bytes, validate_config
 
 
 def mutate(cfg, path, value):
@@ -139,3 +141,134 @@ def test_alpha_below_the_dtype_range_is_refused(base_config):
     sweep["dtype"], sweep["grid"]["alpha"] = "float64", [1e-160]
     with pytest.raises(ConfigError, match=r"grid\.alpha: 1e-160 is below 1.5e-153"):
         check_sweep("default", sweep)
+
+
+# ---- checks JSON Schema cannot make: one schema-driven rule per kind of fault -------------------
+
+FIELDS = numeric_fields(yaml.safe_load(SCHEMA.read_text()))
+INTEGER_FIELDS = [p for p, kind in FIELDS.items() if kind == "integer"]
+NUMBER_FIELDS = [p for p, kind in FIELDS.items() if kind == "number"]
+
+
+def field_id(pattern):
+    return ".".join(pattern[2:]).replace(".[]", "[]")
+
+
+def place(cfg, pattern, value, sweep="tiny"):
+    """Put ``value`` at ``pattern`` in sweep ``sweep`` (first item for "[]", creating missing
+    containers); return the key path as messages write it, and the value it replaced."""
+    path = [sweep if p == "*" else 0 if p == "[]" else p for p in pattern]
+    node = cfg
+    for key, nxt in zip(path[:-1], path[1:]):
+        if isinstance(node, list):
+            node = node[key]
+            continue
+        node = node.setdefault(key, [None] if nxt == 0 else {})
+    old = node[path[-1]] if isinstance(node, list) else node.get(path[-1])
+    node[path[-1]] = value
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip("."), old
+
+
+def test_schema_numeric_fields_are_found():
+    """The checks read their fields from the schema; these must be among them."""
+    assert len(INTEGER_FIELDS) >= 13
+    for key in ("seeds", "d", "chunk_size", "output.n_times", "dmft.n_paths", "static.n_rho"):
+        assert ("sweeps", "*", *key.split(".")) in INTEGER_FIELDS
+    for key in ("dt", "t_max", "grid.alpha.[]", "static.alpha_range.[]", "memory_budget_gb"):
+        assert ("sweeps", "*", *key.split(".")) in NUMBER_FIELDS
+
+
+def test_shipped_config_passes_unchanged(base_config):
+    cfg = validate_config(base_config, SCHEMA) or base_config
+    assert cfg["sweeps"]["tiny"]["memory_budget_gb"] == 16.0 and isinstance(cfg["sweeps"]["tiny"]["seeds"], int)
+
+
+@pytest.mark.parametrize("pattern", INTEGER_FIELDS, ids=field_id)
+def test_whole_number_float_in_integer_field_is_refused(base_config, pattern):
+    """JSON Schema counts 2.0 as an integer; the jobs (range(), shapes) do not."""
+    cfg = resolved(base_config)
+    where, value = place(cfg, pattern, None)
+    place(cfg, pattern, float(value))
+    with pytest.raises(ConfigError, match=re.escape(f"{where}: {float(value)} is a float; write an integer ({value})")):
+        validate_config(cfg, SCHEMA)
+
+
+@pytest.mark.parametrize("pattern", NUMBER_FIELDS, ids=field_id)
+def test_number_read_as_text_is_refused_with_the_yaml_hint(base_config, pattern):
+    value = yaml.safe_load("v: 1e-2")["v"]  # YAML 1.1: no decimal point, so a string
+    assert value == "1e-2"
+    where, _ = place(base_config, pattern, value)
+    hint = f"{where}: '1e-2' is a string: YAML reads 1e-2 without a decimal point as text; write 1.0e-2"
+    with pytest.raises(ConfigError, match=re.escape(hint)):
+        validate_config(base_config, SCHEMA)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("1.0e5", "'1.0e5' is a string: YAML reads 1.0e5 without a sign in the exponent as text; write 1.0e+5"),
+    ("-.5", "'-.5' is a string: YAML reads -.5 without a digit before the point as text; write -0.5"),
+    ("'0.5'", "'0.5' is a string; write 0.5 without quotes"),
+])
+def test_number_text_hints(base_config, text, expected):
+    base_config["sweeps"]["tiny"]["t_max"] = yaml.safe_load(f"v: {text}")["v"]
+    with pytest.raises(ConfigError, match=re.escape(f"sweeps.tiny.t_max: {expected}")):
+        validate_config(base_config, SCHEMA)
+
+
+def test_integer_read_as_text_is_refused_with_the_integer(base_config):
+    base_config["sweeps"]["tiny"]["d"] = yaml.safe_load("v: 1e3")["v"]
+    with pytest.raises(ConfigError, match=re.escape("sweeps.tiny.d: '1e3' is a string; write the integer 1000")):
+        validate_config(base_config, SCHEMA)
+
+
+def test_other_text_still_gets_the_schema_message(base_config):
+    base_config["sweeps"]["tiny"]["dt"] = "big"
+    with pytest.raises(WorkflowError, match="'big' is not of type 'number'"):
+        validate_config(base_config, SCHEMA)
+
+
+@pytest.mark.parametrize("pattern", NUMBER_FIELDS, ids=field_id)
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf], ids=str)
+def test_non_finite_number_is_refused(base_config, pattern, value):
+    """NaN passes every schema bound (comparisons are false), inf every open one."""
+    where, _ = place(base_config, pattern, value)
+    with pytest.raises(ConfigError, match=re.escape(f"{where}: {value} is not a finite number")):
+        validate_config(base_config, SCHEMA)
+
+
+def test_simulation_over_memory_budget_is_refused_before_compute(base_config):
+    cfg = resolved(mutate(base_config, SW + ("d",), 100_000_000))
+    with pytest.raises(ConfigError, match=r"sweeps\.default\.memory_budget_gb: 16\.0 GB is less than the 7\.2e\+08 GB "
+                                          r".*d=100000000.*lower sweeps\.default\.d \(a single run needs"):
+        check_sweep("default", cfg["sweeps"]["default"])
+    sweep = resolved(base_config)["sweeps"]["tiny"]  # a run fits, a chunk of 2 seeds × 2 runs does not
+    one = sim_chunk_bytes(sweep, {"delta": 2.0, "seeds": [0], "members": [0]})
+    sweep["memory_budget_gb"] = 1.5 * one / 1e9
+    with pytest.raises(ConfigError, match=r"lower sweeps\.tiny\.chunk_size \(runs per job\) or sweeps\.tiny\.d"):
+        check_sweep("tiny", sweep)
+    sweep["chunk_size"] = 1
+    check_sweep("tiny", sweep)
+
+
+def test_chunk_bytes_is_the_job_memory_formula(base_config):
+    """One formula for the budget check and the jobs' mem_mb: 8·(G·n·d + 8·G·d·b + 2·G·n·b)."""
+    sweep = resolved(base_config)["sweeps"]["tiny"]  # d = 60; δ = 0.5: n = 30
+    assert sim_chunk_bytes(sweep, {"delta": 0.5, "seeds": [0, 1], "members": [0] * 3}) == \
+        8 * (2 * 30 * 60 + 8 * 2 * 60 * 3 + 2 * 2 * 30 * 3)
+
+
+DRY_RUN_CASES = [
+    (SW + ("seeds",), 2.0, "sweeps.default.seeds: 2.0 is a float; write an integer (2)"),
+    (SW + ("grid", "alpha"), [math.nan], "sweeps.default.grid.alpha[0]: nan is not a finite number"),
+    (SW + ("grid", "alpha"), [math.inf], "sweeps.default.grid.alpha[0]: inf is not a finite number"),
+    (SW + ("dt",), "1e-2", "sweeps.default.dt: '1e-2' is a string: YAML reads 1e-2 without a decimal point"),
+    (SW + ("d",), 100_000_000, "sweeps.default.memory_budget_gb: 16.0 GB is less than"),
+]
+
+
+@pytest.mark.parametrize("path,value,expected", DRY_RUN_CASES, ids=[c[2].split(":")[0] for c in DRY_RUN_CASES])
+def test_snakemake_stops_with_the_message_before_any_job(tmp_path, base_config, path, value, expected):
+    proc = snakemake_dry_run(tmp_path, mutate(base_config, path, value))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Invalid configuration: " + expected in out
+    assert "Job stats" not in out and not (tmp_path / "results").exists()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import h5py
 
+from .io import open_h5
 from .provenance import package_versions
 
 
@@ -51,7 +52,7 @@ def _is_whole(path: Path) -> bool:
     so damage to one is damage to both: a damaged entry is dropped, never restored."""
     datasets = []
     try:
-        with h5py.File(path, "r") as f:
+        with open_h5(path) as f:
             if int(f.attrs.get("complete", 0)) != 1:
                 return False
             f.visititems(lambda _, obj: datasets.append(obj[()]) if isinstance(obj, h5py.Dataset) else None)

@@ -6,6 +6,12 @@ Writes are atomic: a file is written under a temporary name in the same folder a
 place only after it was closed successfully, so a killed job never leaves a file that looks
 complete. Readers also check the ``complete`` attribute written last. Every chunk dataset carries
 a Fletcher-32 checksum, so a corrupted byte is a read error naming the file, not a wrong number.
+
+No HDF5 file locks: every file is opened with h5py's ``locking=False`` (``open_h5``; for xarray
+through h5netcdf's pass-through to ``h5py.File``: ``write_netcdf``, ``open_netcdf``). HDF5's own
+``flock`` fails on cluster file systems without lock support (NFS: "unable to lock file,
+errno = 37"), and the locks guard nothing here: a file appears under its final name only once it
+is complete and closed, and is never written again.
 """
 
 from __future__ import annotations
@@ -17,11 +23,20 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: static.nc dense axes renamed <axis>_dense
 CHUNK_SCHEMA = "dln-sweep/simulation-chunk"
 DMFT_SCHEMA = "dln-sweep/dmft-chunk"
 SIM_DIMS = ("alpha", "delta", "rho", "sigma", "weight_decay", "seed", "time")
 PARAM_COLUMNS = ("alpha", "delta", "rho", "sigma", "weight_decay", "seed")
+
+
+# h5py.File option for every HDF5 file of the project (module docstring: why no locks).
+NO_LOCKING = {"locking": False}
+
+
+def open_h5(path, mode: str = "r") -> h5py.File:
+    """``h5py.File`` without HDF5 file locking: use it for every HDF5 file of the project."""
+    return h5py.File(path, mode, **NO_LOCKING)
 
 
 class ChunkFileError(RuntimeError):
@@ -58,7 +73,7 @@ def write_chunk(path, result: dict, attrs: dict, schema: str = CHUNK_SCHEMA) -> 
     """
 
     def write(tmp):
-        with h5py.File(tmp, "w") as f:
+        with open_h5(tmp, "w") as f:
             f.attrs["schema"] = schema
             f.attrs["schema_version"] = SCHEMA_VERSION
             for k, v in attrs.items():
@@ -87,7 +102,7 @@ def read_chunk(path, schema: str = CHUNK_SCHEMA) -> dict:
     """Read a chunk file; raise ChunkFileError naming the file if it is unusable."""
     path = Path(path)
     try:
-        with h5py.File(path, "r") as f:
+        with open_h5(path) as f:
             if f.attrs.get("schema") != schema or int(f.attrs.get("complete", 0)) != 1:
                 raise ChunkFileError(f"{path}: not a complete {schema} file (schema/complete attributes)")
             out = {
@@ -214,9 +229,57 @@ def _describe(ds) -> None:
             ds[name].attrs.update(long_name=long_name, units=units)
 
 
-def write_netcdf(ds, path) -> None:
-    """Atomic netCDF4-compatible HDF5 write through the h5netcdf engine."""
-    atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="h5netcdf", invalid_netcdf=False))
+def write_netcdf(ds, path, groups: dict | None = None) -> None:
+    """Atomic netCDF4-compatible HDF5 write through the h5netcdf engine, without file locking.
+
+    ``ds`` is the root group; ``groups`` maps child-group names to further Datasets. The store is
+    opened by hand because ``Dataset.to_netcdf`` has no way to pass ``locking=False`` to h5py.
+    """
+    from xarray.backends import H5NetCDFStore
+
+    def write(tmp):
+        for i, (group, data) in enumerate({None: ds, **(groups or {})}.items()):
+            store = H5NetCDFStore.open(tmp, mode="w" if i == 0 else "a", group=group,
+                                       invalid_netcdf=False, driver_kwds=NO_LOCKING)
+            try:
+                data.dump_to_store(store)
+            finally:
+                store.close()
+
+    atomic_write(path, write)
+
+
+def open_netcdf(path, **kwargs):
+    """``xr.open_dataset(path, engine="h5netcdf", **kwargs)`` without file locking."""
+    import xarray as xr
+
+    return xr.open_dataset(path, engine="h5netcdf", driver_kwds=NO_LOCKING, **kwargs)
+
+
+# static.nc: the sweep's own grid in the root group, the dense grids in child groups. A dense axis
+# gets its own dimension name (``alpha_dense``...): a child group that redefined a root dimension
+# with another length could not be opened as one tree (``xr.open_datatree``), since a DataTree's
+# children inherit the root's coordinates.
+STATIC_DENSE_AXES = {"alpha_delta": ("alpha", "delta"), "delta_rho": ("delta", "rho")}
+
+
+def static_dataset(grid: str, coords: dict, result: dict, attrs: dict):
+    """Dataset of the long-time theory ``result`` (``sweep.static_on_grid``) on grid ``grid``
+    (a key of ``sweep.static_grids``) as stored in static.nc: dense axes are named ``<axis>_dense``."""
+    import xarray as xr
+
+    axes = SIM_DIMS[:5]
+    dims = tuple(f"{a}_dense" if a in STATIC_DENSE_AXES.get(grid, ()) else a for a in axes)
+    ds = xr.Dataset({k: (dims, v) for k, v in result.items()},
+                    coords={d: np.asarray(coords[a], float) for d, a in zip(dims, axes)},
+                    attrs={**attrs, "schema_version": SCHEMA_VERSION})
+    _describe(ds)
+    for d, a in zip(dims, axes):
+        if d != a:
+            ds[d].attrs.update(long_name=f"{_DESCRIPTIONS[a][0]}, dense axis (holds the sweep's values too)", units="1")
+    ds["e_test_final"].attrs["long_name"] = "long-time test error ||beta_inf - beta*||^2/(2d), d -> inf"
+    ds["e_train_final"].attrs["long_name"] = "long-time training error ||y - X beta_inf||^2/(2n)"
+    return ds
 
 
 def chunk_attrs_summary(paths) -> str:
@@ -224,7 +287,7 @@ def chunk_attrs_summary(paths) -> str:
     rows = []
     for p in paths:
         try:
-            with h5py.File(p, "r") as f:
+            with open_h5(p) as f:
                 rows.append([Path(p).name, str(f.attrs.get("git_commit", "unknown")), str(f.attrs.get("backend", "")), str(f.attrs.get("created", ""))])
         except OSError as exc:  # truncated or corrupted: name the file (read_chunk says the same)
             raise _unreadable(p, "chunk", exc) from exc

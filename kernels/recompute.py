@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 
-import h5py
-
-from .io import CHUNK_SCHEMA, DMFT_SCHEMA
+from .io import CHUNK_SCHEMA, DMFT_SCHEMA, open_h5
 from .provenance import fixed_threads
 
 
@@ -22,7 +20,7 @@ def recompute_chunk(path) -> dict:
     ``schema`` (the file's schema string). Raises KeyError if the file lacks provenance."""
     from .sweep import run_chunk, run_dmft_chunk
 
-    with h5py.File(path, "r") as f:
+    with open_h5(path) as f:
         schema = str(f.attrs["schema"])
         config = json.loads(f.attrs["config"])
         threads = int(f.attrs.get("threads", config["sweep"]["threads"]))

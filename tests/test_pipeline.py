@@ -74,8 +74,8 @@ def test_static_dataset(workdir):
     for group in ("alpha_delta", "delta_rho"):
         with xr.open_dataset(path, engine="h5netcdf", group=group) as dense:
             # the dense δ axis (6 values) also holds the sweep's own δ, for exact comparisons
-            assert dense.sizes["delta"] >= 6 and "e_test_final" in dense
-            assert {0.5, 2.0} <= set(dense["delta"].values.tolist())
+            assert dense.sizes["delta_dense"] >= 6 and "e_test_final" in dense
+            assert {0.5, 2.0} <= set(dense["delta_dense"].values.tolist())
 
 
 def test_logs_benchmarks_and_figures(workdir):

@@ -1,14 +1,15 @@
 """Rules `phenomenon_*`: a phenomenon figure (and its table of measured numbers) of a sweep."""
 
 import matplotlib.pyplot as plt
-import xarray as xr
 from _common import json_param, setup_logging
 from phenomena_plots import grokking_curves, grokking_delay, incremental, lazy_time, search_phase, tradeoff
+
+from dln_kernels.io import open_netcdf
 
 smk = snakemake  # noqa: F821  (injected by Snakemake)
 log = setup_logging(smk.log[0])
 kind, prior = smk.params.kind, json_param(smk, "prior")
-with xr.open_dataset(smk.input.sims, engine="h5netcdf") as sims, xr.open_dataset(smk.input.dmft, engine="h5netcdf") as dmft:
+with open_netcdf(smk.input.sims) as sims, open_netcdf(smk.input.dmft) as dmft:
     sims, dmft = sims.load(), dmft.load()
 if kind == "search_phase":
     fig, tab = search_phase(sims, dmft, prior)

@@ -1,14 +1,14 @@
-"""Rule `static`: long-time theory on the sweep's grid (root group) and on dense grids (groups)."""
+"""Rule `static`: long-time theory on the sweep's grid (root group) and on dense grids (groups);
+layout in docs/file_formats.md (``dln_kernels.io.static_dataset``)."""
 
 import time
 
 import numpy as np
-import xarray as xr
 from _common import full_sweep, json_param, setup_logging
 
-from dln_kernels.io import atomic_write
+from dln_kernels.io import static_dataset, write_netcdf
 from dln_kernels.provenance import provenance
-from dln_kernels.sweep import GRID_AXES, static_grids, static_on_grid
+from dln_kernels.sweep import static_grids, static_on_grid
 
 smk = snakemake  # noqa: F821  (injected by Snakemake)
 log = setup_logging(smk.log[0])
@@ -28,18 +28,9 @@ for name, coords in static_grids(sweep).items():
     if n_bad:
         log.warning("%s: %d points did not converge (max residual %.3g); their errors are NaN",
                     name, n_bad, float(np.nanmax(np.where(res["converged"], np.nan, res["residual"]))))
-    ds = xr.Dataset({k: (GRID_AXES, v) for k, v in res.items()}, coords={a: np.asarray(coords[a], float) for a in GRID_AXES})
-    ds["e_test_final"].attrs["long_name"] = "long-time test error ||beta_inf - beta*||^2/(2d), d -> inf"
-    ds["e_train_final"].attrs["long_name"] = "long-time training error ||y - X beta_inf||^2/(2n)"
-    ds.attrs.update(attrs, title=f"long-time theory, sweep {smk.params.sweep_name}, grid {name}")
-    datasets[name] = ds
+    title = f"long-time theory, sweep {smk.params.sweep_name}, grid {name}"
+    datasets[name] = static_dataset(name, coords, res, {**attrs, "title": title})
 
-
-def write(tmp):
-    datasets["grid"].to_netcdf(tmp, engine="h5netcdf", mode="w")
-    for name in ("alpha_delta", "delta_rho"):
-        datasets[name].to_netcdf(tmp, engine="h5netcdf", mode="a", group=name)
-
-
-atomic_write(smk.output[0], write)
+root = datasets.pop("grid")
+write_netcdf(root, smk.output[0], groups=datasets)
 log.info("wrote %s", smk.output[0])

@@ -1,19 +1,21 @@
 """Rule `static_figures`: long-time phase diagram, recovery diagram and final error vs α."""
 
 import matplotlib.pyplot as plt
-import xarray as xr
 from _common import json_param, setup_logging
 from static_plots import fig_alpha_delta, fig_delta_rho, fig_error_vs_alpha
+
+from dln_kernels.io import open_netcdf
 
 smk = snakemake  # noqa: F821  (injected by Snakemake)
 log = setup_logging(smk.log[0])
 prior = json_param(smk, "prior")
-with xr.open_dataset(smk.input.sims, engine="h5netcdf") as sims:
+with open_netcdf(smk.input.sims) as sims:
     sims = sims.load()
 groups = {}
 for group in ("alpha_delta", "delta_rho"):
-    with xr.open_dataset(smk.input.static, engine="h5netcdf", group=group) as ds:
-        groups[group] = ds.load()
+    with open_netcdf(smk.input.static, group=group) as ds:
+        # the plots select on the grid axes by name: alpha_dense -> alpha (a group has one of each)
+        groups[group] = ds.load().rename({d: d.removesuffix("_dense") for d in ds.dims if d.endswith("_dense")})
 alpha_small = float(sims["alpha"].min())
 below_one = sims["delta"].values[sims["delta"].values < 1]
 delta_fixed = float(below_one[0]) if below_one.size else float(sims["delta"].values[0])

@@ -1,13 +1,13 @@
 """Rule `validation_table`: per-point deviation of the simulations from the DMFT."""
 
-import xarray as xr
 from _common import setup_logging
 
 from dln_kernels.compare import deviation_table
+from dln_kernels.io import open_netcdf
 
 smk = snakemake  # noqa: F821  (injected by Snakemake)
 log = setup_logging(smk.log[0])
-with xr.open_dataset(smk.input.sims, engine="h5netcdf") as sims, xr.open_dataset(smk.input.dmft, engine="h5netcdf") as dmft:
+with open_netcdf(smk.input.sims) as sims, open_netcdf(smk.input.dmft) as dmft:
     table = deviation_table(sims.load(), dmft.load())
 table.to_csv(smk.output.csv, index=False, float_format="%.4g")
 with open(smk.output.md, "w") as f:

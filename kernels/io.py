@@ -23,11 +23,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .registry import GRID_AXES, OBSERVABLES, describe
+
 SCHEMA_VERSION = 2  # 2: static.nc dense axes renamed <axis>_dense
 CHUNK_SCHEMA = "dln-sweep/simulation-chunk"
 DMFT_SCHEMA = "dln-sweep/dmft-chunk"
-SIM_DIMS = ("alpha", "delta", "rho", "sigma", "weight_decay", "seed", "time")
-PARAM_COLUMNS = ("alpha", "delta", "rho", "sigma", "weight_decay", "seed")
+SIM_DIMS = (*GRID_AXES, "seed", "time")  # derived from the registry, by name
+PARAM_COLUMNS = (*GRID_AXES, "seed")
 
 
 # h5py.File option for every HDF5 file of the project (module docstring: why no locks).
@@ -130,7 +132,7 @@ def _unreadable(path, what: str, exc: Exception) -> ChunkFileError:
 
 def grid_coords(sweep: dict, with_seed: bool = True) -> dict:
     """Coordinate values of a sweep: sorted grid values (and seed indices)."""
-    coords = {a: np.sort(np.asarray(sweep["grid"][a], dtype=float)) for a in SIM_DIMS[:5]}
+    coords = {a: np.sort(np.asarray(sweep["grid"][a], dtype=float)) for a in GRID_AXES}
     if with_seed:
         coords["seed"] = np.arange(int(sweep["seeds"]))
     return coords
@@ -192,41 +194,17 @@ def _float_type(a) -> type:
     return np.float32 if np.asarray(a).dtype == np.float32 else np.float64
 
 
-# Observables that are legitimately NaN (e.g. no late-time window to fit) or boolean masks.
-_MAY_BE_NAN = ("decay_rate", "decay_rate_se", "decay_window", "decay_rate_spectral")
-_BOOLEAN = ("e_train_below_floor", "e_test_below_floor")
-
-
-_DESCRIPTIONS = {
-    "e_train": ("training error ||y - X beta||^2 / (2n)", "1"),
-    "e_test": ("test (excess) error ||beta - beta*||^2 / (2d)", "1"),
-    "l1_norm": ("||beta||_1 / d", "1"),
-    "conservation_drift": ("mean_i |u_i^2 - v_i^2 - alpha^2| / alpha^2", "1"),
-    "alpha": ("initialisation scale (u0 = alpha, v0 = 0)", "1"),
-    "delta": ("sample ratio n/d", "1"),
-    "rho": ("teacher sparsity (fraction of nonzero coordinates)", "1"),
-    "sigma": ("label-noise standard deviation", "1"),
-    "weight_decay": ("weight decay lambda", "1"),
-    "seed": ("seed index of the problem instance (X, beta*, xi)", "1"),
-    "time": ("time t_k = k dt", "1"),
-    "step": ("gradient step index k", "1"),
-    "e_train_se": ("Monte-Carlo standard error of e_train (replica spread)", "1"),
-    "e_test_se": ("Monte-Carlo standard error of e_test (replica spread)", "1"),
-    "e_train_floor": ("estimated Monte-Carlo noise floor of e_train", "1"),
-    "e_train_below_floor": ("e_train is below its noise floor: noise, not physics", "1"),
-    "e_test_floor": ("estimated Monte-Carlo noise floor of e_test", "1"),
-    "e_test_below_floor": ("e_test is below its noise floor: noise, not physics", "1"),
-    "decay_rate": ("exponential decay rate of e_train on the late half of its resolved (above-floor) part; "
-                   "pre-asymptotic where the floor comes early, see decay_rate_spectral", "1/time"),
-    "decay_rate_se": ("standard error of decay_rate", "1/time"),
-    "decay_rate_spectral": ("decay rate of e_train from the spectral edge at the final state (weight_decay = 0)", "1/time"),
-}
+# From the registry: observables that are legitimately NaN (e.g. no late-time window to fit; the
+# DMFT's decay window is not stored in chunks but may be) and boolean masks.
+_MAY_BE_NAN = tuple(o.name for o in OBSERVABLES.values() if o.may_be_nan) + ("decay_window",)
+_BOOLEAN = tuple(o.name for o in OBSERVABLES.values() if o.boolean)
 
 
 def _describe(ds) -> None:
-    for name, (long_name, units) in _DESCRIPTIONS.items():
-        if name in ds.variables:
-            ds[name].attrs.update(long_name=long_name, units=units)
+    """``long_name`` and ``units`` of every variable and coordinate the registry knows."""
+    for name in ds.variables:
+        if (desc := describe(name)) is not None:
+            ds[name].attrs.update(long_name=desc[0], units=desc[1])
 
 
 def write_netcdf(ds, path, groups: dict | None = None) -> None:
@@ -268,7 +246,7 @@ def static_dataset(grid: str, coords: dict, result: dict, attrs: dict):
     (a key of ``sweep.static_grids``) as stored in static.nc: dense axes are named ``<axis>_dense``."""
     import xarray as xr
 
-    axes = SIM_DIMS[:5]
+    axes = GRID_AXES
     dims = tuple(f"{a}_dense" if a in STATIC_DENSE_AXES.get(grid, ()) else a for a in axes)
     ds = xr.Dataset({k: (dims, v) for k, v in result.items()},
                     coords={d: np.asarray(coords[a], float) for d, a in zip(dims, axes)},
@@ -276,9 +254,7 @@ def static_dataset(grid: str, coords: dict, result: dict, attrs: dict):
     _describe(ds)
     for d, a in zip(dims, axes):
         if d != a:
-            ds[d].attrs.update(long_name=f"{_DESCRIPTIONS[a][0]}, dense axis (holds the sweep's values too)", units="1")
-    ds["e_test_final"].attrs["long_name"] = "long-time test error ||beta_inf - beta*||^2/(2d), d -> inf"
-    ds["e_train_final"].attrs["long_name"] = "long-time training error ||y - X beta_inf||^2/(2n)"
+            ds[d].attrs.update(long_name=f"{describe(a)[0]}, dense axis (holds the sweep's values too)", units="1")
     return ds
 
 

@@ -21,11 +21,9 @@ from .backend import backend_name, get_namespace, resolve_dtype
 from .dln_state import alpha_min
 from .priors import validate_prior
 from .problem import draw_instance, n_samples
+from .registry import CHUNK_AXES, GRID_AXES, MEMBER_AXES, OBSERVABLES, observables  # by name
 from .schedule import n_steps_for, output_steps, stability_bound
 from .simulate import simulate_members
-
-GRID_AXES = ("alpha", "delta", "rho", "sigma", "weight_decay")
-MEMBER_AXES = ("rho", "sigma", "alpha", "weight_decay")  # varied inside a data group
 
 
 class ConfigError(ValueError):
@@ -219,10 +217,15 @@ def time_grid(sweep: dict):
 
 
 def members(sweep: dict) -> list:
-    """All (ρ, σ, α, λ) combinations of a data group, in sorted order (so the order in which grid
-    values are written does not matter)."""
+    """The runs of a data group, [{axis: value}] by axis name: every combination of the member
+    axes' sorted values (the order in which grid values are written does not matter)."""
     g = sweep["grid"]
-    return [list(m) for m in itertools.product(*(sorted(g[a]) for a in MEMBER_AXES))]
+    return _records(MEMBER_AXES, itertools.product(*(sorted(g[a]) for a in MEMBER_AXES)))
+
+
+def _records(names, rows) -> list:
+    """Rows of values (tuples in the order of ``names``) as dicts by name."""
+    return [dict(zip(names, r)) for r in rows]
 
 
 def _fmt(x) -> str:
@@ -267,36 +270,41 @@ def _pieces(axes_values: list, size: int) -> list:
 def make_chunks(sweep: dict) -> list:
     """Simulation chunks of at most ``chunk_size`` runs (when a group is not larger), JSON-able.
 
-    Each chunk is {"name", "delta", "seeds": [...], "members": [[ρ, σ, α, λ], ...]}: several whole
-    data groups at one δ (consecutive seeds), or, for groups larger than ``chunk_size``, one seed
-    and a sub-product of the member axes (see :func:`_pieces`). ``name`` is derived from the
-    content (:func:`chunk_name`).
+    Each chunk is {"name", <chunk axes> (δ: one value each), "seeds": [...], "members": [{axis:
+    value}]}: several whole data groups at one δ (consecutive seeds), or, for groups larger than
+    ``chunk_size``, one seed and a sub-product of the member axes (see :func:`_pieces`). ``name``
+    is derived from the content (:func:`chunk_name`).
     """
     g = sweep["grid"]
     axes = [sorted(g[a]) for a in MEMBER_AXES]
-    mem = members(sweep)
+    n_members = math.prod(len(v) for v in axes)
     size = int(sweep["chunk_size"])
     seeds = list(range(int(sweep["seeds"])))
     chunks = []
-    for delta in sorted(g["delta"]):
-        if len(mem) <= size:
-            per = max(1, size // len(mem))
+    for fixed in itertools.product(*(sorted(g[a]) for a in CHUNK_AXES)):
+        at = dict(zip(CHUNK_AXES, fixed))
+        if n_members <= size:
+            per = max(1, size // n_members)
             for i in range(0, len(seeds), per):
-                chunks.append({"delta": delta, "seeds": seeds[i : i + per], "members": mem})
+                chunks.append({**at, "seeds": seeds[i : i + per], "members": members(sweep)})
         else:
             for s in seeds:
                 for piece in _pieces(axes, size):
-                    chunks.append({"delta": delta, "seeds": [s], "members": piece})
+                    chunks.append({**at, "seeds": [s], "members": _records(MEMBER_AXES, piece)})
     for c in chunks:
         c["name"] = chunk_name(c)
     return chunks
+
+
+_KERNEL_MEMBER_COLUMNS = ("rho", "sigma", "alpha", "weight_decay")  # simulate_members' row layout
 
 
 def run_chunk(sweep: dict, chunk: dict, progress_every: float | None = 10.0) -> dict:
     """Simulate one chunk. Returns per-run parameter columns and (runs, times) observables."""
     xp = get_namespace(sweep["backend"])
     _, dt_schedule, steps, times = time_grid(sweep)
-    rows = np.asarray(chunk["members"], dtype=float)
+    # simulate_members takes (b, 4) rows of (ρ, σ, α, λ): built here by name
+    rows = np.array([[m[a] for a in _KERNEL_MEMBER_COLUMNS] for m in chunk["members"]], dtype=float)
     instances = [draw_instance(sweep["d"], s, sweep["base_seed"]) for s in chunk["seeds"]]
     res = simulate_members(
         xp, instances, [rows] * len(instances), model=sweep["model"], delta=chunk["delta"],
@@ -309,25 +317,19 @@ def run_chunk(sweep: dict, chunk: dict, progress_every: float | None = 10.0) -> 
     out["params"] = {
         "seed": np.repeat(np.asarray(chunk["seeds"], dtype=np.int64), len(rows)),
         "delta": np.full(n_runs, float(chunk["delta"])),
-        **{a: np.tile(rows[:, j], len(instances)) for j, a in enumerate(MEMBER_AXES)},
+        **{a: np.tile(np.array([m[a] for m in chunk["members"]], dtype=float), len(instances)) for a in MEMBER_AXES},
     }
     out["step"], out["time"] = steps, times
     out["backend"] = backend_name(xp)
     return out
 
 
-def dmft_points(sweep: dict) -> list:
-    """All grid points of a sweep as [α, δ, ρ, σ, λ] lists, in sorted order."""
-    g = sweep["grid"]
-    return [list(p) for p in itertools.product(*(sorted(g[a]) for a in GRID_AXES))]
-
-
 def make_dmft_chunks(sweep: dict) -> list:
-    """DMFT jobs: {"name", "points": [[α, δ, ρ, σ, λ], ...]}, sub-products of the grid of at most
+    """DMFT jobs: {"name", "points": [{axis: value}]}, sub-products of the grid of at most
     ``dmft.points_per_job`` points (see :func:`_pieces`), named by content."""
     g = sweep["grid"]
     pieces = _pieces([sorted(g[a]) for a in GRID_AXES], int(sweep["dmft"]["points_per_job"]))
-    chunks = [{"points": p} for p in pieces]
+    chunks = [{"points": _records(GRID_AXES, p)} for p in pieces]
     for c in chunks:
         c["name"] = chunk_name(c)
     return chunks
@@ -339,8 +341,7 @@ def run_dmft_chunk(sweep: dict, chunk: dict, progress: bool = True) -> dict:
 
     cfg = sweep["dmft"]
     n_steps, _, steps, times = time_grid(sweep)
-    pts = np.asarray(chunk["points"], dtype=float)
-    points = {a: pts[:, j] for j, a in enumerate(GRID_AXES)}
+    points = {a: np.array([p[a] for p in chunk["points"]], dtype=float) for a in GRID_AXES}
     res = solve_dmft(
         points, n_steps=n_steps, dt=float(sweep["dt"]), record_steps=steps, n_paths=cfg["n_paths"],
         prior=sweep["prior"], model=sweep["model"],
@@ -357,16 +358,10 @@ def run_dmft_chunk(sweep: dict, chunk: dict, progress: bool = True) -> dict:
     return out
 
 
-DMFT_OBSERVABLES = (
-    "e_train", "e_test", "e_train_se", "e_test_se", "e_train_floor", "e_train_below_floor",
-    "e_test_floor", "e_test_below_floor", "decay_rate", "decay_rate_se", "decay_rate_spectral",
-)
+DMFT_OBSERVABLES = observables("dmft")
 
 
-STATIC_VARIABLES = {  # solver output -> Dataset variable
-    "e_test": "e_test_final", "e_train": "e_train_final", "tau": "tau", "gamma": "gamma",
-    "theta": "theta", "frac_active": "frac_active", "converged": "converged", "residual": "residual",
-}
+STATIC_VARIABLES = {o.static_key: o.name for o in OBSERVABLES.values() if o.static_key}  # solver key -> variable
 
 
 def static_on_grid(coords: dict, prior: dict) -> dict:
@@ -378,7 +373,7 @@ def static_on_grid(coords: dict, prior: dict) -> dict:
     from .static import solve_static
 
     mesh = np.meshgrid(*(np.asarray(coords[a], dtype=float) for a in GRID_AXES), indexing="ij")
-    res = solve_static(*mesh, prior=prior)
+    res = solve_static(**dict(zip(GRID_AXES, mesh)), prior=prior)  # by name
     out = {STATIC_VARIABLES[k]: v for k, v in res.items() if k in STATIC_VARIABLES}
     bad = ~out["converged"]
     for name in ("e_test_final", "e_train_final"):

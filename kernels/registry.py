@@ -1,0 +1,169 @@
+"""The registry: one table of grid axes and one of observables, read by name everywhere.
+
+Everything that lists axes or observables is derived from here — the config schema's grid section
+(checked by ``tests/test_registry.py``), the chunking and stacking of simulation runs
+(``sweep``), the DMFT point keys, the static-theory meshes, the dims and variable descriptions of
+the aggregated files (``io``). Adding an axis or an observable is one entry here plus the kernel
+code that uses it: the checklist is ``docs/extending.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Stages that read an axis / produce an observable.
+SIMULATE, DMFT, STATIC = "simulate", "dmft", "static"
+
+
+@dataclass(frozen=True)
+class Axis:
+    """A grid axis of a sweep (every combination of the axes' values is run).
+
+    ``kind``: JSON-schema type of its values ("number" | "integer"); ``bounds``: JSON-schema
+    keywords every value must satisfy; ``default``: values when the sweep omits the axis (None:
+    required). ``role``: "member" — varied inside a data group (the runs share X, ξ and the teacher
+    noise and are integrated together, common random numbers); "chunk" — one value per simulation
+    job (δ changes n, the depth changes the update). ``stack_rank``: nesting of the member axes
+    inside a group (outermost first); it fixes the order of runs in a job and so their last bits.
+    ``stages``: which computations read it.
+    """
+
+    name: str
+    symbol: str
+    description: str
+    long_name: str
+    kind: str
+    bounds: dict
+    default: tuple | None
+    role: str
+    stages: frozenset
+    stack_rank: int | None = None
+
+    def schema(self) -> dict:
+        """The JSON-schema property of this axis (a non-empty list of unique values)."""
+        out = {"description": self.description, "type": "array", "minItems": 1, "uniqueItems": True,
+               "items": {"type": self.kind, **self.bounds}}
+        if self.default is not None:
+            out["default"] = list(self.default)
+        return out
+
+
+_ALL = frozenset({SIMULATE, DMFT, STATIC})
+
+# Dimension order of every file: the order of this table.
+AXES = {
+    a.name: a
+    for a in (
+        Axis("alpha", "α", "initialisation scale alpha > 0", "initialisation scale (u0 = alpha, v0 = 0)", "number", {"exclusiveMinimum": 0}, None,
+             "member", _ALL, stack_rank=2),
+        Axis("delta", "δ", "sample ratio n/d > 0", "sample ratio n/d", "number", {"exclusiveMinimum": 0}, None, "chunk", _ALL),
+        Axis("rho", "ρ", "teacher sparsity in (0, 1]", "teacher sparsity (fraction of nonzero coordinates)", "number", {"exclusiveMinimum": 0, "maximum": 1}, (0.2,),
+             "member", _ALL, stack_rank=0),
+        Axis("sigma", "σ", "label-noise std >= 0", "label-noise standard deviation", "number", {"minimum": 0}, (0.0,), "member", _ALL, stack_rank=1),
+        Axis("weight_decay", "λ", "weight decay lambda >= 0", "weight decay lambda", "number", {"minimum": 0}, (0.0,), "member", _ALL,
+             stack_rank=3),
+    )
+}
+
+GRID_AXES = tuple(AXES)
+MEMBER_AXES = tuple(sorted((a.name for a in AXES.values() if a.role == "member"), key=lambda n: AXES[n].stack_rank))
+CHUNK_AXES = tuple(a.name for a in AXES.values() if a.role == "chunk")
+
+
+def axes_for(stage: str) -> tuple:
+    """Names of the axes a stage reads, in dimension order."""
+    return tuple(a.name for a in AXES.values() if stage in a.stages)
+
+
+def schema_grid() -> dict:
+    """The config schema's ``grid`` object, derived from :data:`AXES`."""
+    return {
+        "description": "parameter axes; every combination is run",
+        "type": "object",
+        "additionalProperties": False,
+        "required": [a.name for a in AXES.values() if a.default is None],
+        "properties": {a.name: a.schema() for a in AXES.values()},
+    }
+
+
+@dataclass(frozen=True)
+class Observable:
+    """A recorded quantity. ``producers``: "sim:dln", "sim:linear", "dmft", "static";
+    ``per_time``: recorded along the time axis; ``dmft``: name of the DMFT's prediction of it
+    (None if none); ``may_be_nan``: NaN is a legitimate value (e.g. no window to fit), else a
+    non-finite value means the chunk is not data; ``boolean``: a mask; ``static_key``: the key
+    of ``static.solve_static``'s result it comes from (static-theory variables)."""
+
+    name: str
+    long_name: str
+    units: str
+    producers: frozenset
+    per_time: bool = True
+    dmft: str | None = None
+    may_be_nan: bool = False
+    boolean: bool = False
+    static_key: str | None = None
+
+
+_SIM = frozenset({"sim:dln", "sim:linear"})
+_D = frozenset({"dmft"})
+_S = frozenset({"static"})
+
+OBSERVABLES = {
+    o.name: o
+    for o in (
+        Observable("e_train", "training error ||y - X beta||^2 / (2n)", "1", _SIM | _D, dmft="e_train"),
+        Observable("e_test", "test (excess) error ||beta - beta*||^2 / (2d)", "1", _SIM | _D, dmft="e_test"),
+        Observable("l1_norm", "||beta||_1 / d", "1", _SIM),
+        Observable("conservation_drift", "mean_i |u_i^2 - v_i^2 - alpha^2| / alpha^2", "1", frozenset({"sim:dln"})),
+        Observable("e_train_se", "Monte-Carlo standard error of e_train (replica spread)", "1", _D),
+        Observable("e_test_se", "Monte-Carlo standard error of e_test (replica spread)", "1", _D),
+        Observable("e_train_floor", "estimated Monte-Carlo noise floor of e_train", "1", _D),
+        Observable("e_train_below_floor", "e_train is below its noise floor: noise, not physics", "1", _D, boolean=True),
+        Observable("e_test_floor", "estimated Monte-Carlo noise floor of e_test", "1", _D),
+        Observable("e_test_below_floor", "e_test is below its noise floor: noise, not physics", "1", _D, boolean=True),
+        Observable("decay_rate", "exponential decay rate of e_train on the late half of its resolved (above-floor) "
+                   "part; pre-asymptotic where the floor comes early, see decay_rate_spectral", "1/time", _D,
+                   per_time=False, may_be_nan=True),
+        Observable("decay_rate_se", "standard error of decay_rate", "1/time", _D, per_time=False, may_be_nan=True),
+        Observable("decay_rate_spectral", "decay rate of e_train from the spectral edge at the final state "
+                   "(weight_decay = 0)", "1/time", _D, per_time=False, may_be_nan=True),
+        # long-time theory (static.nc); NaN where the solver did not converge
+        Observable("e_test_final", "long-time test error ||beta_inf - beta*||^2/(2d), d -> inf", "1", _S,
+                   per_time=False, may_be_nan=True, static_key="e_test"),
+        Observable("e_train_final", "long-time training error ||y - X beta_inf||^2/(2n)", "1", _S, per_time=False,
+                   may_be_nan=True, static_key="e_train"),
+        Observable("tau", "state-evolution noise level tau", "1", _S, per_time=False, may_be_nan=True, static_key="tau"),
+        Observable("gamma", "state-evolution prox scale gamma (lambda = 0, delta < 1)", "1", _S, per_time=False,
+                   may_be_nan=True, static_key="gamma"),
+        Observable("theta", "LASSO state-evolution threshold theta (lambda > 0)", "1", _S, per_time=False,
+                   may_be_nan=True, static_key="theta"),
+        Observable("frac_active", "fraction of nonzero coordinates of the limit", "1", _S, per_time=False,
+                   may_be_nan=True, static_key="frac_active"),
+        Observable("converged", "the static solver converged at this point", "1", _S, per_time=False, boolean=True,
+                   static_key="converged"),
+        Observable("residual", "residual of the static solver's equations", "1", _S, per_time=False,
+                   may_be_nan=True, static_key="residual"),
+    )
+}
+
+# Coordinates that are not grid axes (descriptions for the aggregated files).
+COORDINATES = {
+    "seed": ("seed index of the problem instance (X, beta*, xi)", "1"),
+    "time": ("time t_k = k dt", "1"),
+    "step": ("gradient step index k", "1"),
+}
+
+
+def observables(producer: str) -> tuple:
+    """Names of the observables ``producer`` ("sim:dln", "sim:linear", "dmft", "static") records."""
+    return tuple(o.name for o in OBSERVABLES.values() if producer in o.producers)
+
+
+def describe(name: str):
+    """(long_name, units) of an axis, coordinate or observable; None if unknown."""
+    if name in OBSERVABLES:
+        return OBSERVABLES[name].long_name, OBSERVABLES[name].units
+    if name in AXES:
+        return AXES[name].long_name, "1"
+    return COORDINATES.get(name)

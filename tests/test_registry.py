@@ -1,0 +1,36 @@
+"""The registry of axes and observables drives the schema, the chunking and the file layouts."""
+
+import yaml
+from conftest import SCHEMA, resolved
+
+from dln_kernels import io, sweep
+from dln_kernels.registry import AXES, GRID_AXES, MEMBER_AXES, OBSERVABLES, observables, schema_grid
+
+
+def test_schema_grid_section_is_the_registry():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    assert schema["$defs"]["sweep"]["properties"]["grid"] == schema_grid()
+
+
+def test_everything_derived_by_name(base_config):
+    assert io.SIM_DIMS == (*GRID_AXES, "seed", "time")
+    assert set(MEMBER_AXES) | {a for a in AXES if AXES[a].role == "chunk"} == set(GRID_AXES)
+    assert sweep.DMFT_OBSERVABLES == observables("dmft")
+    assert set(sweep.STATIC_VARIABLES.values()) == set(observables("static"))
+    cfg = resolved(base_config)["sweeps"]["tiny"]
+    for chunk in sweep.make_chunks(cfg):
+        assert all(set(m) == set(MEMBER_AXES) for m in chunk["members"])  # runs by axis name
+    for chunk in sweep.make_dmft_chunks(cfg):
+        assert all(set(p) == set(GRID_AXES) for p in chunk["points"])
+    # every recorded quantity of every producer is described (long_name, units)
+    for o in OBSERVABLES.values():
+        assert io.describe(o.name) == (o.long_name, o.units)
+    for a in (*GRID_AXES, "seed", "time", "step"):
+        assert io.describe(a) is not None, a
+
+
+def test_reordered_axes_give_the_same_chunks(base_config):
+    cfg = resolved(base_config)["sweeps"]["default"]
+    again = {**cfg, "grid": {a: list(reversed(v)) for a, v in reversed(list(cfg["grid"].items()))}}
+    assert [c["name"] for c in sweep.make_chunks(cfg)] == [c["name"] for c in sweep.make_chunks(again)]
+    assert [c["name"] for c in sweep.make_dmft_chunks(cfg)] == [c["name"] for c in sweep.make_dmft_chunks(again)]

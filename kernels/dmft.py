@@ -10,7 +10,10 @@ At step k (all rows < k of every matrix are final):
 1. paths: Δ_k = u_k v_k − β* (linear model: β_k − β*); tangent x_k = v_k δu_k + u_k δv_k.
    Paths and tangents are stored in the exact coordinates (a, b) = (u + v, u − v) of
    :mod:`dln_kernels.dln_state` (Δ = (a − b)(a + b)/4 − β*, x = (a δa − b δb)/2), so a path can
-   change sign after any length of search phase at any α ≥ alpha_min(dtype);
+   change sign after any length of search phase at any α ≥ alpha_min(dtype).
+   Depth-L ``pm`` network (theory.md §6): Δ_k = u_k^L − v_k^L − β*, x_k = L u^{L−1} δu −
+   L v^{L−1} δv, paths stored as (u, v) with the multiplicative update and its linearisation
+   (``dln_state.PMState``), exact for α ≥ alpha_min(dtype, "pm", L);
 2. G[k, l] = ⟨x_k ε_l⟩ (l < k), a path average;
 3. K[k, :k] = −(1/δ) G[k, :k] K[:k, :k], K[k, k] = 1   (forward substitution of (I + G/δ)K = I);
 4. row k of L_M, a lower-triangular factor of M = σ²𝟙𝟙ᵀ + C_Δ, by Gram–Schmidt (two passes) of
@@ -178,12 +181,16 @@ def _noise_matrix(n: int, T: int, rng: np.random.Generator, orthogonal: bool, ra
 # ----------------------------------------------------------------------------------------------
 # core sweep for one chunk of systems (points × batches)
 # ----------------------------------------------------------------------------------------------
-def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every, label):
+def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every, label, net=None):
     """Run the forward sweep for S independent systems. Arrays are on the backend.
 
     par: dict of (S,) arrays alpha, delta, sigma, weight_decay, dt. beta_star (S, n);
-    Z, E (S, T, n). Returns dict of (S, T, T) matrices C_delta, G, K, LM.
+    Z, E (S, T, n). ``net``: the DLN state kernels (``dln_state.network_state``; default uv).
+    Returns dict of (S, T, T) matrices C_delta, G, K, LM and the (S, n) final Gauss–Newton
+    metric ``w`` of the paths (uv: u² + v²; pm: L²(u^{2L−2} + v^{2L−2}); linear: 1).
     """
+    if net is None:
+        net = dln_state.network_state("uv", 2)
     S, n = beta_star.shape
     delta = par["delta"][:, None]
     lam = par["weight_decay"][:, None]
@@ -202,8 +209,8 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
     sig = par["sigma"]
     inv_sqrt_n = 1.0 / math.sqrt(n)
 
-    if model == "dln":  # exact coordinates (a, b) = (u + v, u − v), see dln_state
-        pa, pb = dln_state.init_state(xp, par["alpha"][:, None], (S, n), dtype)
+    if model == "dln":  # uv: exact coordinates (a, b) = (u + v, u − v); pm: (u, v); see dln_state
+        pa, pb = net.init(xp, par["alpha"][:, None], (S, n), dtype)
         da = xp.zeros((S, n), dtype=dtype)
         db = xp.zeros((S, n), dtype=dtype)
     else:
@@ -213,8 +220,8 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
     t0 = _time.perf_counter()
     for k in range(T):
         if model == "dln":
-            dk = dln_state.beta_of(pa, pb) - beta_star
-            xk = (pa * da - pb * db) * 0.5  # δβ = v δu + u δv in (a, b)
+            dk = net.beta(pa, pb) - beta_star
+            xk = net.tangent_beta(pa, pb, da, db)  # uv: δβ = v δu + u δv in (a, b)
         else:
             dk = bk - beta_star
             xk = dbk
@@ -255,8 +262,8 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
         dgk = E[:, k, :] - xp.matmul(K[:, k : k + 1, : k + 1], Xh[:, : k + 1, :])[:, 0, :]
         # GD update of the path and of its tangent
         if model == "dln":
-            da, db = dln_state.tangent_step(pa, pb, da, db, gk, dgk, dt, dt * lam)
-            pa, pb = dln_state.step(pa, pb, gk, dt, dt * lam)
+            da, db = net.tangent_step(pa, pb, da, db, gk, dgk, dt, dt * lam)
+            pa, pb = net.step(pa, pb, gk, dt, dt * lam)
         else:
             bk = bk + dt * (gk - lam * bk)
             dbk = dbk + dt * (dgk - lam * dbk)
@@ -264,10 +271,18 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
             el = _time.perf_counter() - t0
             logger.info("%s step %d/%d (%.0f%%), %.1f s elapsed, ~%.1f s left", label, k + 1, T - 1,
                         100.0 * (k + 1) / (T - 1), el, el * ((T / (k + 1.0)) ** 2 - 1.0))
-    if not bool(xp.all(xp.isfinite(dk))):
-        logger.warning("%s: non-finite paths (step size above the stability bound?)", label)
-    # final metric w = u² + v² of each path: samples of the weight law for the spectral rate
-    w = dln_state.metric_of(pa, pb) if model == "dln" else xp.ones_like(bk)
+    if not bool(xp.all(xp.isfinite(dk))):  # never hand on silent NaNs: name the points
+        from .simulate import DivergenceError
+
+        bad = ", ".join(f"{k}={sorted(set(to_numpy(par[k]).tolist()))}" for k in ("alpha", "delta", "weight_decay", "dt"))
+        raise DivergenceError(
+            f"{label}: DMFT paths diverged (non-finite) at {bad}. Reduce dt below the stability bound: "
+            "the paths sample the prior's tail (|beta*| up to ~4 for a Gaussian prior), where the "
+            "curvature of a deep network grows like |beta*|^((2L-2)/L)"
+        )
+    # final Gauss–Newton metric w of each path (uv: u² + v², pm: L²(u^{2L−2} + v^{2L−2})):
+    # samples of the weight law for the spectral rate
+    w = net.metric(pa, pb) if model == "dln" else xp.ones_like(bk)
     return {"C_delta": CD, "G": G, "K": K, "LM": LM, "w": w}
 
 
@@ -293,6 +308,8 @@ def solve_dmft(
     floor_factor: float = 3.0,
     pivot_tol: float | None = None,
     progress: bool = True,
+    network: str = "uv",
+    depth: int = 2,
 ) -> dict:
     """Solve the DMFT of constant-step GD for a batch of parameter points.
 
@@ -305,6 +322,9 @@ def solve_dmft(
     record_steps : sorted step indices at which observables are returned (default: all).
     n_paths : Monte-Carlo paths per point, split into ``n_batches`` independent replicas.
     prior : teacher prior dict (default Gauss–Bernoulli); ``model``: "dln" or "linear".
+    network, depth : the DLN family for model "dln" (one per call): ``"uv"`` (β = u v, depth 2)
+        or ``"pm"`` (β = u^L − v^L, L = depth ≥ 2, theory.md §6). Ignored by the linear model
+        (but still validated).
     seed : base seed; batch b draws from the stream (seed, b), the same for every point (common
         random numbers across points, so a point's result does not depend on its batch-mates).
     backend, dtype : array backend ("numpy" | "cupy" | "auto") and float type.
@@ -342,11 +362,14 @@ def solve_dmft(
     dt_np = resolve_dtype(dtype)
     if pivot_tol is None:
         pivot_tol = 1e-12 if dt_np == np.float64 else 1e-5
+    net = dln_state.network_state(network, depth)
     par = normalize_points(points, dt)
-    if model == "dln" and np.min(par["alpha"]) < dln_state.alpha_min(dt_np):
+    a_min = net.alpha_min(dt_np)
+    if model == "dln" and np.min(par["alpha"]) < a_min:
+        where = "" if net.network == "uv" else f" for network {net.network!r} of depth {net.depth}"
         raise ValueError(
             f"points: alpha {np.min(par['alpha']):g} is below alpha_min({dtype}) = "
-            f"{dln_state.alpha_min(dt_np):.2g}, the smallest initialisation the DLN state keeps exact"
+            f"{a_min:.2g}{where}, the smallest initialisation the DLN state keeps exact"
         )
     P = par["delta"].size
     T = int(n_steps) + 1
@@ -399,11 +422,12 @@ def solve_dmft(
                 Zs[s] = _noise_matrix(n, T, rng, variance_reduction, rademacher=False)
                 Es[s] = _noise_matrix(n, T, rng, variance_reduction, rademacher=True)
         sys_par = {k: to_device(xp, np.repeat(par[k][idx], n_batches), dt_np) for k in POINT_KEYS}
-        label = f"dmft[{model}] points {idx[0]}..{idx[-1]} of {P}"
+        kind = model if model != "dln" or net.network == "uv" else f"dln/{net.network}{net.depth}"
+        label = f"dmft[{kind}] points {idx[0]}..{idx[-1]} of {P}"
         logger.info("%s: %d systems x %d paths, T=%d", label, S, n, T)
         res = _sweep(
             xp, xp_dtype(xp, dt_np), model, sys_par, to_device(xp, bs, dt_np), to_device(xp, Zs, dt_np),
-            to_device(xp, Es, dt_np), T, pivot_tol, progress_every, label,
+            to_device(xp, Es, dt_np), T, pivot_tol, progress_every, label, net,
         )
         del Zs, Es
         A = xp.matmul(res["K"], res["LM"])  # = √δ L
@@ -463,7 +487,8 @@ def noise_floor(e_batches: np.ndarray) -> np.ndarray:
 
 def spectral_decay_rate(w_final: np.ndarray, par: dict) -> np.ndarray:
     """Asymptotic decay rate of E_train from the spectral edge of X diag(w) Xᵀ/δ at the paths'
-    final metric w = u² + v² (see :mod:`dln_kernels.spectral_rate`): no cancellation, so no
+    final Gauss–Newton metric w, β_{k+1} − β_k = dt·w·g_k + O(dt²) (uv: w = u² + v²; pm:
+    w = L²(u^{2L−2} + v^{2L−2}); see :mod:`dln_kernels.spectral_rate`): no cancellation, so no
     noise floor. It is the rate the last state would converge at (the true late rate once w has
     settled). NaN for λ > 0 (the fixed point is then not a zero of the gradient alone) and for
     non-finite paths."""

@@ -23,7 +23,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .registry import GRID_AXES, OBSERVABLES, describe
+from .registry import AXES, GRID_AXES, OBSERVABLES, describe
 
 SCHEMA_VERSION = 2  # 2: static.nc dense axes renamed <axis>_dense
 CHUNK_SCHEMA = "dln-sweep/simulation-chunk"
@@ -132,7 +132,10 @@ def _unreadable(path, what: str, exc: Exception) -> ChunkFileError:
 
 def grid_coords(sweep: dict, with_seed: bool = True) -> dict:
     """Coordinate values of a sweep: sorted grid values (and seed indices)."""
-    coords = {a: np.sort(np.asarray(sweep["grid"][a], dtype=float)) for a in GRID_AXES}
+    # an axis the sweep does not list has its registry default (e.g. depth [2])
+    coords = {a: np.sort(np.asarray(sweep["grid"].get(a, AXES[a].default),
+                                    dtype=np.int64 if AXES[a].kind == "integer" else float))
+              for a in GRID_AXES}
     if with_seed:
         coords["seed"] = np.arange(int(sweep["seeds"]))
     return coords
@@ -163,7 +166,10 @@ def aggregate_chunks(paths, sweep: dict, attrs: dict, schema: str = CHUNK_SCHEMA
             raise ChunkFileError(f"{path}: time grid differs from {chunks[0][0]}; rerun the sweep")
         idx = []
         for a in axes:
-            vals = np.asarray(ch["params"][a], dtype=float)
+            if a not in ch["params"] and len(coords[a]) == 1:  # a chunk written before the axis existed
+                vals = np.full(len(next(iter(ch["params"].values()))), float(coords[a][0]))
+            else:
+                vals = np.asarray(ch["params"][a], dtype=float)
             pos = np.clip(np.searchsorted(coords[a], vals), 0, len(coords[a]) - 1)
             if not np.all(coords[a][pos] == vals):
                 raise ChunkFileError(f"{path}: {a} values {np.unique(vals[coords[a][pos] != vals])} are not on this sweep's grid")

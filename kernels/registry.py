@@ -62,6 +62,9 @@ AXES = {
         Axis("sigma", "σ", "label-noise std >= 0", "label-noise standard deviation", "number", {"minimum": 0}, (0.0,), "member", _ALL, stack_rank=1),
         Axis("weight_decay", "λ", "weight decay lambda >= 0", "weight decay lambda", "number", {"minimum": 0}, (0.0,), "member", _ALL,
              stack_rank=3),
+        Axis("depth", "L", "network depth L >= 2 (network pm; network uv is depth 2 only)",
+             "depth L of the diagonal network (beta = u^L - v^L for network pm)", "integer", {"minimum": 2}, (2,),
+             "chunk", _ALL),
     )
 }
 
@@ -115,7 +118,8 @@ OBSERVABLES = {
         Observable("e_train", "training error ||y - X beta||^2 / (2n)", "1", _SIM | _D, dmft="e_train"),
         Observable("e_test", "test (excess) error ||beta - beta*||^2 / (2d)", "1", _SIM | _D, dmft="e_test"),
         Observable("l1_norm", "||beta||_1 / d", "1", _SIM),
-        Observable("conservation_drift", "mean_i |u_i^2 - v_i^2 - alpha^2| / alpha^2", "1", frozenset({"sim:dln"})),
+        Observable("conservation_drift", "mean_i |I(u_i, v_i)/I_0 - 1| of the network's gradient-flow invariant: "
+                   "uv u^2 - v^2; pm depth 2 u v; pm depth L >= 3 u^(2-L) + v^(2-L)", "1", frozenset({"sim:dln"})),
         Observable("e_train_se", "Monte-Carlo standard error of e_train (replica spread)", "1", _D),
         Observable("e_test_se", "Monte-Carlo standard error of e_test (replica spread)", "1", _D),
         Observable("e_train_floor", "estimated Monte-Carlo noise floor of e_train", "1", _D),

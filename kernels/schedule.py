@@ -48,19 +48,30 @@ def hessian_edge(delta: float) -> float:
     return (1.0 + 1.0 / math.sqrt(delta)) ** 2
 
 
-def curvature_scale(model: str, alpha: float, delta: float, weight_decay: float, prior: dict) -> float:
+def curvature_scale(model: str, alpha: float, delta: float, weight_decay: float, prior: dict,
+                    network: str = "uv", depth: int = 2) -> float:
     """Estimate of the largest curvature the iteration meets.
 
-    Linear model: the top of the data Hessian, (1 + 1/√δ)², plus λ. DLN: in (u, v) the Gauss–Newton
-    curvature of coordinate i is (u_i² + v_i²)·H = √(c² + 4β_i²)·H with c = α²; β ranges up to the
-    teacher's magnitudes b, so we use H·(α² + 2b) + λ (exact at β = 0, an upper estimate later).
+    Linear model: the top of the data Hessian, (1 + 1/√δ)², plus λ. DLN ``uv``: in (u, v) the
+    Gauss–Newton curvature of coordinate i is (u_i² + v_i²)·H = √(c² + 4β_i²)·H with c = α²; β
+    ranges up to the teacher's magnitudes b, so we use H·(α² + 2b) + λ (exact at β = 0, an upper
+    estimate later). DLN ``pm`` of depth L (β = u^L − v^L): the metric is
+    (∂β/∂u)² + (∂β/∂v)² = L²(u^{2L−2} + v^{2L−2}), 2L²α^{2L−2} at β = 0; along the flow (λ = 0)
+    v ≤ α on the learned side, so u^L ≤ |β| + α^L and we use the upper bound
+    H·L²((b + α^L)^{(2L−2)/L} + α^{2L−2}) + λ (for L = 2: H(4b + 8α²), the uv estimate at
+    α_uv = 2α with the doubled step of the conversion).
     """
     h = hessian_edge(delta)
     if model == "linear":
         return h + weight_decay
-    return h * (alpha**2 + 2.0 * max_magnitude(prior)) + weight_decay
+    b = max_magnitude(prior)
+    if network == "pm":
+        L = int(depth)
+        return h * L * L * ((b + alpha**L) ** ((2 * L - 2) / L) + alpha ** (2 * L - 2)) + weight_decay
+    return h * (alpha**2 + 2.0 * b) + weight_decay
 
 
-def stability_bound(model: str, alpha: float, delta: float, weight_decay: float, prior: dict) -> float:
+def stability_bound(model: str, alpha: float, delta: float, weight_decay: float, prior: dict,
+                    network: str = "uv", depth: int = 2) -> float:
     """Largest stable constant step, 2 / curvature (gradient descent diverges beyond it)."""
-    return 2.0 / curvature_scale(model, alpha, delta, weight_decay, prior)
+    return 2.0 / curvature_scale(model, alpha, delta, weight_decay, prior, network, depth)

@@ -3,7 +3,9 @@
 The algorithm is the one of the theory reference, section 1 (same discrete steps as the DMFT):
 
     r_k = y − X β_k,   g_k = Xᵀ r_k / δ
-    DLN:    u_{k+1} = u_k + dt_k (v_k ⊙ g_k − λ u_k),  v_{k+1} = v_k + dt_k (u_k ⊙ g_k − λ v_k),  β = u ⊙ v
+    DLN ``uv``:  u_{k+1} = u_k + dt_k (v_k ⊙ g_k − λ u_k),  v_{k+1} = v_k + dt_k (u_k ⊙ g_k − λ v_k),  β = u ⊙ v
+    DLN ``pm`` (depth L ≥ 2, theory.md §6): u_{k+1} = u_k + dt_k (L u_k^{L−1} ⊙ g_k − λ u_k),
+                 v_{k+1} = v_k + dt_k (−L v_k^{L−1} ⊙ g_k − λ v_k),  β = u^L − v^L,  u₀ = v₀ = α
     linear: β_{k+1} = β_k + dt_k (g_k − λ β_k)
 
 Batching: ``gd_stack`` integrates a stack of G data groups with b runs each. Arrays are laid out
@@ -11,8 +13,9 @@ Batching: ``gd_stack`` integrates a stack of G data groups with b runs each. Arr
 every run become two matrix–matrix products per group. G = 1 with b = B is "shared data"; G = B
 with b = 1 is "per-run data".
 
-State: the DLN is stored as (a, b) = (u + v, u − v), whose update is multiplicative and so exact
-for any α (see :mod:`dln_kernels.dln_state`); u, v never appear. Every array and every scalar of
+State: the ``uv`` DLN is stored as (a, b) = (u + v, u − v), whose update is multiplicative and so
+exact for any α (see :mod:`dln_kernels.dln_state`); u, v never appear. The ``pm`` DLN is stored
+as (u, v), whose update is multiplicative in u and v themselves (``dln_state.PMState``). Every array and every scalar of
 a run has the configured dtype (float32 runs do float32 arithmetic end to end). The code uses only
 the array API standard, so it runs unchanged on NumPy, CuPy and ``array_api_strict``.
 """
@@ -67,6 +70,8 @@ def gd_stack(
     save_beta: bool = False,
     record_beta: bool = False,
     progress_every: float | None = None,
+    network: str = "uv",
+    depth: int = 2,
 ):
     """Integrate G×b runs; return observables at ``record_steps`` as host arrays.
 
@@ -80,13 +85,21 @@ def gd_stack(
     ``record_beta`` also ``beta`` (G, b, R, d), β at every recorded step.
     ``progress_every`` (seconds): log progress at most this often.
 
-    The DLN is integrated in the exact coordinates (a, b) = (u + v, u − v) of
-    :mod:`dln_kernels.dln_state` (same discrete algorithm as theory.md §1, exact for any α ≥
-    ``alpha_min(dtype)``). Raises ValueError for an unknown model and DivergenceError (naming α
-    and λ of the first bad run) as soon as a recorded training error is not finite.
+    ``network``, ``depth`` (model "dln" only; one network and depth per call): ``"uv"`` (β = u v,
+    depth 2, theory.md §1), integrated in the exact coordinates (a, b) = (u + v, u − v) of
+    :mod:`dln_kernels.dln_state`, or ``"pm"`` (β = u^L − v^L, L = ``depth`` ≥ 2, theory.md §6),
+    integrated in (u, v) with the multiplicative update of ``dln_state.PMState``; both are the
+    same discrete algorithm as the theory reference, exact for any α ≥ ``alpha_min(dtype,
+    network, depth)``. ``conservation_drift`` is the mean over coordinates of the relative
+    deviation of the network's gradient-flow invariant: uv |u² − v² − α²|/α²; pm L = 2
+    |u v/α² − 1|; pm L ≥ 3 |(u^{2−L} + v^{2−L})/(2α^{2−L}) − 1|.
+
+    Raises ValueError for an unknown model, network or depth, and DivergenceError (naming α and λ
+    of the first bad run) as soon as a recorded training error is not finite.
     """
     if model not in MODELS:
         raise ValueError(f"model: unknown value {model!r}; expected one of {MODELS}")
+    net = dln_state.network_state(network, depth)
     G, n, d = X.shape
     b = beta_star.shape[2]
     n_steps = len(dt_schedule)
@@ -99,8 +112,8 @@ def gd_stack(
     delta = float(_host_dtype(xp, dtype)(delta))
 
     if model == "dln":
-        ua, ub = dln_state.init_state(xp, alpha, (G, d, b), dtype)  # (u + v, u − v)
-        beta = dln_state.beta_of(ua, ub)
+        ua, ub = net.init(xp, alpha, (G, d, b), dtype)  # uv: (u + v, u − v); pm: (u, v)
+        beta = net.beta(ua, ub)
     else:
         beta = xp.zeros((G, d, b), dtype=dtype)
 
@@ -121,7 +134,7 @@ def gd_stack(
             out["e_test"][:, :, i] = xp.sum(diff * diff, axis=1) / (2 * d)
             out["l1_norm"][:, :, i] = xp.sum(xp.abs(beta), axis=1) / d
             if model == "dln":
-                out["conservation_drift"][:, :, i] = xp.mean(dln_state.conservation_drift(ua, ub, alpha), axis=1)
+                out["conservation_drift"][:, :, i] = xp.mean(net.conservation_drift(ua, ub, alpha), axis=1)
             if record_beta:
                 beta_hist[:, :, i, :] = xp.matrix_transpose(beta)
             _finite_or_raise(xp, e_train, k, params)
@@ -130,8 +143,8 @@ def gd_stack(
         g = xp.matmul(Xt, r) / delta
         dt = steps[k]
         if model == "dln":
-            ua, ub = dln_state.step(ua, ub, g, dt, dt * weight_decay)
-            beta = dln_state.beta_of(ua, ub)
+            ua, ub = net.step(ua, ub, g, dt, dt * weight_decay)
+            beta = net.beta(ua, ub)
         else:
             beta = beta + dt * (g - weight_decay * beta)
         if progress_every is not None:
@@ -152,13 +165,20 @@ def gd_stack(
     return result
 
 
-def _check_alpha(alpha, dtype) -> None:
-    """ValueError before compute for α the (a, b) state cannot keep exact in ``dtype``."""
+def _check_alpha(alpha, dtype, network: str = "uv", depth: int = 2) -> None:
+    """ValueError before compute for α the network's state cannot keep exact in ``dtype``."""
     low = float(np.min(alpha))
-    if low < dln_state.alpha_min(dtype):
+    a_min = dln_state.alpha_min(dtype, network, depth)
+    if low < a_min:
+        if network == "uv":
+            where, why = "", "alpha**2 must stay a normal number"
+        else:
+            where = f" for network {network!r} of depth {depth}"
+            why = ("alpha**2 must stay a normal number" if depth == 2
+                   else f"alpha**{2 * depth - 2} must stay a normal number")
         raise ValueError(
-            f"alpha: {low:g} is below alpha_min({np.dtype(dtype).name}) = {dln_state.alpha_min(dtype):.2g}, "
-            "the smallest initialisation the DLN state keeps exact (alpha**2 must stay a normal number)"
+            f"alpha: {low:g} is below alpha_min({np.dtype(dtype).name}) = {a_min:.2g}{where}, "
+            f"the smallest initialisation the DLN state keeps exact ({why})"
         )
 
 
@@ -181,15 +201,19 @@ def simulate_members(
     save_beta: bool = False,
     record_beta: bool = False,
     progress_every: float | None = None,
+    network: str = "uv",
+    depth: int = 2,
 ) -> dict:
     """Runs of G instances (one data group each) with b members each; host arrays (G, b, …).
 
     ``member_rows[g]`` is a (b, 4) array of (ρ, σ, α, λ) for the runs of instance g; all groups
     must have the same b. Runs of a group share X and ξ, and their teachers share noise.
     ``dtype`` (NumPy float type) is the run dtype: the host data are rounded to it once.
+    ``network``, ``depth``: the DLN family (model "dln" only), see :func:`gd_stack`.
     """
+    network, depth = dln_state.validate_network(network, depth)
     if model == "dln":
-        _check_alpha(np.concatenate([np.asarray(r)[:, 2] for r in member_rows]), dtype)
+        _check_alpha(np.concatenate([np.asarray(r)[:, 2] for r in member_rows]), dtype, network, depth)
     Xs, bstars, ys = [], [], []
     for inst, rows in zip(instances, member_rows):
         X = inst.design(delta)
@@ -205,6 +229,7 @@ def simulate_members(
         xp, X, dev(bstars), dev(ys), par(2), par(3), dt_schedule, record_steps,
         delta=X.shape[1] / X.shape[2],  # n/d of the actual design: the algorithm's 1/δ
         model=model, save_beta=save_beta, record_beta=record_beta, progress_every=progress_every,
+        network=network, depth=depth,
     )
 
 
@@ -229,6 +254,8 @@ def simulate_grid(
     record_beta: bool = False,
     share_data: bool = True,
     progress_every: float | None = None,
+    network: str = "uv",
+    depth: int = 2,
 ) -> dict:
     """All runs of a product grid at one δ (a convenience for tests, benchmarks and notebooks).
 
@@ -238,8 +265,11 @@ def simulate_grid(
     ``beta_final`` with a trailing d axis when ``save_beta``, ``beta`` with trailing (n_record,
     d) axes when ``record_beta``). Observables have the float type ``dtype``. ``share_data=False`` gives every
     run its own instance instead (used to measure what sharing buys).
+    ``network``, ``depth``: the DLN family (model "dln" only; ``"uv"`` depth 2 or ``"pm"`` depth
+    L ≥ 2), see :func:`gd_stack`.
     """
     prior = prior or {"kind": "gauss_bernoulli"}
+    network, depth = dln_state.validate_network(network, depth)
     xp = get_namespace(backend)
     axes = [list(np.atleast_1d(a).astype(float)) for a in (rho, sigma, alpha, weight_decay)]
     members = np.array(np.meshgrid(*axes, indexing="ij")).reshape(4, -1).T  # (b, 4)
@@ -257,7 +287,7 @@ def simulate_grid(
     res = simulate_members(
         xp, instances, rows, model=model, delta=delta, prior=prior, dt_schedule=dt_schedule,
         record_steps=record_steps, dtype=resolve_dtype(dtype), save_beta=save_beta,
-        record_beta=record_beta, progress_every=progress_every,
+        record_beta=record_beta, progress_every=progress_every, network=network, depth=depth,
     )
     lead = (len(seeds), *[len(a) for a in axes])
     out = {name: arr.reshape(lead + arr.shape[2:]) for name, arr in res.items()}

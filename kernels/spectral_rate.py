@@ -1,8 +1,9 @@
 """Late-time convergence rate of E_train from a spectral edge, without the DMFT's cancellation.
 
-Near the end of training (λ = 0) the DLN update is linear in the residual: with
-w = u² + v² (the mirror-flow metric √(4β² + c²) of docs/theory.md, exact at first order in the
-gradient for any dt),
+Near the end of training (λ = 0) the DLN update is linear in the residual: with w the network's
+Gauss–Newton metric (∂β/∂u)² + (∂β/∂v)² — uv: w = u² + v² (the mirror-flow metric
+√(4β² + c²) of docs/theory.md); pm of depth L: w = L²(u^{2L−2} + v^{2L−2}) — exact at first
+order in the gradient for any dt,
 
     β_{k+1} − β_k = dt · w ⊙ g_k + O(dt² g²),   g_k = Xᵀ r_k / δ,
     r_{k+1} = (I − dt · S) r_k   (on the column space of X),   S = X diag(w) Xᵀ / δ.

@@ -8,6 +8,7 @@ a rectangular (G instances × b members) stack for the simulator.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import json
@@ -21,7 +22,7 @@ from .backend import backend_name, get_namespace, resolve_dtype
 from .dln_state import alpha_min
 from .priors import validate_prior
 from .problem import draw_instance, n_samples
-from .registry import CHUNK_AXES, GRID_AXES, MEMBER_AXES, OBSERVABLES, observables  # by name
+from .registry import AXES, CHUNK_AXES, GRID_AXES, MEMBER_AXES, OBSERVABLES, observables  # by name
 from .schedule import n_steps_for, output_steps, stability_bound
 from .simulate import simulate_members
 
@@ -52,6 +53,10 @@ def validate_config(config: dict, schema_path) -> None:
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{where}: {value} is not a finite number")
     validate(config, str(schema_path))
+    # The validator fills defaults with the schema's own objects: every sweep that omits an axis
+    # would share one list, and editing one sweep's value would edit the others. Unshare them.
+    for name in list(config.get("sweeps", {})):
+        config["sweeps"][name] = copy.deepcopy(config["sweeps"][name])
     for pattern in (p for p, kind in fields.items() if kind == "integer"):
         for where, value in values_at(config, pattern):
             if isinstance(value, float):
@@ -139,23 +144,35 @@ def check_sweep(name: str, sweep: dict) -> None:
     dt = float(sweep["dt"])
     if sweep["t_max"] < dt:
         raise ConfigError(f"{key}.t_max: {sweep['t_max']} is shorter than one step dt={dt}")
-    a_min = alpha_min(sweep["dtype"]) if sweep["model"] == "dln" else 0.0
-    if min(grid["alpha"]) < a_min:
+    network = sweep["network"]
+    depths = sorted(grid["depth"])
+    if sweep["model"] == "dln" and network == "uv" and depths != [2]:
         raise ConfigError(
-            f"{key}.grid.alpha: {min(grid['alpha'])} is below {a_min:.2g}, the smallest alpha the "
-            f"DLN state keeps exact in {sweep['dtype']} (alpha**2 must stay a normal number); use "
-            f"alpha >= {a_min:.2g}" + (" or dtype: float64 (down to 1.5e-153)" if sweep["dtype"] == "float32" else "")
+            f"{key}.grid.depth: {grid['depth']} needs network: pm (network uv, beta = u*v, has depth 2 "
+            f"only); set {key}.network: pm or depth: [2]"
         )
+    if sweep["model"] == "linear" and depths != [2]:
+        raise ConfigError(f"{key}.grid.depth: {grid['depth']} has no meaning for model linear; use depth: [2]")
+    for L in depths:
+        a_min = alpha_min(sweep["dtype"], network, L) if sweep["model"] == "dln" else 0.0
+        if min(grid["alpha"]) < a_min:
+            raise ConfigError(
+                f"{key}.grid.alpha: {min(grid['alpha'])} is below {a_min:.2g}, the smallest alpha the "
+                f"DLN state keeps exact in {sweep['dtype']} (network {network}, depth {L}); use "
+                f"alpha >= {a_min:.2g}" + (" or dtype: float64" if sweep["dtype"] == "float32" else "")
+            )
     alpha_max = max(grid["alpha"])
     wd_max = max(grid["weight_decay"])
     for delta in grid["delta"]:
-        bound = stability_bound(sweep["model"], alpha_max, delta, wd_max, sweep["prior"])
-        if dt > bound:
-            raise ConfigError(
-                f"{key}.dt: {dt} exceeds the stability bound {bound:.4g} for the largest "
-                f"alpha={alpha_max}, delta={delta}, weight_decay={wd_max} "
-                f"(model={sweep['model']}); use dt <= {bound:.3g} or a smaller alpha"
-            )
+        for L in depths:
+            bound = stability_bound(sweep["model"], alpha_max, delta, wd_max, sweep["prior"], network, L)
+            if dt > bound:
+                depth_text = f", network={network}, depth={L}" if network == "pm" else ""
+                raise ConfigError(
+                    f"{key}.dt: {dt} exceeds the stability bound {bound:.4g} for the largest "
+                    f"alpha={alpha_max}, delta={delta}, weight_decay={wd_max} "
+                    f"(model={sweep['model']}{depth_text}); use dt <= {bound:.3g} or a smaller alpha"
+                )
     check_sim_memory(key, sweep)
     if sweep["dmft"]["enabled"]:
         check_dmft(key, sweep)
@@ -299,6 +316,16 @@ def make_chunks(sweep: dict) -> list:
 _KERNEL_MEMBER_COLUMNS = ("rho", "sigma", "alpha", "weight_decay")  # simulate_members' row layout
 
 
+def _column_type(axis: str):
+    """NumPy type of an axis' values (int64 for integer axes such as the depth)."""
+    return np.int64 if AXES[axis].kind == "integer" else np.float64
+
+
+def _network_kw(sweep: dict, depth) -> dict:
+    """Kernel keywords of the DLN family: network and depth (model dln only)."""
+    return {"network": sweep["network"], "depth": int(depth)} if sweep["model"] == "dln" else {}
+
+
 def run_chunk(sweep: dict, chunk: dict, progress_every: float | None = 10.0) -> dict:
     """Simulate one chunk. Returns per-run parameter columns and (runs, times) observables."""
     xp = get_namespace(sweep["backend"])
@@ -310,13 +337,13 @@ def run_chunk(sweep: dict, chunk: dict, progress_every: float | None = 10.0) -> 
         xp, instances, [rows] * len(instances), model=sweep["model"], delta=chunk["delta"],
         prior=sweep["prior"], dt_schedule=dt_schedule, record_steps=steps,
         dtype=resolve_dtype(sweep["dtype"]), save_beta=sweep["save_beta"],
-        progress_every=progress_every,
+        progress_every=progress_every, **_network_kw(sweep, chunk["depth"]),
     )
     n_runs = len(instances) * len(rows)
     out = {name: arr.reshape(n_runs, *arr.shape[2:]) for name, arr in res.items()}
     out["params"] = {
         "seed": np.repeat(np.asarray(chunk["seeds"], dtype=np.int64), len(rows)),
-        "delta": np.full(n_runs, float(chunk["delta"])),
+        **{a: np.full(n_runs, chunk[a], dtype=_column_type(a)) for a in CHUNK_AXES},
         **{a: np.tile(np.array([m[a] for m in chunk["members"]], dtype=float), len(instances)) for a in MEMBER_AXES},
     }
     out["step"], out["time"] = steps, times
@@ -341,16 +368,27 @@ def run_dmft_chunk(sweep: dict, chunk: dict, progress: bool = True) -> dict:
 
     cfg = sweep["dmft"]
     n_steps, _, steps, times = time_grid(sweep)
-    points = {a: np.array([p[a] for p in chunk["points"]], dtype=float) for a in GRID_AXES}
-    res = solve_dmft(
-        points, n_steps=n_steps, dt=float(sweep["dt"]), record_steps=steps, n_paths=cfg["n_paths"],
-        prior=sweep["prior"], model=sweep["model"],
-        # one random stream for every point of the sweep (common random numbers): a point's
-        # result depends on its parameters and the seed only, not on its job or batch-mates
-        seed=int(cfg["seed"]),
-        backend=sweep["backend"], dtype=sweep["dtype"], n_batches=cfg["n_batches"],
-        memory_budget_bytes=cfg["memory_budget_gb"] * 1e9, progress=progress,
-    )
+    points = {a: np.array([p[a] for p in chunk["points"]], dtype=_column_type(a)) for a in GRID_AXES}
+    # one solve per depth (the path update depends on it); results go back in the chunk's order
+    parts = []
+    for L in np.unique(points["depth"]):
+        idx = np.nonzero(points["depth"] == L)[0]
+        sel = {a: points[a][idx].astype(float) for a in GRID_AXES if a != "depth"}
+        parts.append((idx, solve_dmft(
+            sel, n_steps=n_steps, dt=float(sweep["dt"]), record_steps=steps, n_paths=cfg["n_paths"],
+            prior=sweep["prior"], model=sweep["model"],
+            # one random stream for every point of the sweep (common random numbers): a point's
+            # result depends on its parameters and the seed only, not on its job or batch-mates
+            seed=int(cfg["seed"]),
+            backend=sweep["backend"], dtype=sweep["dtype"], n_batches=cfg["n_batches"],
+            memory_budget_bytes=cfg["memory_budget_gb"] * 1e9, progress=progress, **_network_kw(sweep, L),
+        )))
+    res = {}
+    for name in DMFT_OBSERVABLES:
+        first = parts[0][1][name]
+        res[name] = np.empty((len(chunk["points"]), *first.shape[1:]), dtype=first.dtype)
+        for idx, part in parts:
+            res[name][idx] = part[name]
     out = {name: res[name] for name in DMFT_OBSERVABLES if name in res}
     out["params"] = points
     out["step"], out["time"] = steps, times
@@ -364,16 +402,24 @@ DMFT_OBSERVABLES = observables("dmft")
 STATIC_VARIABLES = {o.static_key: o.name for o in OBSERVABLES.values() if o.static_key}  # solver key -> variable
 
 
-def static_on_grid(coords: dict, prior: dict) -> dict:
+def static_on_grid(coords: dict, prior: dict, network: str = "uv") -> dict:
     """Long-time theory on the product of ``coords`` (dict over GRID_AXES, in that order).
 
     Returns {variable: array shaped like the product}; ``e_test_final``/``e_train_final`` are NaN
     where the solver did not converge (the ``converged`` flag and ``residual`` say where and how far).
+    ``network`` ``uv`` uses the depth-2 solver (the depth axis holds 2 only); ``pm`` the depth-L
+    one (``static_depth``; λ > 0 with depth ≥ 3 is NaN there: a non-convex penalty).
     """
     from .static import solve_static
+    from .static_depth import solve_static_depth
 
-    mesh = np.meshgrid(*(np.asarray(coords[a], dtype=float) for a in GRID_AXES), indexing="ij")
-    res = solve_static(**dict(zip(GRID_AXES, mesh)), prior=prior)  # by name
+    mesh = dict(zip(GRID_AXES, np.meshgrid(*(np.asarray(coords[a], dtype=float) for a in GRID_AXES), indexing="ij")))
+    if network == "pm":
+        res = solve_static_depth(**mesh, prior=prior)  # axes by name
+    else:
+        if np.any(mesh.pop("depth") != 2):
+            raise ValueError("static_on_grid: network uv has depth 2 only")
+        res = solve_static(**mesh, prior=prior)
     out = {STATIC_VARIABLES[k]: v for k, v in res.items() if k in STATIC_VARIABLES}
     bad = ~out["converged"]
     for name in ("e_test_final", "e_train_final"):

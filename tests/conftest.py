@@ -16,10 +16,11 @@ def base_config():
 
 
 def resolved(config):
-    """Validate with Snakemake's JSON-schema validation (fills defaults) and return it."""
-    from snakemake.utils import validate
+    """Validate as the Snakefile does (Snakemake's JSON-schema validation, defaults filled and
+    unshared between sweeps, plus the project's type checks) and return it."""
+    from dln_kernels.sweep import validate_config
 
-    validate(config, str(SCHEMA))
+    validate_config(config, SCHEMA)
     return config
 
 

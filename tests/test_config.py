@@ -10,6 +10,7 @@ import yaml
 from conftest import REPO, SCHEMA, resolved
 from snakemake_interface_common.exceptions import WorkflowError
 
+from dln_kernels.registry import GRID_AXES
 from dln_kernels.sweep import ConfigError, check_sweep, make_chunks, numeric_fields, sim_chunk_bytes, validate_config
 
 
@@ -82,7 +83,7 @@ def test_shipped_sweeps_pass_and_chunk_cover_the_grid(base_config):
         chunks = make_chunks(sweep)
         n_runs = sum(len(c["seeds"]) * len(c["members"]) for c in chunks)
         g = sweep["grid"]
-        expected = sweep["seeds"] * len(g["alpha"]) * len(g["delta"]) * len(g["rho"]) * len(g["sigma"]) * len(g["weight_decay"])
+        expected = sweep["seeds"] * math.prod(len(g[a]) for a in GRID_AXES)  # every axis of the registry
         assert n_runs == expected
         assert all(len(c["seeds"]) * len(c["members"]) <= max(sweep["chunk_size"], len(c["members"])) for c in chunks)
 

@@ -8,6 +8,7 @@ DLN_REQUIRE_SLURM=1 (set by .ci/run), where a missing cluster is an error.
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -210,3 +211,146 @@ def test_cupy_sweep_asks_slurm_for_a_gpu(tmp_path):
     calls = re.findall(r"^sbatch call: (sbatch .*)$", out, flags=re.M)
     assert calls and all("--gpus=1" in c and "--cpus-per-task=2" in c for c in calls), calls
     assert "Invalid generic resource (gres) specification" in out
+
+
+# A wide sweep: WIDE_CHUNKS one-seed simulation chunks of a few milliseconds each. With the
+# earlier profile (`jobs: 100` and array jobs) the SLURM plugin (2.8) dropped the first batch of
+# 100 ready chunks because 150 more were waiting, and the run waited forever with nothing in the
+# queue (snakemake-executor-plugin-slurm issue #473): any sweep of more than 2 x 100 chunks. The
+# rules that avoid it are in profiles/slurm/config.yaml.
+WIDE_CHUNKS = 250
+WIDE = f"""
+sweeps:
+  wide:
+    grid: {{alpha: [0.1], delta: [0.5], rho: [0.3]}}
+    d: 20
+    seeds: {WIDE_CHUNKS}
+    dt: 0.05
+    t_max: 0.5
+    output: {{n_times: 3}}
+    chunk_size: 1
+    dmft: {{enabled: false}}
+    static: {{enabled: false}}
+"""
+
+
+def slurm_profile():
+    import yaml
+
+    return yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+
+
+def test_slurm_profile_hands_all_ready_array_jobs_to_the_plugin():
+    """The profile's rules for array jobs (explained there): no cap on the jobs Snakemake hands
+    the plugin at once, and arrays small enough for one sbatch command line."""
+    profile = slurm_profile()
+    if not profile.get("slurm-array-jobs"):
+        pytest.skip("the profile submits no array jobs")
+    assert str(profile["jobs"]) == "unlimited"
+    assert int(str(profile["max-jobs-per-timespan"]).split("/")[0]) >= 10_000
+    assert 2 <= int(profile["slurm-array-limit"]) <= 50
+
+
+def slurm_tasks(uuid):
+    """{job id: state} of every SLURM job of one Snakemake run, one entry per array task."""
+    proc = subprocess.run(["squeue", "-r", "--states=all", "--noheader", "--format=%i|%T", "--name", uuid],
+                          capture_output=True, text=True, timeout=60, check=True)
+    return dict(line.split("|") for line in proc.stdout.split())
+
+
+@pytest.mark.slurm
+def test_wide_sweep_is_submitted_as_array_jobs(tmp_path):
+    """All chunks of a 250-chunk sweep reach SLURM as array tasks at once, and they run.
+
+    CI checks the submission and the first tasks, then interrupts the run (~35 s): the 250
+    tasks take 15-25 min on the 2-core CI cluster (~7 s of Snakemake start-up each, two at a
+    time). DLN_SLURM_WIDE_FULL=1 runs the sweep to the end and checks that every chunk ran in
+    an array task and simulations.nc holds every seed.
+    """
+    require_slurm()
+    full = os.environ.get("DLN_SLURM_WIDE_FULL") == "1"
+    config_file = tmp_path / "wide.yaml"
+    config_file.write_text(WIDE)
+    chunks = _chunk_files("wide", WIDE)["simulate"]
+    assert len(chunks) == WIDE_CHUNKS
+    limit = int(slurm_profile().get("slurm-array-limit", 1000))  # the plugin's default
+    wd, log = tmp_path / "wd", tmp_path / "snakemake.log"
+    t0 = time.monotonic()
+    with open(log, "w") as out:
+        proc = subprocess.Popen([*SNAKEMAKE, str(config_file), "-d", str(wd), *SLURM, "--verbose",
+                                 "results/wide/simulations.nc", "--config", "sweep=wide"],
+                                stdout=out, stderr=subprocess.STDOUT)
+    uuid = None
+
+    def wait_for(condition, seconds):
+        """Poll SLURM until condition(tasks) holds; (tasks, seconds since the start)."""
+        nonlocal uuid
+        deadline, tasks = time.monotonic() + seconds, {}
+        while time.monotonic() < deadline and proc.poll() is None:
+            if uuid is None:
+                match = re.search(r"SLURM run ID: ([0-9a-f-]{36})", log.read_text(errors="replace"))
+                uuid = match.group(1) if match else None
+            tasks = slurm_tasks(uuid) if uuid else {}
+            if condition(tasks):
+                break
+            time.sleep(2)
+        return tasks, time.monotonic() - t0
+
+    try:
+        # 1. Every chunk is in SLURM within a few minutes, as array tasks (ID <array>_<task>) of
+        #    arrays of at most slurm-array-limit tasks, each submitted with its own command.
+        tasks, t_submit = wait_for(lambda t: len(t) >= WIDE_CHUNKS, 120)
+        text = log.read_text(errors="replace")
+        held = re.findall(r"^Array job collection incomplete.*$", text, flags=re.M)
+        assert len(tasks) == WIDE_CHUNKS, (
+            f"{len(tasks)} of {WIDE_CHUNKS} chunks reached SLURM in {t_submit:.0f} s; held back by the plugin: "
+            f"{held[:3]}\n" + text[-3000:])
+        assert all(re.fullmatch(r"\d+_\d+", job) for job in tasks), sorted(tasks)[:10]
+        per_array = {}
+        for job in tasks:
+            per_array[job.split("_")[0]] = per_array.get(job.split("_")[0], 0) + 1
+        assert max(per_array.values()) <= limit, per_array
+        assert "retrying via /dev/stdin script mode" not in text
+        print(f"\nwide sweep: {WIDE_CHUNKS} chunks in SLURM after {t_submit:.1f} s as {len(per_array)} array jobs")
+
+        if not full:
+            # 2. The first tasks run, each its own chunk, then the run is interrupted (Ctrl-C),
+            #    which cancels the rest.
+            tasks, t_run = wait_for(lambda t: sum(s == "COMPLETED" for s in t.values()) >= 3, 240)
+            done = sorted(job for job, state in tasks.items() if state == "COMPLETED")
+            assert len(done) >= 3 and "FAILED" not in tasks.values(), tasks
+            executed = [job for j in done for path in (wd / ".snakemake" / "slurm_logs").rglob(f"{j}.log")
+                        for job in executed_in(path)]
+            assert len(executed) == len(done) and len(set(executed)) == len(done), executed
+            assert all(rule == "simulate" and out in chunks and (wd / out).is_file() for rule, out in executed), executed
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=120)
+            tasks, _ = wait_for(lambda t: not {"PENDING", "RUNNING"} & set(t.values()), 60)
+            assert not {"PENDING", "RUNNING"} & set(tasks.values()), tasks
+            print(f"wide sweep: {len(done)} tasks completed after {t_run:.1f} s, run interrupted")
+            return
+
+        # 2'. The whole sweep, through SLURM array tasks only, with every seed aggregated.
+        assert proc.wait(timeout=3600) == 0, log.read_text(errors="replace")[-3000:]
+        text = log.read_text(errors="replace")
+        assert f"{WIDE_CHUNKS + 1} of {WIDE_CHUNKS + 1} steps (100%) done" in text
+        # (squeue forgets finished jobs after MinJobAge: the SLURM logs, named <array>_<task>.log
+        # for array tasks, are the record here.)
+        executed = sorted((rule, out, path.stem) for path in (wd / ".snakemake" / "slurm_logs").rglob("*.log")
+                          for rule, out in executed_in(path))
+        assert [(rule, out) for rule, out, _ in executed] == sorted(
+            [("simulate", c) for c in chunks] + [("aggregate", "results/wide/simulations.nc")])
+        assert all(re.fullmatch(r"\d+_\d+", job) for rule, _, job in executed if rule == "simulate")
+        with xr.open_dataset(wd / "results" / "wide" / "simulations.nc", engine="h5netcdf") as ds:
+            assert sorted(ds["seed"].values.tolist()) == list(range(WIDE_CHUNKS))
+        print(f"wide sweep: {WIDE_CHUNKS} chunks done through SLURM in {time.monotonic() - t0:.1f} s")
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if uuid:  # whatever of this run is still queued
+            subprocess.run(["scancel", "--name", uuid], capture_output=True, timeout=60)

@@ -8,9 +8,10 @@ import yaml
 from conftest import REPO, resolved
 
 from dln_kernels.io import static_dataset, write_netcdf
+from dln_kernels.registry import GRID_AXES
 from dln_kernels.sweep import static_grids, static_on_grid
 
-AXES = ("alpha", "delta", "rho", "sigma", "weight_decay")
+AXES = GRID_AXES  # the registry's dims, by name
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +34,8 @@ def test_opens_as_datatree(static_nc):
     with xr.open_datatree(path, engine="h5netcdf") as tree:
         assert set(tree.children) == {"alpha_delta", "delta_rho"}
         assert tree["e_test_final"].dims == AXES
-        assert tree["alpha_delta/e_test_final"].dims == ("alpha_dense", "delta_dense", "rho", "sigma", "weight_decay")
-        assert tree["delta_rho/e_test_final"].dims == ("alpha", "delta_dense", "rho_dense", "sigma", "weight_decay")
+        assert tree["alpha_delta/e_test_final"].dims == ("alpha_dense", "delta_dense", *AXES[2:])
+        assert tree["delta_rho/e_test_final"].dims == ("alpha", "delta_dense", "rho_dense", *AXES[3:])
         assert dict(tree.sizes) == {a: len(sweep["grid"][a]) for a in AXES}
         assert tree["alpha_delta"].sizes["alpha_dense"] == len(grids["alpha_delta"]["alpha"])
         assert tree["delta_rho"].sizes["rho_dense"] == len(grids["delta_rho"]["rho"])
@@ -44,7 +45,7 @@ def test_groups_open_alone_with_readable_coordinates(static_nc):
     path, sweep, grids = static_nc
     with xr.open_dataset(path, engine="h5netcdf") as root:
         np.testing.assert_array_equal(root["delta"].values, sorted(sweep["grid"]["delta"]))
-        assert root["e_test_final"].sel(delta=2.0).dims == ("alpha", "rho", "sigma", "weight_decay")
+        assert root["e_test_final"].sel(delta=2.0).dims == tuple(a for a in AXES if a != "delta")
         assert root["alpha"].attrs["long_name"].startswith("initialisation scale")
     with xr.open_dataset(path, engine="h5netcdf", group="alpha_delta") as dense:
         np.testing.assert_array_equal(dense["alpha_dense"].values, grids["alpha_delta"]["alpha"])

@@ -1,4 +1,6 @@
-# Shared state of the rules: the checked sweeps, their chunks and the resource formulas.
+# Shared state of the rules: the checked sweeps, their chunks, the resource formulas and the
+# phenomena table. Functions and tables only: the rules live in the other .smk files (and
+# `snakemake --lint` asks that the two are not mixed in one file).
 import json
 import os
 
@@ -22,7 +24,13 @@ CHUNKS = {name: {c["name"]: c for c in make_chunks(sweep)} for name, sweep in SW
 DMFT_CHUNKS = {name: {c["name"]: c for c in make_dmft_chunks(sweep)} for name, sweep in SWEEPS.items()}
 # Provenance reads the git commit of the checkout from here. It is deliberately not a param: a
 # job's identity must not depend on where the project lies (copied, moved, staged to scratch).
+# It is also the checkout that `--use-conda` installs (pip, editable) into the rules' environment
+# (envs/pipeline.yaml); declared with `envvars:` so Snakemake passes it on to remote jobs.
 os.environ["DLN_SWEEP_REPO"] = workflow.basedir
+
+
+envvars:
+    "DLN_SWEEP_REPO",
 
 
 wildcard_constraints:
@@ -41,9 +49,9 @@ def canonical(obj):
 
 
 def sweep_part(sweep, keep):
-    """Canonical param of the sweep keys a rule reads, and nothing else: a job re-runs when, and
-    only when, something it computes from changes. Provenance still records the full sweep
-    (scripts read it from the config, which is not part of the job's identity)."""
+    """Canonical param of the sweep keys that a rule reads, and nothing else (so a job re-runs
+    when, and only when, something it computes from changes). Provenance still records the full
+    sweep (scripts read it from the config, which is not part of the job's identity)."""
     part = {k: SWEEPS[sweep][k] for k in keep}
     if "grid" in part:  # the order in which grid values are written is not part of the meaning
         part["grid"] = {a: sorted(v) for a, v in part["grid"].items()}
@@ -51,9 +59,9 @@ def sweep_part(sweep, keep):
 
 
 # The sweep keys each kind of job reads (grid values reach the kernels through the chunk param).
-SIM_KEYS = ("model", "prior", "d", "seeds", "base_seed", "dt", "t_max", "output", "backend", "dtype",
+SIM_KEYS = ("model", "network", "prior", "d", "seeds", "base_seed", "dt", "t_max", "output", "backend", "dtype",
             "threads", "save_beta")
-DMFT_KEYS = ("model", "prior", "dt", "t_max", "output", "backend", "dtype", "threads", "dmft")
+DMFT_KEYS = ("model", "network", "prior", "dt", "t_max", "output", "backend", "dtype", "threads", "dmft")
 AGGREGATE_KEYS = ("grid", "seeds", "base_seed", "backend", "dtype")
 
 
@@ -106,6 +114,84 @@ def job_gpus(wildcards):
     return 1 if SWEEPS[wildcards.sweep]["backend"] == "cupy" else 0
 
 
+def dmft_ids(sweep):
+    return sorted(DMFT_CHUNKS[sweep])
+
+
+def dmft_chunk_of(wildcards):
+    return DMFT_CHUNKS[wildcards.sweep][wildcards.chunk]
+
+
+def dmft_mem_mb(wildcards):
+    """Host memory of a DMFT job in MB: 300 + memory_bytes(P, n_paths, n_steps, n_batches, dtype) / 1e6,
+
+    the solver's own formula (dln_kernels.dmft.memory_bytes) for the job's P points, capped by
+    ``dmft.memory_budget_gb`` (the solver batches to stay within it).
+    """
+    from dln_kernels.dmft import memory_bytes
+
+    sweep, cfg = SWEEPS[wildcards.sweep], SWEEPS[wildcards.sweep]["dmft"]
+    need = memory_bytes(len(dmft_chunk_of(wildcards)["points"]), cfg["n_paths"], time_grid(sweep)[0], cfg["n_batches"], sweep["dtype"])
+    return 300 + int(min(need, cfg["memory_budget_gb"] * 1e9) / 1e6)
+
+
+def dmft_runtime_min(wildcards):
+    """Wall time of a DMFT job in minutes: max(5, ⌊P·N·T² / (2e8 · 60)⌋ + 1),
+
+    P points, N = n_paths, T = n_steps + 1: the O(N·T²) memory sums at ~2e8 terms per second.
+    """
+    sweep, cfg = SWEEPS[wildcards.sweep], SWEEPS[wildcards.sweep]["dmft"]
+    T = time_grid(sweep)[0] + 1
+    work = len(dmft_chunk_of(wildcards)["points"]) * cfg["n_paths"] * T * T
+    return max(5, int(work / 2e8 / 60) + 1)
+
+
+# The phenomena table (docs/phenomena.md): one row per phenomenon figure, drawn by the one rule
+# definition in phenomena.smk (workflow/scripts/phenomena_figure.py, param `kind`). Per kind: the
+# named sweep that draws it (`final_targets` adds the figure there), the caption
+# (workflow/report/CAPTION.rst), the figure's label in the report, and named outputs beyond the
+# figure and its CSV table (the script writes them under these names).
+PHENOMENON_KINDS = {
+    "search_phase": {"sweep": "timescales", "caption": "search_phase", "label": "search phase vs ln(1/alpha)"},
+    "lazy_time": {"sweep": "timescales_lazy", "caption": "lazy_time", "label": "lazy time vs alpha"},
+    "incremental": {"sweep": "incremental", "caption": "incremental", "label": "incremental learning"},
+    "grokking_curves": {"sweep": "grokking", "caption": "grokking_curves", "label": "grokking-like delay: curves"},
+    "grokking_delay": {
+        "sweep": "grokking",
+        "caption": "grokking_delay",
+        "label": "grokking-like delay vs (alpha, lambda)",
+        "extra_outputs": {"summary": "results/{sweep}/phenomena/grokking_delay_fit.csv"},
+    },
+    "tradeoff": {"sweep": "tradeoff", "caption": "tradeoff", "label": "rate vs generalisation"},
+}
+
+# Which phenomenon figures each named sweep draws, in table order (`final_targets` adds them).
+PHENOMENA = {}
+for _kind, _row in PHENOMENON_KINDS.items():
+    PHENOMENA.setdefault(_row["sweep"], []).append(_kind)
+
+
+def phenomenon_outputs(kind):
+    """Named outputs of the phenomenon figure `kind`, i.e. the figure (in the report, with the
+    kind's caption and label), the CSV of the measured numbers and the row's extra outputs.
+
+    Call it inside the rule's ``output:``: the caption path is taken relative to the file that
+    defines the rule (workflow/rules/).
+    """
+    row = PHENOMENON_KINDS[kind]
+    return dict(
+        fig=report(
+            f"results/{{sweep}}/figures/{kind}.png",
+            caption=f"../report/{row['caption']}.rst",
+            category="{sweep}",
+            subcategory="phenomena",
+            labels={"sweep": "{sweep}", "figure": row["label"]},
+        ),
+        table=f"results/{{sweep}}/phenomena/{kind}.csv",
+        **row.get("extra_outputs", {}),
+    )
+
+
 def final_targets(sweeps):
     """Figures of each selected sweep (DMFT figures where the sweep enables the DMFT)."""
     figs = []
@@ -116,6 +202,6 @@ def final_targets(sweeps):
         if SWEEPS[s]["static"]["enabled"]:
             names += ["static_phase_diagram", "recovery_diagram", "final_error_vs_alpha"]
         if SWEEPS[s]["dmft"]["enabled"]:
-            names += PHENOMENA.get(s, [])  # phenomenon figures of the named sweeps (phenomena.smk)
+            names += PHENOMENA.get(s, [])  # phenomenon figures of the named sweeps (table above)
         figs += [f"results/{s}/figures/{fig}.png" for fig in names]
     return figs

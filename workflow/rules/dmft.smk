@@ -1,36 +1,6 @@
 # DMFT of the same discrete algorithm on the sweep's grid (no d / seed axes), same time steps.
 
-
-def dmft_ids(sweep):
-    return sorted(DMFT_CHUNKS[sweep])
-
-
-def dmft_chunk_of(wildcards):
-    return DMFT_CHUNKS[wildcards.sweep][wildcards.chunk]
-
-
-def dmft_mem_mb(wildcards):
-    """Host memory of a DMFT job in MB: 300 + memory_bytes(P, n_paths, n_steps, n_batches, dtype) / 1e6,
-
-    the solver's own formula (dln_kernels.dmft.memory_bytes) for the job's P points, capped by
-    ``dmft.memory_budget_gb`` (the solver batches to stay within it).
-    """
-    from dln_kernels.dmft import memory_bytes
-
-    sweep, cfg = SWEEPS[wildcards.sweep], SWEEPS[wildcards.sweep]["dmft"]
-    need = memory_bytes(len(dmft_chunk_of(wildcards)["points"]), cfg["n_paths"], time_grid(sweep)[0], cfg["n_batches"], sweep["dtype"])
-    return 300 + int(min(need, cfg["memory_budget_gb"] * 1e9) / 1e6)
-
-
-def dmft_runtime_min(wildcards):
-    """Wall time of a DMFT job in minutes: max(5, ⌊P·N·T² / (2e8 · 60)⌋ + 1),
-
-    P points, N = n_paths, T = n_steps + 1: the O(N·T²) memory sums at ~2e8 terms per second.
-    """
-    sweep, cfg = SWEEPS[wildcards.sweep], SWEEPS[wildcards.sweep]["dmft"]
-    T = time_grid(sweep)[0] + 1
-    work = len(dmft_chunk_of(wildcards)["points"]) * cfg["n_paths"] * T * T
-    return max(5, int(work / 2e8 / 60) + 1)
+# Chunks and resource formulas: dmft_ids, dmft_chunk_of, dmft_mem_mb, dmft_runtime_min (common.smk).
 
 
 rule dmft:
@@ -47,6 +17,8 @@ rule dmft:
         # SLURM (profiles/slurm): --cpus-per-task = threads; --gpus=1 only for backend cupy.
         cpus_per_task=job_cpus,
         gpu=job_gpus,
+    conda:
+        "../../envs/pipeline.yaml"
     log:
         "results/{sweep}/logs/dmft/{chunk}.log",
     benchmark:
@@ -67,6 +39,8 @@ rule aggregate_dmft:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../../envs/pipeline.yaml"
     log:
         "results/{sweep}/logs/aggregate_dmft.log",
     benchmark:
@@ -98,6 +72,8 @@ rule dmft_figures:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../../envs/pipeline.yaml"
     log:
         "results/{sweep}/logs/dmft_figures.log",
     benchmark:

@@ -23,6 +23,8 @@ rule figures:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../../envs/pipeline.yaml"
     log:
         "results/{sweep}/logs/figures.log",
     benchmark:

@@ -1,141 +1,35 @@
 # Phenomena (docs/phenomena.md): timescales, incremental learning, grokking-like delays and the
 # rate/generalisation trade-off, measured on the simulations and the DMFT of a named sweep.
-
-# Which phenomenon figures each named sweep draws (`final_targets` adds them).
-PHENOMENA = {
-    "timescales": ["search_phase"],
-    "timescales_lazy": ["lazy_time"],
-    "incremental": ["incremental"],
-    "grokking": ["grokking_curves", "grokking_delay"],
-    "tradeoff": ["tradeoff"],
-}
-
-
-def phenomenon_rule(kind, caption, label, extra_outputs=None):
-    """Output/params of one phenomenon rule (a figure in the report and a CSV of the numbers)."""
-    return dict(
-        fig=report(
-            f"results/{{sweep}}/figures/{kind}.png",
-            caption=f"../report/{caption}.rst",
-            category="{sweep}",
-            subcategory="phenomena",
-            labels={"sweep": "{sweep}", "figure": label},
-        ),
-        table=f"results/{{sweep}}/phenomena/{kind}.csv",
-        **(extra_outputs or {}),
-    )
+#
+# One rule definition for every phenomenon figure, driven by the phenomena table PHENOMENON_KINDS
+# (common.smk: figure kind -> sweep, caption, report label, extra outputs). It is instantiated
+# once per kind, as `phenomenon_KIND`, because Snakemake fixes a rule's report caption and its
+# set of outputs when the rule is defined: neither may depend on a wildcard.
+#
+# The rule sits two columns in, so that its directives and values stand where those of the six
+# rules it replaces stood: Snakemake's "code" rerun trigger compares the source line of `script:`,
+# indentation included, and results finished before this change must not re-run.
 
 
-rule phenomenon_search_phase:
+for _kind in PHENOMENON_KINDS:
+  rule:
+    name:
+        f"phenomenon_{_kind}"
     input:
         sims="results/{sweep}/simulations.nc",
         dmft="results/{sweep}/dmft.nc",
     output:
-        **phenomenon_rule("search_phase", "search_phase", "search phase vs ln(1/alpha)"),
+        **phenomenon_outputs(_kind),
     params:
-        kind="search_phase",
+        kind=_kind,
         prior=lambda w: canonical(SWEEPS[w.sweep]["prior"]),
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../../envs/pipeline.yaml"
     log:
-        "results/{sweep}/logs/phenomenon_search_phase.log",
-    script:
-        "../scripts/phenomena_figure.py"
-
-
-rule phenomenon_lazy_time:
-    input:
-        sims="results/{sweep}/simulations.nc",
-        dmft="results/{sweep}/dmft.nc",
-    output:
-        **phenomenon_rule("lazy_time", "lazy_time", "lazy time vs alpha"),
-    params:
-        kind="lazy_time",
-        prior=lambda w: canonical(SWEEPS[w.sweep]["prior"]),
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    log:
-        "results/{sweep}/logs/phenomenon_lazy_time.log",
-    script:
-        "../scripts/phenomena_figure.py"
-
-
-rule phenomenon_incremental:
-    input:
-        sims="results/{sweep}/simulations.nc",
-        dmft="results/{sweep}/dmft.nc",
-    output:
-        **phenomenon_rule("incremental", "incremental", "incremental learning"),
-    params:
-        kind="incremental",
-        prior=lambda w: canonical(SWEEPS[w.sweep]["prior"]),
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    log:
-        "results/{sweep}/logs/phenomenon_incremental.log",
-    script:
-        "../scripts/phenomena_figure.py"
-
-
-rule phenomenon_grokking_curves:
-    input:
-        sims="results/{sweep}/simulations.nc",
-        dmft="results/{sweep}/dmft.nc",
-    output:
-        **phenomenon_rule("grokking_curves", "grokking_curves", "grokking-like delay: curves"),
-    params:
-        kind="grokking_curves",
-        prior=lambda w: canonical(SWEEPS[w.sweep]["prior"]),
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    log:
-        "results/{sweep}/logs/phenomenon_grokking_curves.log",
-    script:
-        "../scripts/phenomena_figure.py"
-
-
-rule phenomenon_grokking_delay:
-    input:
-        sims="results/{sweep}/simulations.nc",
-        dmft="results/{sweep}/dmft.nc",
-    output:
-        **phenomenon_rule("grokking_delay", "grokking_delay", "grokking-like delay vs (alpha, lambda)",
-                          {"summary": "results/{sweep}/phenomena/grokking_delay_fit.csv"}),
-    params:
-        kind="grokking_delay",
-        prior=lambda w: canonical(SWEEPS[w.sweep]["prior"]),
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    log:
-        "results/{sweep}/logs/phenomenon_grokking_delay.log",
-    script:
-        "../scripts/phenomena_figure.py"
-
-
-rule phenomenon_tradeoff:
-    input:
-        sims="results/{sweep}/simulations.nc",
-        dmft="results/{sweep}/dmft.nc",
-    output:
-        **phenomenon_rule("tradeoff", "tradeoff", "rate vs generalisation"),
-    params:
-        kind="tradeoff",
-        prior=lambda w: canonical(SWEEPS[w.sweep]["prior"]),
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    log:
-        "results/{sweep}/logs/phenomenon_tradeoff.log",
+        f"results/{{sweep}}/logs/phenomenon_{_kind}.log",
     script:
         "../scripts/phenomena_figure.py"

@@ -16,6 +16,8 @@ rule simulate:
         # SLURM (profiles/slurm): --cpus-per-task = threads; --gpus=1 only for backend cupy.
         cpus_per_task=job_cpus,
         gpu=job_gpus,
+    conda:
+        "../../envs/pipeline.yaml"
     log:
         "results/{sweep}/logs/simulate/{chunk}.log",
     benchmark:
@@ -36,6 +38,8 @@ rule aggregate:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../../envs/pipeline.yaml"
     log:
         "results/{sweep}/logs/aggregate.log",
     benchmark:

@@ -5,12 +5,14 @@ rule static:
     output:
         "results/{sweep}/static.nc",
     params:
-        sweep=lambda w: sweep_part(w.sweep, ("grid", "prior", "static")),
+        sweep=lambda w: sweep_part(w.sweep, ("grid", "network", "prior", "static")),
         sweep_name=lambda w: w.sweep,
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../../envs/pipeline.yaml"
     log:
         "results/{sweep}/logs/static.log",
     benchmark:
@@ -52,6 +54,8 @@ rule static_figures:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../../envs/pipeline.yaml"
     log:
         "results/{sweep}/logs/static_figures.log",
     benchmark:

@@ -12,6 +12,8 @@ rule validation_table:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../../envs/pipeline.yaml"
     log:
         "results/{sweep}/logs/validation_table.log",
     benchmark:

@@ -10,14 +10,17 @@ import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
-OTHER_AXES = ("rho", "sigma", "weight_decay")
+from dln_kernels.registry import AXES, GRID_AXES  # noqa: E402
+
+# Axes a figure fixes at their first value (α and δ are drawn): every other grid axis, by name.
+OTHER_AXES = tuple(a for a in GRID_AXES if a not in ("alpha", "delta"))
 LABELS = {"e_train": r"$E_\mathrm{train}$", "e_test": r"$E_\mathrm{test}$"}
 
 
 def _fixed_slice(ds):
     """Select the first value of ρ, σ, λ; return the slice and a text naming what was fixed."""
     sel = {a: ds[a].values[0] for a in OTHER_AXES if a in ds.dims}
-    text = ", ".join(f"{'λ' if a == 'weight_decay' else {'rho': 'ρ', 'sigma': 'σ'}[a]}={v:g}" for a, v in sel.items())
+    text = ", ".join(f"{AXES[a].symbol}={v:g}" for a, v in sel.items())
     return ds.sel(sel), text
 
 

@@ -20,7 +20,7 @@ attrs = provenance(
 datasets = {}
 for name, coords in static_grids(sweep).items():
     t0 = time.perf_counter()
-    res = static_on_grid(coords, sweep["prior"])
+    res = static_on_grid(coords, sweep["prior"], sweep.get("network", "uv"))
     n = res["e_test_final"].size
     n_bad = int((~res["converged"]).sum())
     log.info("%s: %d points in %.2f s (%.0f points/s), %d not converged", name, n,

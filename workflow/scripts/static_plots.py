@@ -21,10 +21,11 @@ import seaborn as sns  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
 from dln_kernels.priors import second_moment  # noqa: E402
+from dln_kernels.registry import AXES  # noqa: E402
 from dln_kernels.static import donoho_tanner_rho, l1_interpolator, min_l2_interpolator  # noqa: E402
 
 GB = {"kind": "gauss_bernoulli"}
-SYMBOL = {"alpha": "α", "delta": "δ", "rho": "ρ", "sigma": "σ", "weight_decay": "λ"}
+SYMBOL = {a.name: a.symbol for a in AXES.values()}
 
 
 def _style():
@@ -95,11 +96,11 @@ def _has_under(values, norm):
     return bool(np.any(np.isfinite(v) & (v < norm.vmin)))
 
 
-def fig_alpha_delta(static, sims=None, *, rho=None, sigma=None, weight_decay=None):
+def fig_alpha_delta(static, sims=None, *, rho=None, sigma=None, weight_decay=None, depth=None):
     """(a) Long-time E_test over (log α, δ), theory as a colour map; simulation seed means as
     circles on the same colour scale (a circle that disappears into the background agrees)."""
     _style()
-    sub, sel = _pick(static, rho=rho, sigma=sigma, weight_decay=weight_decay)
+    sub, sel = _pick(static, rho=rho, sigma=sigma, weight_decay=weight_decay, depth=depth)
     e = _masked_e_test(sub).transpose("delta", "alpha")
     sim_mean = None
     if sims is not None:
@@ -127,7 +128,7 @@ def fig_alpha_delta(static, sims=None, *, rho=None, sigma=None, weight_decay=Non
     return fig
 
 
-def fig_delta_rho(static, sims=None, *, alpha=None, sigma=None, weight_decay=None, prior=None, threshold=1e-2):
+def fig_delta_rho(static, sims=None, *, alpha=None, sigma=None, weight_decay=None, depth=None, prior=None, threshold=1e-2):
     """(b) (δ, ρ) recovery diagram at one α, on one colour scale: the recovery fraction.
 
     "Recovered" means relative error ‖β − β*‖²/‖β*‖² = 2E_test/E[B²] below ``threshold``.
@@ -140,7 +141,7 @@ def fig_delta_rho(static, sims=None, *, alpha=None, sigma=None, weight_decay=Non
     """
     _style()
     prior = prior or GB
-    sub, sel = _pick(static, alpha=alpha, sigma=sigma, weight_decay=weight_decay)
+    sub, sel = _pick(static, alpha=alpha, sigma=sigma, weight_decay=weight_decay, depth=depth)
     e = _masked_e_test(sub).transpose("rho", "delta")
     rho, deltas = sub["rho"].values, sub["delta"].values
     eb2 = second_moment(prior, np.asarray(rho, dtype=float))[:, None]
@@ -190,12 +191,12 @@ def xr_like_second_moment(da, prior):
     return da["rho"].copy(data=vals)
 
 
-def fig_error_vs_alpha(static, sims=None, *, delta=None, rho=None, sigma=None, prior=None):
+def fig_error_vs_alpha(static, sims=None, *, delta=None, rho=None, sigma=None, depth=None, prior=None):
     """(c) Long-time E_test against α at fixed δ (λ = 0), with the min-ℓ2 (α → ∞) and ℓ1 (α → 0)
     asymptotes as horizontal lines and simulation seed means ± standard error as markers."""
     _style()
     prior = prior or GB
-    sub, sel = _pick(static, delta=delta, rho=rho, sigma=sigma, weight_decay=0.0)
+    sub, sel = _pick(static, delta=delta, rho=rho, sigma=sigma, weight_decay=0.0, depth=depth)
     e = _masked_e_test(sub)
     de, rh, si = (float(sel[k]) for k in ("delta", "rho", "sigma"))
     fig, ax = plt.subplots(figsize=(6.0, 4.2), constrained_layout=True)

@@ -1,0 +1,411 @@
+"""Measure the phenomena on the aggregated simulation and DMFT Datasets: the tables (pandas
+DataFrames) of the numbers each phenomenon figure reports, and the arrays it draws.
+
+Inputs are the files of a named sweep, loaded as xarray Datasets:
+
+- ``sims``: ``results/NAME/simulations.nc``, dims (alpha, delta, rho, sigma, weight_decay, seed,
+  time) with ``e_train``, ``e_test`` and the coordinate ``step`` (time = step·dt);
+- ``dmft``: ``results/NAME/dmft.nc``, the same parameter dims without ``seed``, with ``e_train``,
+  ``e_test``, their Monte-Carlo standard errors ``*_se``, the noise-floor masks
+  ``*_below_floor`` and the late rates ``decay_rate``, ``decay_rate_se``,
+  ``decay_rate_spectral``.
+
+Times are in the sweep's time units (t = step·dt), errors as recorded (E_train, E_test), rates
+per unit time (E ∝ exp(−rate·t)). Every measurement reads ρ, σ (and λ unless it is selected) at
+their first value in the Dataset. Definitions and thresholds: docs/phenomena.md (sections a–e);
+crossing times: :func:`dln_kernels.analysis.crossing_time` (linear in (t, log E) between recorded
+times); leading-order predictions: :mod:`dln_kernels.phenomena`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .analysis import crossing_time, late_decay_rate
+from .phenomena import (
+    crossing_time_se,
+    grokking_times,
+    incremental_step_prediction,
+    incremental_steps,
+    lazy_time_prediction,
+    line_fit,
+    search_slope,
+)
+from .priors import second_moment
+
+SEARCH_FRACTION = 0.5  # end of the search phase: E_train ≤ ½ E_train(0)
+SEARCH_FIT_MAX_ALPHA = 1e-3  # leading order needs ln(1/α) ≫ 1: fit α ≤ 0.001 (ln(1/α) ≥ 6.9) only
+SLOPE_FRACTIONS = (0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)  # drop fractions f of the slope-vs-f table
+LAZY_FRACTION = 0.5  # lazy time: E_train ≤ ½ E_train(0)
+SIM_TAIL = 0.3  # late-rate window: last 30 % of the valid time span
+SIM_VALID = 1e-24  # simulation E_train below this is float64 round-off, not dynamics
+
+
+# ----------------------------------------------------------------------------------------------
+# curves out of the Datasets
+# ----------------------------------------------------------------------------------------------
+def select_curve(ds, **sel):
+    """The part of ``ds`` at the selection ``sel`` (coordinate values), with ρ, σ and λ
+    (``rho``, ``sigma``, ``weight_decay``) at their first value unless given in ``sel``."""
+    for a in ("rho", "sigma", "weight_decay"):
+        if a in ds.dims and a not in sel:
+            sel[a] = ds[a].values[0]
+    return ds.sel(sel)
+
+
+def masked_curve(dmft, var: str, **sel) -> np.ndarray:
+    """DMFT curve ``var`` at the selection (:func:`select_curve`) as float, NaN where the Dataset
+    flags it below the DMFT noise floor (``{var}_below_floor``, if present)."""
+    sub = select_curve(dmft, **sel)
+    y = sub[var].values.astype(float)
+    if f"{var}_below_floor" in dmft:
+        y = np.where(sub[f"{var}_below_floor"].values, np.nan, y)
+    return y
+
+
+def seed_curves(sims, var: str, **sel) -> np.ndarray:
+    """The simulation curves ``var`` at the selection, one row per seed: (n_seeds, n_times)."""
+    return np.array([select_curve(sims, seed=s, **sel)[var].values for s in sims["seed"].values])
+
+
+def seed_geometric_mean(curves, floor: float = 1e-300) -> np.ndarray:
+    """Geometric mean over seeds (axis 0) of curves spanning many decades; values are floored at
+    ``floor`` so that an exact 0 (underflow) does not give −∞."""
+    return np.exp(np.log(np.maximum(curves, floor)).mean(0))
+
+
+def sweep_dt(ds) -> float:
+    """The sweep's constant step: dt = time[-1] / step[-1]."""
+    t, k = ds["time"].values, ds["step"].values
+    return float(t[-1] / k[-1])
+
+
+# ----------------------------------------------------------------------------------------------
+# crossing times and their slopes
+# ----------------------------------------------------------------------------------------------
+def seed_crossing_slopes(t, curves, x, fraction: float, transform=lambda v: v):
+    """Per seed: the crossing times t_f (E ≤ ``fraction``·E(0), :func:`crossing_time`) of each
+    curve and the slope of ``transform``\\(t_f) against ``x`` (:func:`dln_kernels.phenomena.line_fit`,
+    unweighted).
+
+    ``curves``: (n_seeds, n_x, n_times). Returns (times (n_seeds, n_x), mean slope over seeds,
+    its standard error: sd/√n over the seeds with a finite slope, NaN with fewer than 2)."""
+    times, slopes = [], []
+    for seed_curves_ in curves:
+        ts = np.array([crossing_time(t, e, fraction * e[0]) for e in seed_curves_])
+        times.append(ts)
+        slopes.append(line_fit(x, transform(ts))["slope"])
+    times, slopes = np.array(times), np.array(slopes)
+    n = np.isfinite(slopes).sum()
+    se = np.nanstd(slopes, ddof=1) / math.sqrt(n) if n > 1 else np.nan
+    return times, float(np.nanmean(slopes)), float(se)
+
+
+def train_crossings(sims, dmft, alphas, delta: float, t, fraction: float):
+    """At one δ, for each α of ``alphas``: the DMFT E_train curves and their Monte-Carlo s.e.
+    (n_α, n_times), the DMFT crossing times of E_train = ``fraction``·E_train(0) and their s.e.
+    (:func:`dln_kernels.phenomena.crossing_time_se`: half the distance between the crossings of
+    E ∓ s.e.), and the simulations' E_train curves (n_seeds, n_α, n_times).
+
+    Returns (e_dmft, e_dmft_se, t_dmft, t_dmft_se, e_sim)."""
+    e_th = np.array([select_curve(dmft, alpha=a, delta=delta)["e_train"].values for a in alphas])
+    se_th = np.array([select_curve(dmft, alpha=a, delta=delta)["e_train_se"].values for a in alphas])
+    t_th = np.array([crossing_time(t, e, fraction * e[0]) for e in e_th])
+    t_th_se = np.array([crossing_time_se(t, e, s, fraction * e[0]) for e, s in zip(e_th, se_th)])
+    curves = np.array([[select_curve(sims, alpha=a, delta=delta, seed=s)["e_train"].values for a in alphas]
+                       for s in sims["seed"].values])
+    return e_th, se_th, t_th, t_th_se, curves
+
+
+# ----------------------------------------------------------------------------------------------
+# a. search phase (docs/phenomena.md, a)
+# ----------------------------------------------------------------------------------------------
+def search_slope_theory(sims, prior: dict, delta: float, fraction):
+    """Leading-order slope d t_f / d ln(1/α) (:func:`dln_kernels.phenomena.search_slope`) at the
+    sweep's ρ, σ (first values) and dt, for one drop fraction or an array of them."""
+    rho, sigma, dt = float(sims["rho"].values[0]), float(sims["sigma"].values[0]), sweep_dt(sims)
+    if np.ndim(fraction):
+        return np.array([search_slope(f, delta, rho, sigma, prior, dt) for f in fraction])
+    return search_slope(fraction, delta, rho, sigma, prior, dt)
+
+
+def search_phase_measure(sims, dmft, prior: dict) -> dict:
+    """Search phase vs L = ln(1/α), per δ.
+
+    t_f: first time E_train ≤ f·E_train(0); the end of the search phase is t_{1/2}
+    (``SEARCH_FRACTION``). DMFT slopes of t_f against L: weighted line fit over α ≤
+    ``SEARCH_FIT_MAX_ALPHA`` with the crossing-time s.e. (floored at 1e-3) as errors; simulation
+    slopes: one unweighted fit per seed, mean ± s.e. over seeds; leading order:
+    :func:`dln_kernels.phenomena.search_slope` (first order in the drop).
+
+    Returns a dict:
+
+    - ``table``: one row per (δ, f ∈ ``SLOPE_FRACTIONS``): slope_dmft, slope_dmft_se,
+      slope_sim, slope_sim_se, slope_leading_order, rel_dev_dmft = slope_dmft/prediction − 1;
+    - ``L`` (ln(1/α) per α), ``fit`` (mask of the fitted α), ``rho``, ``sigma``, ``dt``;
+    - ``per_delta``: per δ a dict with ``delta``, ``t_dmft``, ``t_dmft_se`` (t_{1/2} per α),
+      ``t_sim`` (t_{1/2}, seeds × α), ``fit_dmft`` (line fit of t_{1/2} over the fitted α) and
+      ``slope_leading_order`` (at f = ½).
+    """
+    t, dt = sims["time"].values, sweep_dt(sims)
+    alphas = sims["alpha"].values
+    L = np.log(1 / alphas)
+    fit = alphas <= SEARCH_FIT_MAX_ALPHA
+    rho = float(sims["rho"].values[0])
+    sigma = float(sims["sigma"].values[0])
+    rows, per_delta = [], []
+    for delta in sims["delta"].values:
+        e_th, se_th, t_th, t_th_se, curves = train_crossings(sims, dmft, alphas, delta, t, SEARCH_FRACTION)
+        t_sim_all = np.array([[crossing_time(t, e, SEARCH_FRACTION * e[0]) for e in sc] for sc in curves])
+        f_th = line_fit(L[fit], t_th[fit], np.maximum(t_th_se[fit], 1e-3))
+        pred = search_slope(SEARCH_FRACTION, delta, rho, sigma, prior, dt)
+        per_delta.append({"delta": delta, "t_dmft": t_th, "t_dmft_se": t_th_se, "t_sim": t_sim_all,
+                          "fit_dmft": f_th, "slope_leading_order": pred})
+        for f in np.array(SLOPE_FRACTIONS):
+            tt = np.array([crossing_time(t, e, f * e[0]) for e in e_th])
+            tt_se = np.array([crossing_time_se(t, e, s, f * e[0]) for e, s in zip(e_th, se_th)])
+            ft = line_fit(L[fit], tt[fit], np.maximum(tt_se[fit], 1e-3))
+            _, s_sim, s_sim_se = seed_crossing_slopes(t, curves[:, fit], L[fit], f)
+            p = search_slope(f, delta, rho, sigma, prior, dt)
+            rows.append({"delta": delta, "fraction": f, "slope_dmft": ft["slope"], "slope_dmft_se": ft["slope_se"],
+                         "slope_sim": s_sim, "slope_sim_se": s_sim_se, "slope_leading_order": p,
+                         "rel_dev_dmft": ft["slope"] / p - 1})
+    return {"table": pd.DataFrame(rows), "L": L, "fit": fit, "rho": rho, "sigma": sigma, "dt": dt,
+            "per_delta": per_delta}
+
+
+# ----------------------------------------------------------------------------------------------
+# b. lazy time (docs/phenomena.md, b)
+# ----------------------------------------------------------------------------------------------
+def lazy_time_theory(sims, prior: dict, delta: float, alpha, fraction: float = LAZY_FRACTION) -> np.ndarray:
+    """Lazy-limit t_f for each α (:func:`dln_kernels.phenomena.lazy_time_prediction`: linear
+    regression with step dt·α², Marchenko–Pastur) at the sweep's ρ (E[β*²] =
+    :func:`dln_kernels.priors.second_moment`), σ, dt and number of steps round(t_max/dt)."""
+    t, dt = sims["time"].values, sweep_dt(sims)
+    rho, sigma = float(sims["rho"].values[0]), float(sims["sigma"].values[0])
+    n_steps = int(round(t[-1] / dt))
+    return lazy_time_prediction(alpha, delta, second_moment(prior, rho), dt, sigma, fraction, n_steps)
+
+
+def lazy_time_measure(sims, dmft, prior: dict) -> dict:
+    """Lazy time t_lazy = t_{1/2} of E_train (``LAZY_FRACTION``) vs α, per δ, and its log–log
+    slope: DMFT by a weighted line fit of ln t against ln α (errors s.e.(t)/t), simulations one
+    fit per seed (mean ± s.e. over seeds), the lazy-limit prediction (:func:`lazy_time_theory`)
+    by an unweighted fit (slope −2 as dt·α² → 0).
+
+    Returns a dict:
+
+    - ``table``: per (δ, α) t_lazy_dmft, t_lazy_dmft_se, t_lazy_sim_mean, t_lazy_sim_sd (over
+      seeds), t_lazy_linear_pred; then per δ a row with α = NaN and slope_dmft, slope_dmft_se,
+      slope_sim, slope_sim_se, slope_pred;
+    - ``rho``, ``sigma``, ``dt``;
+    - ``per_delta``: per δ a dict with ``delta``, ``t_dmft``, ``t_dmft_se``, ``t_sim`` (seeds × α),
+      ``fit_dmft``, ``slope_sim``, ``slope_sim_se``, ``pred`` (per α), ``fit_pred``.
+    """
+    t, dt = sims["time"].values, sweep_dt(sims)
+    alphas = sims["alpha"].values
+    rho, sigma = float(sims["rho"].values[0]), float(sims["sigma"].values[0])
+    rows, per_delta = [], []
+    for delta in sims["delta"].values:
+        e_th, se_th, t_th, t_th_se, curves = train_crossings(sims, dmft, alphas, delta, t, LAZY_FRACTION)
+        t_sim, s_sim, s_sim_se = seed_crossing_slopes(t, curves, np.log(alphas), LAZY_FRACTION, np.log)
+        pred = lazy_time_theory(sims, prior, delta, alphas, LAZY_FRACTION)
+        f_th = line_fit(np.log(alphas), np.log(t_th), t_th_se / t_th)
+        f_pred = line_fit(np.log(alphas), np.log(pred))
+        per_delta.append({"delta": delta, "t_dmft": t_th, "t_dmft_se": t_th_se, "t_sim": t_sim, "fit_dmft": f_th,
+                          "slope_sim": s_sim, "slope_sim_se": s_sim_se, "pred": pred, "fit_pred": f_pred})
+        for a, x, xs, p, ts in zip(alphas, t_th, t_th_se, pred, t_sim.T):
+            rows.append({"delta": delta, "alpha": a, "t_lazy_dmft": x, "t_lazy_dmft_se": xs,
+                         "t_lazy_sim_mean": ts.mean(), "t_lazy_sim_sd": ts.std(ddof=1), "t_lazy_linear_pred": p})
+        rows.append({"delta": delta, "alpha": np.nan, "slope_dmft": f_th["slope"], "slope_dmft_se": f_th["slope_se"],
+                     "slope_sim": s_sim, "slope_sim_se": s_sim_se, "slope_pred": f_pred["slope"]})
+    return {"table": pd.DataFrame(rows), "rho": rho, "sigma": sigma, "dt": dt, "per_delta": per_delta}
+
+
+# ----------------------------------------------------------------------------------------------
+# c. incremental learning (docs/phenomena.md, c)
+# ----------------------------------------------------------------------------------------------
+def teacher_levels(prior: dict) -> np.ndarray:
+    """Distinct teacher magnitudes |ℓ| of a discrete prior, largest (learned first) first."""
+    return np.sort(np.unique(np.abs(np.asarray(prior["values"], float))))[::-1]
+
+
+def incremental_measure(sims, dmft, prior: dict) -> dict:
+    """Incremental learning at the first δ, per α (ascending): plateaus of E_train and the step
+    after each (:func:`dln_kernels.phenomena.incremental_steps`; the DMFT curve with its
+    below-floor part set to 0), step j matched to the j-th largest teacher magnitude
+    (:func:`teacher_levels`), against :func:`dln_kernels.phenomena.incremental_step_prediction`.
+
+    Returns a dict:
+
+    - ``table``: per (α, level) t_step_dmft, t_step_sim_mean, t_step_sim_sd (over seeds; 0 with
+      one seed), t_step_theory, rel_dev_dmft = t_step_dmft/t_step_theory − 1; then per α a row
+      with level = NaN and the slope of the DMFT step times against 1/rate(ℓ) =
+      dt/ln(1 + dt|ℓ|) (slope_vs_inverse_rate, slope_se; leading order: ln(1/α), given as
+      ln_inv_alpha);
+    - ``levels``, ``delta``, ``rho``, ``dt``, ``e_train0`` (DMFT E_train(0) at the smallest α);
+    - ``per_alpha``: per α a dict with ``alpha``, ``e_dmft`` (masked below the floor), ``e_sim``
+      (seeds × time), ``steps_dmft`` (the incremental_steps dict of the DMFT), ``t_step_dmft``,
+      ``t_step_sim`` (seeds × level), ``t_step_sim_mean``, ``t_step_sim_sd``, ``t_step_theory``.
+    """
+    t, dt = sims["time"].values, sweep_dt(sims)
+    alphas = np.sort(sims["alpha"].values)
+    delta = float(sims["delta"].values[0])
+    levels = teacher_levels(prior)
+    n_lv = levels.size
+    rows, per_alpha = [], []
+    for a in alphas:
+        e_th = masked_curve(dmft, "e_train", alpha=a, delta=delta)
+        e_sim = seed_curves(sims, "e_train", alpha=a, delta=delta)
+        st = incremental_steps(t, np.nan_to_num(e_th, nan=0.0), n_steps=n_lv)
+        sim_steps = np.full((e_sim.shape[0], n_lv), np.nan)
+        for s, e in enumerate(e_sim):
+            ss = incremental_steps(t, e, n_steps=n_lv)["step_times"]
+            sim_steps[s, : ss.size] = ss
+        pred = incremental_step_prediction(levels, a, dt)
+        th_steps = np.full(n_lv, np.nan)
+        th_steps[: st["step_times"].size] = st["step_times"]
+        sm = np.nanmean(sim_steps, 0)
+        sd = np.nanstd(sim_steps, 0, ddof=1) if sim_steps.shape[0] > 1 else np.zeros(n_lv)
+        f_th = line_fit(dt / np.log1p(dt * levels), th_steps)
+        per_alpha.append({"alpha": a, "e_dmft": e_th, "e_sim": e_sim, "steps_dmft": st, "t_step_dmft": th_steps,
+                          "t_step_sim": sim_steps, "t_step_sim_mean": sm, "t_step_sim_sd": sd,
+                          "t_step_theory": pred})
+        for j, lvl in enumerate(levels):
+            rows.append({"alpha": a, "level": lvl, "t_step_dmft": th_steps[j], "t_step_sim_mean": sm[j],
+                         "t_step_sim_sd": sd[j], "t_step_theory": pred[j], "rel_dev_dmft": th_steps[j] / pred[j] - 1})
+        rows.append({"alpha": a, "level": np.nan, "slope_vs_inverse_rate": f_th["slope"],
+                     "slope_se": f_th["slope_se"], "ln_inv_alpha": math.log(1 / a)})
+    e0 = float(select_curve(dmft, alpha=alphas[0], delta=delta)["e_train"].values[0])
+    return {"table": pd.DataFrame(rows), "levels": levels, "delta": delta, "rho": float(sims["rho"].values[0]),
+            "dt": dt, "e_train0": e0, "per_alpha": per_alpha}
+
+
+# ----------------------------------------------------------------------------------------------
+# d. grokking-like delay (docs/phenomena.md, d)
+# ----------------------------------------------------------------------------------------------
+def grokking_table(sims, dmft) -> pd.DataFrame:
+    """Grokking times (:func:`dln_kernels.phenomena.grokking_times`) at the first δ, one row per
+    (α, λ): t_train_dmft, t_test_dmft, delay_dmft, plateau_dmft (DMFT); t_test_sim_mean,
+    t_test_sim_sd, delay_sim_mean (over seeds, NaN-aware); hypothesis_ln_alpha_over_lambda =
+    ln(α)/λ (the weight-decay hypothesis t_test ≈ ln(α/α_c)/λ with α_c = 1)."""
+    t = sims["time"].values
+    delta = float(sims["delta"].values[0])
+    rows = []
+    for a in sims["alpha"].values:
+        for lam in sims["weight_decay"].values:
+            th = grokking_times(t, select_curve(dmft, alpha=a, delta=delta, weight_decay=lam)["e_train"].values,
+                                select_curve(dmft, alpha=a, delta=delta, weight_decay=lam)["e_test"].values)
+            sim = [grokking_times(t, select_curve(sims, alpha=a, delta=delta, weight_decay=lam, seed=s)["e_train"].values,
+                                  select_curve(sims, alpha=a, delta=delta, weight_decay=lam, seed=s)["e_test"].values)
+                   for s in sims["seed"].values]
+            ts = np.array([g["t_test"] for g in sim])
+            rows.append({"alpha": a, "weight_decay": lam, "t_train_dmft": th["t_train"], "t_test_dmft": th["t_test"],
+                         "delay_dmft": th["delay"], "plateau_dmft": th["plateau"],
+                         "t_test_sim_mean": np.nanmean(ts), "t_test_sim_sd": np.nanstd(ts, ddof=1),
+                         "delay_sim_mean": np.nanmean([g["delay"] for g in sim]),
+                         "hypothesis_ln_alpha_over_lambda": math.log(a) / lam})
+    return pd.DataFrame(rows)
+
+
+def grokking_fit(tab, col: str = "t_test_dmft") -> dict:
+    """t_test = A·ln(α)/λ + B/λ + C by least squares: A = 1 is the hypothesis (weights shrink as
+    α e^{−λt}); B = −ln α_c sets the scale α_c at which the dynamics turns rich; C is a
+    λ-independent lag (the duration of the rich descent itself). Returns A, B, C and their s.e.
+
+    ``tab``: a :func:`grokking_table` (columns alpha, weight_decay and ``col``); rows with a
+    non-finite ``col`` are left out. The s.e. are from the residual variance with
+    max(n − 3, 1) degrees of freedom; also returns rms_resid and n."""
+    ok = np.isfinite(tab[col].values)
+    a, lam, y = tab.alpha.values[ok], tab.weight_decay.values[ok], tab[col].values[ok]
+    A = np.vstack([np.log(a) / lam, 1 / lam, np.ones_like(y)]).T
+    coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+    resid = y - A @ coef
+    dof = max(len(y) - 3, 1)
+    cov = np.linalg.inv(A.T @ A) * (resid @ resid) / dof
+    se = np.sqrt(np.diag(cov))
+    return {"A": coef[0], "A_se": se[0], "B": coef[1], "B_se": se[1], "C": coef[2], "C_se": se[2],
+            "rms_resid": float(np.sqrt(np.mean(resid**2))), "n": int(len(y))}
+
+
+def grokking_model(fit: dict, alpha, weight_decay):
+    """The fitted delay model A·ln(α)/λ + B/λ + C of :func:`grokking_fit` at (α, λ)."""
+    return fit["A"] * np.log(alpha) / weight_decay + fit["B"] / weight_decay + fit["C"]
+
+
+def grokking_fit_summary(tab) -> pd.DataFrame:
+    """:func:`grokking_fit` of the DMFT (t_test_dmft) and of the simulations' seed mean
+    (t_test_sim_mean): one row each, ``source`` = "dmft" / "simulation"."""
+    fit_th, fit_sim = grokking_fit(tab, "t_test_dmft"), grokking_fit(tab, "t_test_sim_mean")
+    return pd.DataFrame([{"source": "dmft", **fit_th}, {"source": "simulation", **fit_sim}])
+
+
+# ----------------------------------------------------------------------------------------------
+# e. convergence rate vs generalisation (docs/phenomena.md, e)
+# ----------------------------------------------------------------------------------------------
+def dmft_window(t, below_floor, late_fraction=0.5, min_points=4):
+    """The window of ``dln_kernels.dmft.decay_rate``: the last ``late_fraction`` of the recorded
+    times before the first one flagged below the noise floor (boolean mask over t)."""
+    bad = np.flatnonzero(below_floor)
+    end = bad[0] if bad.size else t.size
+    w = np.zeros(t.size, bool)
+    if end < min_points:
+        return w
+    lo = t[end - 1] - late_fraction * (t[end - 1] - t[0])
+    w[:end] = t[:end] >= lo
+    if w.sum() < min_points:
+        w[:] = False
+        w[end - min_points : end] = True
+    return w
+
+
+def tradeoff_measure(sims, dmft) -> dict:
+    """Late exponential rate of E_train against the final E_test (t = t_max), parametric in α, at
+    the first δ.
+
+    Simulations: :func:`dln_kernels.analysis.late_decay_rate` per seed on the last ``SIM_TAIL``
+    of the span where E_train > ``SIM_VALID``, and again on exactly the DMFT's ``decay_rate``
+    window (:func:`dmft_window`). DMFT: ``decay_rate`` ± ``decay_rate_se`` and
+    ``decay_rate_spectral`` (NaN if absent) as recorded in the Dataset.
+
+    Returns a dict:
+
+    - ``table``: per α final_e_test_dmft, final_e_test_sim_mean/_sd/_se (over seeds),
+      late_rate_sim_mean/_sd, late_window_sim (text "t_start-t_end" of the first seed),
+      sim_fit_r2_min, rate_dmft_spectral, window_rate_dmft, window_rate_dmft_se,
+      window_rate_sim_mean/_sd, dmft_window (text, "" if empty);
+    - ``delta``, ``rho``;
+    - ``per_alpha``: per α a dict with ``alpha``, ``e_sim`` (E_train, seeds × time), ``e_dmft``
+      (masked below the floor) and ``window`` (the DMFT rate window, mask over time).
+    """
+    t = sims["time"].values
+    delta = float(sims["delta"].values[0])
+    rows, per_alpha = [], []
+    for a in sims["alpha"].values:
+        e_sim = seed_curves(sims, "e_train", alpha=a, delta=delta)
+        te_sim = np.array([select_curve(sims, alpha=a, delta=delta, seed=s)["e_test"].values[-1]
+                           for s in sims["seed"].values])
+        fits = [late_decay_rate(t, e, valid=e > SIM_VALID, tail_fraction=SIM_TAIL) for e in e_sim]
+        r_sim = np.array([f.rate for f in fits])
+        th = select_curve(dmft, alpha=a, delta=delta)
+        w = dmft_window(t, th["e_train_below_floor"].values)
+        r_sim_w = np.array([late_decay_rate(t, e, valid=w, tail_fraction=1.0).rate for e in e_sim])
+        e_th = masked_curve(dmft, "e_train", alpha=a, delta=delta)
+        per_alpha.append({"alpha": a, "e_sim": e_sim, "e_dmft": e_th, "window": w})
+        r_th, r_th_se = float(th["decay_rate"].values), float(th["decay_rate_se"].values)
+        r_sp = float(th["decay_rate_spectral"].values) if "decay_rate_spectral" in th else np.nan
+        te_th = float(th["e_test"].values[-1])
+        rows.append({"alpha": a, "final_e_test_dmft": te_th, "final_e_test_sim_mean": te_sim.mean(),
+                     "final_e_test_sim_sd": te_sim.std(ddof=1),
+                     "final_e_test_sim_se": te_sim.std(ddof=1) / math.sqrt(te_sim.size),
+                     "late_rate_sim_mean": np.nanmean(r_sim), "late_rate_sim_sd": np.nanstd(r_sim, ddof=1),
+                     "late_window_sim": f"{fits[0].t_start:.3g}-{fits[0].t_end:.3g}",
+                     "sim_fit_r2_min": np.nanmin([f.r_squared for f in fits]),
+                     "rate_dmft_spectral": r_sp,
+                     "window_rate_dmft": r_th, "window_rate_dmft_se": r_th_se,
+                     "window_rate_sim_mean": np.nanmean(r_sim_w), "window_rate_sim_sd": np.nanstd(r_sim_w, ddof=1),
+                     "dmft_window": f"{t[w][0]:.3g}-{t[w][-1]:.3g}" if w.any() else ""})
+    return {"table": pd.DataFrame(rows), "delta": delta, "rho": float(sims["rho"].values[0]), "per_alpha": per_alpha}

@@ -1,0 +1,721 @@
+"""Long-time (static) predictions for gradient flow of the depth-L ``pm`` network (theory.md §6).
+
+Network β = u^L − v^L (coordinate-wise), u₀ = v₀ = α, L ≥ 2, objective
+(1/(2δ))‖y − Xβ‖² + (λ/2)(‖u‖² + ‖v‖²), gradient flow (dt → 0). Conventions and error
+normalisation are those of :mod:`dln_kernels.static` (E_test = ‖β_∞ − β*‖²/(2d),
+E_train = ‖y − Xβ_∞‖²/(2n)).
+
+Implicit bias (λ = 0). With S(t) = ∫₀ᵗ g (g = Xᵀr/δ) the flow u̇ = L u^{L−1} g, v̇ = −L v^{L−1} g
+integrates, for L ≥ 3, to u^{2−L} = α^{2−L}(1 − s), v^{2−L} = α^{2−L}(1 + s) with
+s = κS, κ = L(L − 2)α^{L−2}, so
+
+    β = α^L h_L(κS),   h_L(s) = (1 − s)^{−q} − (1 + s)^{−q},   q = L/(L − 2),   s ∈ (−1, 1).
+
+β is the gradient of the convex conjugate of Q_L, Q_L′(β) = S = h_L⁻¹(β/α^L)/κ, Q_L(0) = 0, and
+S(t) ∈ range(Xᵀ) (mirror descent). At a limit with Xβ_∞ = y the KKT conditions of
+argmin Σᵢ Q_L(βᵢ) s.t. Xβ = y hold, hence (δ < 1) β_∞ is the minimum-Q_L interpolator.
+For L = 2: u = α e^{2S}, v = α e^{−2S}, β = 2α² sinh(4S), Q_2′(β) = ¼ arcsinh(β/(2α²)), i.e.
+Q_2 = Φ_c/2 with c = 4α² (the ``uv`` network at α_uv = 2α, theory.md §6: β_pm(α, t, λ) =
+β_uv(2α, 2t, λ/2); the time factor does not change the limit, and the factor ½ in Q_2 only
+rescales γ: prox_{γQ_2} = prox_{(γ/2)Φ_c}).
+
+Regimes returned by :func:`solve_static_depth` (codes as in :mod:`static`):
+
+- λ = 0, δ < 1: minimum-Q_L interpolator; (τ, γ) state evolution of theory.md §3 with
+  p = prox_{γQ_L} (root z of z + γQ_L′(z) = x), solved exactly like the depth-2 one (damped Newton
+  in (log τ, log γ), analytic Jacobian, piecewise Gauss–Legendre split at the prox kinks, bracketed
+  fallback). ``gamma`` is the prox parameter of Q_L as normalised above (for L = 2 it is twice the
+  γ of :func:`static.solve_static` at α_uv = 2α).
+- λ = 0, δ > 1 (least squares), δ = 1 (square), β* = 0 and σ = 0 (trivial): independent of L and
+  α, taken from :func:`static.solve_static`.
+- λ > 0, L = 2: LASSO with penalty (λ/2)‖β‖₁ (min over u² − v² = β of (λ/2)(u² + v²) is (λ/2)|β|),
+  from :func:`static.solve_static` with weight decay λ/2.
+- λ > 0, L > 2: **not implemented** — the penalty min over u^L − v^L = β of (u² + v²)/2 is
+  |β|^{2/L}/2, non-convex, so the long-time limit is a (path-dependent) local minimiser and no
+  state evolution describes it. These points are returned as NaN with ``converged = False``,
+  ``residual = NaN`` and ``regime = REGIME_NONCONVEX`` (no exception, so mixed grids still run).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import roots_legendre
+
+from . import static as _st
+from .priors import second_moment
+
+GAUSS_BERNOULLI = _st.GAUSS_BERNOULLI
+
+# Regime codes: those of ``static`` plus one.
+REGIME_INTERPOLATOR = _st.REGIME_INTERPOLATOR
+REGIME_LEAST_SQUARES = _st.REGIME_LEAST_SQUARES
+REGIME_SQUARE = _st.REGIME_SQUARE
+REGIME_LASSO = _st.REGIME_LASSO
+REGIME_TRIVIAL = _st.REGIME_TRIVIAL
+REGIME_NONCONVEX = 5  # λ > 0 and L > 2: non-convex penalty |β|^{2/L}, no static theory (NaN)
+
+KINK_RATIO = 8.0  # geometric ratio of the z-ladder of quadrature breakpoints (L > 2)
+_quiet = _st._quiet
+
+
+# ---------------------------------------------------------------------------------------------
+# Potentials Q_L: the prox and its derivatives (one class per family, arrays over points)
+# ---------------------------------------------------------------------------------------------
+
+
+class _PotentialL2:
+    """Q_2 = Φ_c/2, c = 4α² (L = 2). Wraps the depth-2 prox of :mod:`static` with γ_Φ = γ/2."""
+
+    def __init__(self, alpha):
+        self.alpha = np.asarray(alpha, float)
+        self.c = 4.0 * self.alpha**2
+
+    def take(self, idx):
+        return _PotentialL2(self.alpha[idx])
+
+    def col(self):
+        return _PotentialL2(self.alpha[..., None])
+
+    def prox(self, x, gamma):
+        """(p, Q′(p), p′, 1 − p′, p″) of prox_{γQ}(x), elementwise (p′, p″ in x)."""
+        c, gp = self.c, 0.5 * gamma
+        w, _, _ = _st.prox_w(x, gp, c)
+        p = 0.5 * c * np.sinh(w)
+        s = c * np.cosh(w)  # √(c² + 4p²)
+        return p, 0.25 * w, s / (s + gp), gp / (s + gp), 4.0 * gp * p / (s + gp) ** 3
+
+    def qprime(self, z):
+        return 0.25 * np.arcsinh(2.0 * np.asarray(z, float) / self.c)
+
+    def prox_inverse(self, z, gamma):
+        return _st.prox_inverse(z, 0.5 * gamma, self.c)
+
+    def kink_z(self, gamma, zmax):
+        return _st._kink_z(0.5 * gamma, self.c, zmax)
+
+    def gamma_lazy(self, delta):
+        """γ with p′(0) = δ: p′(0) = 1/(1 + γQ″(0)), Q″(0) = 1/(2c)."""
+        return 2.0 * self.c * (1.0 / delta - 1.0)
+
+    def gamma_threshold(self, theta):
+        return 2.0 * _st._gamma_from_threshold(theta, self.c)
+
+    def tau_floor(self):
+        return None
+
+
+class _PotentialPower:
+    """Q_L for real L > 2 (theory.md §6): Q′(β) = h_L⁻¹(β/m)/κ, m = α^L, κ = L(L − 2)α^{L−2}.
+
+    Internally every point on the curve β = m h(s) is carried as the pair (s, e = 1 − s), with
+    the representation that is exact in each half: s itself for s < ½ (tiny |β|/m: no loss when
+    s → 0) and e for s ≥ ½ (large |β|/m: no loss when s → 1, where h blows up). All powers are
+    evaluated through logarithms: with w = log((1 + s)/(1 − s)) and P = m e^{−q} (= u^L),
+
+        m h = P (1 − e^{−qw}),   N := m h′ = q (P/e)(1 + e^{−(q+1)w}),
+        m h″/N² = ((q + 1)/q) (1 − e^{−(q+2)w}) / (P (1 + e^{−(q+1)w})²),
+
+    so nothing overflows or cancels for any |β|/m representable in float64.
+    """
+
+    def __init__(self, alpha, L):
+        self.alpha = np.asarray(alpha, float)
+        self.L = float(L)
+        if not self.L > 2:
+            raise ValueError(f"_PotentialPower: needs L > 2, got {L}")
+        self.q = self.L / (self.L - 2.0)
+        la = np.log(self.alpha)
+        self.logm = self.L * la
+        self.kappa = np.exp(np.log(self.L * (self.L - 2.0)) + (self.L - 2.0) * la)
+
+    def take(self, idx):
+        return _PotentialPower(self.alpha[idx], self.L)
+
+    def col(self):
+        return _PotentialPower(self.alpha[..., None], self.L)
+
+    # -- the curve β = m h(s) ---------------------------------------------------------------
+    @staticmethod
+    def _logs(s, e):
+        """(log e, w) with w = log((1 + s)/(1 − s)) = log1p(2s/e): both accurate in either
+        representation (e = 1 − s has relative error ≤ ε whether s or e is the stored one)."""
+        return np.log(e), np.log1p(2.0 * s / e)
+
+    def _terms(self, s, e):
+        """(z = m h(s), N = m h′(s), R2 = m h″/N²) at (s, e) with s ≥ 0."""
+        q = self.q
+        le, w = self._logs(s, e)
+        P = np.exp(self.logm - q * le)
+        E1 = -np.expm1(-q * w)
+        z = P * E1
+        b = (1.0 - E1) * (e / (2.0 - e))  # e^{−(q+1)w}
+        N = q * (P / e) * (1.0 + b)
+        R2 = (q + 1.0) / q * -np.expm1(-(q + 2.0) * w) / (P * (1.0 + b) ** 2)
+        return z, N, R2
+
+    @_quiet
+    def solve(self, a, g, max_iter: int = 100):
+        """(s, e) with m h(s) + g s = a for a ≥ 0, g ≥ 0 (g = 0: s = h⁻¹(a/m)); arrays broadcast
+        with the potential's parameters.
+
+        F(s) = m h(s) + g s − a is increasing and convex on [0, 1), so Newton started at an upper
+        bound of the root decreases monotonically onto it (no safeguard needed). Upper bounds:
+        s ≤ a/g; s ≤ y/(2q) (h(s) ≥ h′(0)s = 2qs by convexity), y = a/m; and
+        1 − s ≥ (1 + y)^{−1/q} (h(s) ≥ (1 − s)^{−q} − 1). The update is applied to s and to
+        e = 1 − s separately (e + Δ is exact where s ≈ 1, s − Δ where s ≈ 0), and only the
+        elements not yet converged are iterated. An element stops when its step is below 1e-15 of
+        min(s, e) or F is at its rounding level; ``max_iter`` is a cap (≤ 12 iterations were needed
+        over L ∈ {2.01, 3, 4, 10}, α ∈ [1e-6, 30], g ∈ [0, 1e3], |x| ∈ [1e-6, 30]).
+        """
+        q = self.q
+        a, g, logm = np.broadcast_arrays(np.asarray(a, float), np.asarray(g, float), self.logm)
+        shape = a.shape
+        a, g, logm = a.ravel(), g.ravel(), logm.ravel()
+        ly = np.log(a) - logm
+        l1y = np.logaddexp(0.0, ly)  # log(1 + y)
+        s2 = -np.expm1(-l1y / q)
+        e2 = np.exp(-l1y / q)
+        s1 = a / g
+        s3 = np.exp(np.minimum(ly, 700.0)) / (2.0 * q)
+        s = np.minimum(np.minimum(s1, s3), s2)
+        e = np.where(s == s2, e2, 1.0 - s)
+        pos = a > 0
+        s = np.where(pos, s, 0.0)
+        e = np.where(pos, e, 1.0)
+        idx = np.flatnonzero(pos)
+        self.last_iter = 0
+        for it in range(1, max_iter + 1):
+            if idx.size == 0:
+                break
+            self.last_iter = it
+            si, ei, ai, gi, lmi = s[idx], e[idx], a[idx], g[idx], logm[idx]
+            le, w = self._logs(si, ei)
+            P = np.exp(lmi - q * le)
+            E1 = -np.expm1(-q * w)
+            z = P * E1
+            N = q * (P / ei) * (1.0 + (1.0 - E1) * (ei / (2.0 - ei)))
+            # g s − a as (g − a) − g e where s ≈ 1: at the dead-zone edge (a ≈ g) the root has
+            # z ≪ a and e may be far below ε, which the rounded s = 1 − e cannot carry
+            F = np.where(si < 0.5, z + gi * si - ai, z - gi * ei + (gi - ai))
+            ds = F / (N + gi)
+            ds = np.where(np.isfinite(ds), ds, 0.0)
+            sn = np.maximum(si - ds, 0.0)
+            en = np.minimum(ei + ds, 1.0)
+            small = sn < 0.5
+            s_new = np.where(small, sn, 1.0 - en)
+            e_new = np.where(small, 1.0 - sn, en)
+            # F at its rounding level: z = exp(log m − q log e)(1 − e^{−qw}) carries a relative
+            # error ≈ ε(|log m| + q(1 + |log e| + w)) (ε absolute in log e, ε relative in w)
+            f_tol = 4e-16 * ((2.0 + np.abs(lmi) + q * (1.0 - le + w)) * z + gi * si + ai)
+            done = (np.abs(ds) <= 1e-15 * np.minimum(s_new, e_new)) | (np.abs(F) <= f_tol)
+            s[idx], e[idx] = s_new, e_new
+            idx = idx[~done]
+        return s.reshape(shape), e.reshape(shape)
+
+    # -- the interface used by the state evolution ------------------------------------------
+    def prox(self, x, gamma):
+        """(p, Q′(p), p′, 1 − p′, p″) of prox_{γQ_L}(x): the root of z + γQ_L′(z) = x, i.e.
+        z = m h(s) with m h(s) + (γ/κ)s = |x|; p′ = N/(N + g), p″ = g m h″/(N + g)³, g = γ/κ."""
+        x = np.asarray(x, float)
+        g = gamma / self.kappa
+        s, e = self.solve(np.abs(x), g)
+        z, N, R2 = self._terms(s, e)
+        dp = 1.0 / (1.0 + g / N)
+        om = 1.0 / (1.0 + N / g)
+        sg = np.sign(x)
+        return sg * z, sg * s / self.kappa, dp, om, sg * om * dp * dp * R2
+
+    def qprime(self, z):
+        z = np.asarray(z, float)
+        s, _ = self.solve(np.abs(z), 0.0)
+        return np.sign(z) * s / self.kappa
+
+    def prox_inverse(self, z, gamma):
+        return np.asarray(z, float) + gamma * self.qprime(z)
+
+    def kink_z(self, gamma, zmax):
+        """Breakpoints in z: m (where h turns from linear to power law) and a geometric ladder
+        z_k·R^j, j = −2 … K (z_k R^K ≥ zmax), around the kink z_k ≈ m (g/(qm))^{q/(q+1)} where
+        N(z) = g, i.e. p′ = ½ (z_k = m when g ≤ qm: no kink)."""
+        g = gamma / self.kappa
+        lzk = self.logm + self.q / (self.q + 1.0) * np.maximum(np.log(g / self.q) - self.logm, 0.0)
+        zk = np.exp(lzk)
+        lr = np.log(KINK_RATIO)
+        kmax = int(np.ceil(np.log(max(float(np.max(zmax / zk)), 1.0)) / lr))
+        kmax = min(max(kmax, 0), 40)
+        kmin = int(np.ceil(float(np.max(lzk - self.logm)) / lr)) + 2
+        kmin = min(max(kmin, 2), 40)
+        return [np.exp(self.logm) + 0.0 * zk] + [zk * KINK_RATIO**k for k in range(-kmin, kmax + 1)]
+
+    def gamma_lazy(self, delta):
+        """γ with p′(0) = δ: Q″(0) = 1/(κ m h′(0)) = 1/(2qmκ)."""
+        return 2.0 * self.q * np.exp(self.logm) * self.kappa * (1.0 / delta - 1.0)
+
+    def gamma_threshold(self, theta):
+        """γ whose dead zone |x| < γ/κ matches a soft threshold θ (exact as α → 0)."""
+        return self.kappa * theta
+
+    def tau_floor(self):
+        """α^L: the scale of τ in the noiseless recovery phase (off-support |β_i| ~ α^L)."""
+        return np.exp(self.logm)
+
+
+def _potential(alpha, depth):
+    return _PotentialL2(alpha) if float(depth) == 2.0 else _PotentialPower(alpha, depth)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public helpers: h_L, Q_L, Q_L′ and the prox
+# ---------------------------------------------------------------------------------------------
+
+
+def h_depth(s, depth):
+    """h_L(s) = (1 − s)^{−L/(L−2)} − (1 + s)^{−L/(L−2)} on s ∈ (−1, 1), L > 2 (β/α^L along the flow)."""
+    s = np.asarray(s, float)
+    q = float(depth) / (float(depth) - 2.0)
+    a = np.abs(s)
+    w = np.log1p(a) - np.log1p(-a)
+    return np.sign(s) * np.exp(-q * np.log1p(-a)) * -np.expm1(-q * w)
+
+
+@_quiet
+def qprime_depth(beta, alpha, depth):
+    """Q_L′(β) = h_L⁻¹(β/α^L)/(L(L − 2)α^{L−2}) (L > 2), = ¼ arcsinh(β/(2α²)) (L = 2).
+
+    Equals the mirror variable S = ∫g at which the flow sits at β. Vectorised; accurate to a few
+    ulp in relative terms for every |β|/α^L representable (see :class:`_PotentialPower`)."""
+    beta, alpha = np.broadcast_arrays(np.asarray(beta, float), np.asarray(alpha, float))
+    return _potential(alpha, depth).qprime(beta)
+
+
+@_quiet
+def q_depth(beta, alpha, depth):
+    """The implicit-bias potential Q_L(β), Q_L(0) = 0 (convex, even).
+
+    L > 2: with s = h_L⁻¹(|β|/α^L), Q_L = (α^L/κ)[s h_L(s) − H(s)], H(s) = ∫₀ˢ h_L =
+    [(1 − s)^{1−q} + (1 + s)^{1−q} − 2]/(q − 1) (series for s < 1e-3). L = 2: Φ_{4α²}(β)/2.
+    Small α: Q_L ≈ |β|/κ (ℓ1); large α: Q_L ≈ β²/(4qα^Lκ) (ℓ2)."""
+    beta, alpha = np.broadcast_arrays(np.asarray(beta, float), np.asarray(alpha, float))
+    if float(depth) == 2.0:
+        return 0.5 * _st.phi_c(beta, 4.0 * alpha**2)
+    pot = _PotentialPower(alpha, depth)
+    q = pot.q
+    s, e = pot.solve(np.abs(beta), 0.0)
+    le, w = pot._logs(s, e)
+    hs = np.exp(-q * le) * -np.expm1(-q * w)
+    big = (np.expm1((1 - q) * le) + np.expm1((1 - q) * np.log1p(s))) / (q - 1)
+    # series of H(s) = Σ_{j odd} 2 C_j s^{j+1}/(j+1), C_j = Γ(q + j)/(Γ(q) j!)
+    c1 = q
+    c3 = q * (q + 1) * (q + 2) / 6
+    c5 = c3 * (q + 3) * (q + 4) / 20
+    ser = 2 * (c1 * s**2 / 2 + c3 * s**4 / 4 + c5 * s**6 / 6)
+    H = np.where(s < 1e-3, ser, big)
+    return np.exp(pot.logm) / pot.kappa * (s * hs - H)
+
+
+@_quiet
+def prox_depth(x, gamma, alpha, depth):
+    """p = prox_{γQ_L}(x) and p′(x) (arrays broadcast): the root z of z + γQ_L′(z) = x."""
+    x, gamma, alpha = np.broadcast_arrays(*(np.asarray(v, float) for v in (x, gamma, alpha)))
+    p, _, dp, _, _ = _potential(alpha, depth).prox(x, gamma)
+    return p, dp
+
+
+# ---------------------------------------------------------------------------------------------
+# State evolution of the minimum-Q_L interpolator (generic in the potential)
+# ---------------------------------------------------------------------------------------------
+
+
+def _z_nodes(mu, r, gamma, pot, n_per: int):
+    """Nodes/weights for E_Z[f(μ + rZ)]: piecewise Gauss–Legendre on [−Z_MAX, Z_MAX] split at the
+    fixed points of :mod:`static` and at x = ±prox⁻¹(z_k) for the potential's kink ladder."""
+    t, wt = roots_legendre(n_per)
+    shape = np.broadcast_shapes(np.shape(mu), np.shape(r), np.shape(gamma))
+    breaks = [np.broadcast_to(b, shape) for b in _st._BASE_BREAKS]
+    zmax = np.abs(mu) + _st.Z_MAX * np.asarray(r)
+    zs = np.stack(np.broadcast_arrays(*pot.kink_z(gamma, zmax)), axis=0)  # one batched prox⁻¹
+    for xk in pot.prox_inverse(zs, gamma):
+        for sgn in (1.0, -1.0):
+            zz = (sgn * xk - mu) / r
+            breaks.append(np.broadcast_to(np.clip(zz, -_st.Z_MAX, _st.Z_MAX), shape))
+    b = np.sort(np.stack(breaks, axis=-1), axis=-1)
+    lo, hi = b[..., :-1], b[..., 1:]
+    half = 0.5 * (hi - lo)
+    mid = 0.5 * (hi + lo)
+    z = (mid[..., None] + half[..., None] * t).reshape(shape + (-1,))
+    w = (half[..., None] * wt).reshape(shape + (-1,)) * _st._phi(z)
+    return z, w
+
+
+def _moments(tau, gamma, pot, comps, n_per: int = 8, derivs: bool = True, rule=None):
+    """E[p′], E[(p − B)²] and their τ-, γ-derivatives (as :func:`static._interp_moments`, for any
+    potential). ∂p/∂γ = −Q′(p)p′ and ∂p′/∂γ = −p′(1 − p′)/γ − Q′(p)p″ at fixed x."""
+    D = np.zeros_like(tau)
+    M = np.zeros_like(tau)
+    Dt = np.zeros_like(tau)
+    Dg = np.zeros_like(tau)
+    Mt = np.zeros_like(tau)
+    Mg = np.zeros_like(tau)
+    pc = pot.col()
+    for wgt, mu, s2 in comps:
+        wgt = np.broadcast_to(wgt, tau.shape)
+        V = s2 + tau * tau
+        r = np.sqrt(V)
+        a = s2 / V
+        a = np.where(tau > 0, a, 1.0) if s2 > 0 else a
+        q = s2 * tau * tau / V
+        if rule is None:
+            z, w = _z_nodes(mu, r, gamma, pot, n_per)
+        else:
+            z = np.broadcast_to(rule[0], tau.shape + rule[0].shape)
+            w = np.broadcast_to(rule[1], tau.shape + rule[1].shape)
+        R, G = r[:, None], gamma[:, None]
+        xm = R * z  # x − μ, exact (μ + rZ − μ would lose ε|μ|/τ: τ ~ α^L ≪ 1 in the recovery phase)
+        x = mu + xm
+        p, Qp, dp, omdp, d2p = pc.prox(x, G)
+        A = a[:, None]
+        e = np.where(np.abs(p) > 0.5 * np.abs(x), (1.0 - A) * xm - G * Qp, p - mu - A * xm)
+        D += wgt * np.sum(w * dp, axis=-1)
+        M += wgt * (np.sum(w * e * e, axis=-1) + q)
+        if derivs:
+            p_g = -Qp * dp
+            dp_g = -dp * omdp / G - Qp * d2p
+            tr = (tau / r)[:, None]
+            da_dt = (-2.0 * s2 * tau / V**2)[:, None]
+            dq_dt = 2.0 * tau * s2 * s2 / V**2
+            e_t = z * ((dp - A) * tr - R * da_dt)
+            Dt += wgt * np.sum(w * d2p * z, axis=-1) * (tau / r)
+            Dg += wgt * np.sum(w * dp_g, axis=-1)
+            Mt += wgt * (np.sum(w * 2.0 * e * e_t, axis=-1) + dq_dt)
+            Mg += wgt * np.sum(w * 2.0 * e * p_g, axis=-1)
+    return D, M, Dt, Dg, Mt, Mg
+
+
+@_quiet
+def interpolator_moments_depth(tau, gamma, alpha, rho, depth, prior=GAUSS_BERNOULLI, n_per: int = 8, rule=None):
+    """(E[p′(B + τZ)], E[(p(B + τZ) − B)²]) for p = prox_{γQ_L} (arrays broadcast; 1-d results)."""
+    tau, gamma, alpha, rho = (np.ravel(a) for a in np.broadcast_arrays(*(np.asarray(v, float) for v in (tau, gamma, alpha, rho))))
+    D, M, *_ = _moments(tau, gamma, _potential(alpha, depth), _st._components(prior, rho), n_per, derivs=False, rule=rule)
+    return D, M
+
+
+def _residual(lt, lg, pot, comps, s2p, delta, n_per, derivs=True):
+    tau, gamma = np.exp(lt), np.exp(lg)
+    D, M, Dt, Dg, Mt, Mg = _moments(tau, gamma, pot, comps, n_per, derivs)
+    T = s2p + M / delta
+    F1 = np.log(T) - 2.0 * lt
+    F2 = np.log(D) - np.log(delta)
+    if not derivs:
+        return F1, F2, None, (D, M)
+    J = np.empty(lt.shape + (2, 2))
+    J[:, 0, 0] = tau * Mt / delta / T - 2.0
+    J[:, 0, 1] = gamma * Mg / delta / T
+    J[:, 1, 0] = tau * Dt / D
+    J[:, 1, 1] = gamma * Dg / D
+    return F1, F2, J, (D, M)
+
+
+def _gamma_for_tau(lt, pot, comps, delta, n_per, tol=1e-13, max_iter=80):
+    """log γ with E[p′(B + τZ)] = δ at fixed τ: safeguarded Newton inside a bracket.
+
+    E[p′] decreases in γ from 1 to 0. Lower end: p′ ≥ p′(0) = 1/(1 + γQ″(0)) (Q″ is largest at 0
+    for these potentials), so E[p′] ≥ δ at γ_lazy = (1/δ − 1)/Q″(0). Upper end: found by growing
+    γ by e² until E[p′] < δ.
+    """
+    tau = np.exp(lt)
+    lo = np.log(pot.gamma_lazy(delta))
+    hi = lo + 2.0
+    for _ in range(200):
+        D, *_ = _moments(tau, np.exp(hi), pot, comps, n_per, derivs=False)
+        grow = ~(D < delta)
+        if not np.any(grow):
+            break
+        hi = np.where(grow, hi + 2.0, hi)
+    lg = 0.5 * (lo + hi)
+    active = np.ones(lt.size, bool)
+    for _ in range(max_iter):
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        g = np.exp(lg[idx])
+        D, _, _, Dg, _, _ = _moments(tau[idx], g, pot.take(idx), _st._sub(comps, idx), n_per, True)
+        F = np.log(D) - np.log(delta[idx])
+        dF = g * Dg / D
+        lo[idx] = np.where(F > 0, lg[idx], lo[idx])
+        hi[idx] = np.where(F > 0, hi[idx], lg[idx])
+        cand = lg[idx] - F / dF
+        bad = ~np.isfinite(cand) | (cand <= lo[idx]) | (cand >= hi[idx])
+        cand = np.where(bad, 0.5 * (lo[idx] + hi[idx]), cand)
+        done = (np.abs(F) < tol) | (hi[idx] - lo[idx] < 1e-14)
+        lg[idx] = np.where(done, lg[idx], cand)
+        active[idx[done]] = False
+    return lg
+
+
+def _solve_nested(pot, delta, rho, sigma, prior, n_per, tol, max_iter):
+    """Bracketed fallback (as :func:`static._solve_interpolator_nested`): γ(τ) exactly, then the
+    reduced equation R(log τ) = F1(log τ, log γ(τ)) by safeguarded Newton in a sign bracket."""
+    comps = _st._components(prior, rho)
+    s2p = sigma**2 / delta
+    EB2 = second_moment(prior, rho)
+
+    def R(lt, idx, derivs):
+        sub, pt = _st._sub(comps, idx), pot.take(idx)
+        lg = _gamma_for_tau(lt, pt, sub, delta[idx], n_per)
+        F1, F2, J, _ = _residual(lt, lg, pt, sub, s2p[idx], delta[idx], n_per, derivs)
+        if not derivs:
+            return F1, lg
+        return F1, lg, J[:, 0, 0] - J[:, 0, 1] * J[:, 1, 0] / J[:, 1, 1]
+
+    n = delta.size
+    all_idx = np.arange(n)
+    scale = np.sqrt(np.maximum(s2p / (1 - delta) + EB2 / delta, 1e-300))
+    hi = np.log(scale) + 1.0
+    lo = np.log(np.maximum(np.sqrt(s2p), 1e-6 * scale))
+    floor = pot.tau_floor()
+    if floor is not None:  # τ ≳ α^L in the recovery phase: start the downward search there
+        lo = np.minimum(lo, np.log(np.maximum(np.sqrt(s2p), floor)))
+    for _ in range(40):
+        f, _ = R(hi, all_idx, False)
+        grow = ~(f < 0)
+        if not np.any(grow):
+            break
+        hi = np.where(grow, hi + 2.0, hi)
+    for _ in range(60):
+        f, _ = R(lo, all_idx, False)
+        grow = ~(f > 0) & (lo > -700)
+        if not np.any(grow):
+            break
+        lo = np.where(grow, lo - 5.0, lo)
+    lt = 0.5 * (lo + hi)
+    lg = np.zeros(n)
+    active = np.ones(n, bool)
+    for _ in range(max_iter):
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        F, lgi, dR = R(lt[idx], idx, True)
+        lg[idx] = lgi
+        lo[idx] = np.where(F > 0, lt[idx], lo[idx])
+        hi[idx] = np.where(F > 0, hi[idx], lt[idx])
+        cand = lt[idx] - F / dR
+        bad = ~np.isfinite(cand) | (cand <= lo[idx]) | (cand >= hi[idx])
+        cand = np.where(bad, 0.5 * (lo[idx] + hi[idx]), cand)
+        done = (np.abs(F) < tol) | (hi[idx] - lo[idx] < 1e-15)
+        lt[idx] = np.where(done, lt[idx], cand)
+        active[idx[done]] = False
+    return lt, lg
+
+
+def _solve_interpolator(pot, delta, rho, sigma, prior, n_per=8, tol=1e-11, max_iter=30):
+    """Newton solve of the (τ, γ) equations with p = prox_{γQ} (1-d arrays over points).
+
+    Two starts (keep the one with the smaller residual): min-ℓ2 τ with γ_lazy (exact as α → ∞),
+    and the ℓ1 interpolator's τ with γ matched to its threshold (exact as α → 0). Damped Newton
+    with backtracking; points left unconverged go to :func:`_solve_nested`.
+    """
+    comps = _st._components(prior, rho)
+    s2p = sigma**2 / delta
+    EB2 = second_moment(prior, rho)
+    t2_l2 = s2p / (1 - delta) + (1 - delta) * EB2 / delta
+    lt_a = 0.5 * np.log(np.maximum(t2_l2, 1e-300))
+    lg_a = np.log(pot.gamma_lazy(delta)) + 0.0 * lt_a
+    l1 = _st.l1_interpolator(delta, rho, sigma, prior=prior)
+    tau_l1 = np.maximum(l1["tau"], 1e-3 * np.sqrt(np.maximum(t2_l2, 1e-300)))
+    lt_b = np.log(tau_l1)
+    lg_b = np.log(pot.gamma_threshold(l1["theta_over_tau"] * tau_l1))
+    starts = [(lt_a, lg_a, True), (lt_b, lg_b, True)]
+    floor = pot.tau_floor()
+    if floor is not None:
+        # Noiseless recovery phase (L > 2, σ = 0, ℓ1 error 0): τ ≈ C·α^L with C = 4 … 1e4 and
+        # γ/κ ≈ 1.5 (θ/τ)_ℓ1 τ (measured). F1 is nearly flat in log τ there, so the residual does
+        # not rank the starts, and Newton from the ℓ1 start (τ floored at 1e-3·scale) would need
+        # many capped steps: these starts replace it.
+        rec = (l1["tau"] == 0) & (s2p == 0)
+        starts[1] = (lt_b, lg_b, ~rec)
+        for C in (4.0, 30.0, 300.0):
+            tc = C * floor
+            starts.append((np.log(tc), np.log(pot.gamma_threshold(1.5 * l1["theta_over_tau"] * tc)), True))
+    lt, lg, _ = starts[0]
+    best = np.full(lt.shape, np.inf)
+    for lt_s, lg_s, allowed in starts:
+        F = _residual(lt_s, lg_s, pot, comps, s2p, delta, n_per, derivs=False)
+        nrm = np.hypot(F[0], F[1])
+        nrm = np.where(np.isfinite(nrm) & allowed, nrm, np.inf)
+        use = nrm < best
+        lt, lg, best = np.where(use, lt_s, lt), np.where(use, lg_s, lg), np.where(use, nrm, best)
+
+    n = lt.size
+    active = np.ones(n, bool)
+    for _ in range(max_iter):
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        sub, pt = _st._sub(comps, idx), pot.take(idx)
+        F1, F2, J, _ = _residual(lt[idx], lg[idx], pt, sub, s2p[idx], delta[idx], n_per)
+        F = np.stack([F1, F2], -1)
+        nrm = np.max(np.abs(F), -1)
+        done = nrm < tol
+        active[idx[done]] = False
+        keep = ~done
+        if not np.any(keep):
+            break
+        idx, F, J, nrm = idx[keep], F[keep], J[keep], nrm[keep]
+        sub, pt = _st._sub(comps, idx), pot.take(idx)
+        det = J[:, 0, 0] * J[:, 1, 1] - J[:, 0, 1] * J[:, 1, 0]
+        ok = np.isfinite(det) & (np.abs(det) > 1e-300)
+        det = np.where(ok, det, 1.0)
+        s1 = -(J[:, 1, 1] * F[:, 0] - J[:, 0, 1] * F[:, 1]) / det
+        s2 = -(-J[:, 1, 0] * F[:, 0] + J[:, 0, 0] * F[:, 1]) / det
+        s1 = np.where(ok, s1, -F[:, 0])
+        s2 = np.where(ok, s2, -F[:, 1])
+        big = np.maximum(np.abs(s1), np.abs(s2))
+        scale = np.minimum(1.0, 2.0 / np.maximum(big, 1e-300))
+        s1, s2 = s1 * scale, s2 * scale
+        step = np.ones(idx.size)
+        pending = np.ones(idx.size, bool)
+        new_lt, new_lg = lt[idx].copy(), lg[idx].copy()
+        for _ls in range(12):
+            j = np.flatnonzero(pending)
+            if j.size == 0:
+                break
+            tl = lt[idx[j]] + step[j] * s1[j]
+            tg = lg[idx[j]] + step[j] * s2[j]
+            G1, G2, _, _ = _residual(tl, tg, pt.take(j), _st._sub(sub, j), s2p[idx[j]], delta[idx[j]], n_per, derivs=False)
+            gn = np.maximum(np.abs(G1), np.abs(G2))
+            acc = np.isfinite(gn) & (gn < (1 - 1e-4 * step[j]) * nrm[j])
+            new_lt[j[acc]] = tl[acc]
+            new_lg[j[acc]] = tg[acc]
+            pending[j[acc]] = False
+            step[j[~acc]] *= 0.5
+        j = np.flatnonzero(pending)
+        new_lt[j] = lt[idx[j]] + step[j] * s1[j]
+        new_lg[j] = lg[idx[j]] + step[j] * s2[j]
+        lt[idx], lg[idx] = new_lt, new_lg
+    F1, F2, _, _ = _residual(lt, lg, pot, comps, s2p, delta, n_per, derivs=False)
+    res = np.maximum(np.abs(F1), np.abs(F2))
+    bad = np.flatnonzero(~(res < tol * 10))
+    if bad.size:
+        lt_b, lg_b = _solve_nested(pot.take(bad), delta[bad], rho[bad], sigma[bad], prior, n_per, tol, max(3 * max_iter, 1))
+        # keep the fallback only where it is better
+        F1b, F2b, _, _ = _residual(lt_b, lg_b, pot.take(bad), _st._sub(comps, bad), s2p[bad], delta[bad], n_per, derivs=False)
+        rb = np.maximum(np.abs(F1b), np.abs(F2b))
+        better = np.isfinite(rb) & ~(rb >= res[bad])
+        lt[bad[better]], lg[bad[better]] = lt_b[better], lg_b[better]
+    F1, F2, _, (D, M) = _residual(lt, lg, pot, comps, s2p, delta, n_per, derivs=False)
+    res = np.maximum(np.abs(F1), np.abs(F2))
+    res = np.where(np.isfinite(res), res, np.inf)
+    return {"tau": np.exp(lt), "gamma": np.exp(lg), "mse": M, "converged": res < 100 * tol, "residual": res}
+
+
+# ---------------------------------------------------------------------------------------------
+# Public solver
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_depth(depth):
+    depth = np.asarray(depth, dtype=float)
+    if np.any(~np.isfinite(depth)) or np.any(depth < 2):
+        raise ValueError(f"solve_static_depth: need depth ≥ 2, got {depth!r}")
+    return depth
+
+
+@_quiet
+def solve_static_depth(
+    alpha,
+    delta,
+    rho,
+    sigma=0.0,
+    weight_decay=0.0,
+    depth=2,
+    prior=GAUSS_BERNOULLI,
+    *,
+    threshold: float = 1e-2,
+    n_per: int = 8,
+    tol: float = 1e-11,
+    max_iter: int = 30,
+    chunk: int = 2048,
+):
+    """Long-time (d → ∞, gradient-flow) predictions for the depth-L ``pm`` network, broadcasting
+    array arguments (``depth`` broadcasts too).
+
+    Parameters: α (> 0, init scale u₀ = v₀ = α), δ = n/d (> 0), ρ ∈ [0, 1], σ ≥ 0, λ = weight
+    decay ≥ 0, depth L ≥ 2 (the network needs an integer; any real L ≥ 2 is accepted for the
+    potential Q_L, e.g. to study L → 2), prior (dict, see ``priors``). ``threshold``, ``n_per``,
+    ``tol``, ``max_iter``, ``chunk``: as in :func:`static.solve_static`.
+
+    Returns the dict of :func:`static.solve_static` (arrays of the broadcast shape):
+    ``e_test`` = ‖β_∞ − β*‖²/(2d), ``e_train`` = ‖y − Xβ_∞‖²/(2n), ``tau``, ``gamma`` (prox
+    parameter of Q_L, interpolator only), ``theta`` (LASSO, L = 2 only, threshold of the LASSO at
+    penalty λ/2), ``frac_active``, ``regime``, ``converged``, ``residual``.
+
+    Regimes: see the module docstring. λ > 0 with L > 2 gives NaN everywhere, converged = False,
+    residual = NaN, regime = REGIME_NONCONVEX (documented limitation, not a solver failure).
+    Raises ValueError for α ≤ 0, δ ≤ 0, ρ ∉ [0, 1], σ < 0, λ < 0 or L < 2.
+
+    Formula sources: theory.md §3 (state evolution, least squares, LASSO) and §6 (depth-L flow);
+    derivation in docs/static.md, "Depth-L networks".
+    """
+    arrs = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (alpha, delta, rho, sigma, weight_decay, depth)))
+    shape = arrs[0].shape
+    al, de, rh, si, lam, L = (np.ravel(a).copy() for a in arrs)
+    if np.any(al <= 0) or np.any(de <= 0) or np.any((rh < 0) | (rh > 1)) or np.any(si < 0) or np.any(lam < 0):
+        raise ValueError("solve_static_depth: need alpha > 0, delta > 0, 0 ≤ rho ≤ 1, sigma ≥ 0, weight_decay ≥ 0")
+    _check_depth(L)
+    n = al.size
+    out = {
+        "e_test": np.full(n, np.nan),
+        "e_train": np.zeros(n),
+        "tau": np.full(n, np.nan),
+        "gamma": np.full(n, np.nan),
+        "theta": np.full(n, np.nan),
+        "frac_active": np.full(n, np.nan),
+        "regime": np.full(n, -1, dtype=np.int8),
+        "converged": np.zeros(n, bool),
+        "residual": np.full(n, np.inf),
+    }
+    EB2 = second_moment(prior, rh)
+    trivial = (EB2 == 0) & (si == 0)
+    m_int = (lam == 0) & (de < 1) & ~trivial
+    m_nc = (lam > 0) & (L > 2) & ~trivial
+    m_rest = ~m_int & ~m_nc  # trivial, least squares, square, LASSO (L = 2): from solve_static
+
+    i = np.flatnonzero(m_rest)
+    if i.size:
+        r = _st.solve_static(2.0 * al[i], de[i], rh[i], si[i], 0.5 * lam[i], prior=prior, threshold=threshold, chunk=chunk)
+        for k in out:
+            out[k][i] = r[k]
+
+    i = np.flatnonzero(m_nc)
+    out["e_train"][i] = np.nan
+    out["regime"][i] = REGIME_NONCONVEX
+    out["residual"][i] = np.nan
+
+    comps_all = _st._components(prior, rh)
+    for Lv in np.unique(L[m_int]):
+        i_all = np.flatnonzero(m_int & (L == Lv))
+        for s in range(0, i_all.size, chunk):
+            i = i_all[s : s + chunk]
+            pot = _potential(al[i], Lv)
+            r = _solve_interpolator(pot, de[i], rh[i], si[i], prior, n_per=n_per, tol=tol, max_iter=max_iter)
+            out["e_test"][i] = 0.5 * r["mse"]
+            out["tau"][i] = r["tau"]
+            out["gamma"][i] = r["gamma"]
+            x_thr = pot.prox_inverse(np.full(i.size, threshold), r["gamma"])
+            out["frac_active"][i] = _st._abs_tail(x_thr, r["tau"], [(np.broadcast_to(w, (n,))[i], m, v) for w, m, v in comps_all])
+            out["regime"][i] = REGIME_INTERPOLATOR
+            out["converged"][i] = r["converged"]
+            out["residual"][i] = r["residual"]
+    return {k: v.reshape(shape) for k, v in out.items()}
+
+
+def solve_static_network(alpha, delta, rho, sigma=0.0, weight_decay=0.0, prior=GAUSS_BERNOULLI, *, network="uv", depth=2, **kw):
+    """Dispatch on the network: ``uv`` (depth 2) → :func:`static.solve_static`, unchanged;
+    ``pm`` (depth L ≥ 2) → :func:`solve_static_depth`. Keyword arguments pass through."""
+    if network == "uv":
+        if depth != 2:
+            raise ValueError(f"depth: the 'uv' network has depth 2, got {depth!r}")
+        return _st.solve_static(alpha, delta, rho, sigma, weight_decay, prior=prior, **kw)
+    if network == "pm":
+        return solve_static_depth(alpha, delta, rho, sigma, weight_decay, depth, prior=prior, **kw)
+    raise ValueError(f"network: unknown value {network!r}; expected 'uv' or 'pm'")

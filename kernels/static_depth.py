@@ -165,7 +165,9 @@ class _PotentialPower:
         e = 1 − s separately (e + Δ is exact where s ≈ 1, s − Δ where s ≈ 0), and only the
         elements not yet converged are iterated. An element stops when its step is below 1e-15 of
         min(s, e) or F is at its rounding level; ``max_iter`` is a cap (≤ 12 iterations were needed
-        over L ∈ {2.01, 3, 4, 10}, α ∈ [1e-6, 30], g ∈ [0, 1e3], |x| ∈ [1e-6, 30]).
+        over L ∈ {2.01, 3, 4, 10}, α ∈ [1e-6, 30], g ∈ [0, 1e3], |x| ∈ [1e-6, 30]; up to ≈ 80 exactly
+        at the dead-zone edge |x| = g, where e grows by ≈ 1 + 1/q per step from ε-level).
+        Accuracy against 150-digit mpmath: ≤ 9e-14 relative in p, s, p′, p″.
         """
         q = self.q
         a, g, logm = np.broadcast_arrays(np.asarray(a, float), np.asarray(g, float), self.logm)
@@ -206,7 +208,8 @@ class _PotentialPower:
             e_new = np.where(small, 1.0 - sn, en)
             # F at its rounding level: z = exp(log m − q log e)(1 − e^{−qw}) carries a relative
             # error ≈ ε(|log m| + q(1 + |log e| + w)) (ε absolute in log e, ε relative in w)
-            f_tol = 4e-16 * ((2.0 + np.abs(lmi) + q * (1.0 - le + w)) * z + gi * si + ai)
+            lin = np.where(si < 0.5, gi * si + ai, np.abs(gi - ai) + gi * ei)
+            f_tol = 4e-16 * ((2.0 + np.abs(lmi) + q * (1.0 - le + w)) * z + lin)
             done = (np.abs(ds) <= 1e-15 * np.minimum(s_new, e_new)) | (np.abs(F) <= f_tol)
             s[idx], e[idx] = s_new, e_new
             idx = idx[~done]

@@ -158,16 +158,24 @@ def _z_nodes(mu, r, gamma, c, n_per: int, kinks: bool):
     Breakpoints: fixed ones (to follow the Gaussian) plus, with ``kinks``, the Z at which
     μ + rZ = ±x(z_k) for the prox kinks. mu, r, gamma, c broadcast to a common shape S.
     """
-    t, wt = roots_legendre(n_per)
     shape = np.broadcast_shapes(np.shape(mu), np.shape(r), np.shape(gamma), np.shape(c))
-    breaks = [np.broadcast_to(b, shape) for b in _BASE_BREAKS]
+    xks = []
     if kinks:
         zmax = np.abs(mu) + Z_MAX * np.asarray(r)
-        for z in _kink_z(gamma, c, zmax):
-            xk = prox_inverse(z, gamma, c)
-            for s in (1.0, -1.0):
-                zz = (s * xk - mu) / r
-                breaks.append(np.broadcast_to(np.clip(zz, -Z_MAX, Z_MAX), shape))
+        xks = [prox_inverse(z, gamma, c) for z in _kink_z(gamma, c, zmax)]
+    return _split_rule(mu, r, xks, shape, n_per)
+
+
+def _split_rule(mu, r, xks, shape, n_per: int):
+    """The piecewise Gauss–Legendre rule of :func:`_z_nodes` (shared with ``static_depth``): breaks
+    at _BASE_BREAKS and at the Z with μ + rZ = ±x_k for each kink position x_k in ``xks``
+    (clipped to [−Z_MAX, Z_MAX]); n_per nodes per piece, weights times φ(z). Shape S + (K·n_per,)."""
+    t, wt = roots_legendre(n_per)
+    breaks = [np.broadcast_to(b, shape) for b in _BASE_BREAKS]
+    for xk in xks:
+        for s in (1.0, -1.0):
+            zz = (s * xk - mu) / r
+            breaks.append(np.broadcast_to(np.clip(zz, -Z_MAX, Z_MAX), shape))
     b = np.sort(np.stack(breaks, axis=-1), axis=-1)  # (S, K+1)
     lo, hi = b[..., :-1], b[..., 1:]
     half = 0.5 * (hi - lo)
@@ -191,9 +199,47 @@ def gauss_hermite_nodes(n: int):
 def _interp_moments(tau, gamma, c, comps, n_per: int = 12, kinks: bool = True, derivs: bool = True, rule=None):
     """E[p'], E[(p − B)²] and their (τ, γ) partial derivatives, expectation over B and Z.
 
-    All inputs are 1-d arrays over points. For a component B ~ N(μ, s²) we integrate over
-    X = μ + rZ, r² = s² + τ², with B | X ~ N(μ + a(X − μ), q), a = s²/r², q = s²τ²/r².
+    All inputs are 1-d arrays over points; p = prox_{γΦ_c}. See :func:`_accumulate_moments`.
     ``rule``: optional (z, w) fixed nodes (e.g. Gauss–Hermite) instead of the split rule.
+    """
+    C = c[:, None]
+
+    def point(mu, R, z, A, G, derivs):
+        x = mu + R * z
+        wv, _, _ = prox_w(x, G, C)
+        p = 0.5 * C * np.sinh(wv)
+        s = C * np.cosh(wv)  # √(c² + 4p²)
+        dp = s / (s + G)
+        # e = p − E[B | X]. Where |p| is not small, use p = x − (γ/2)w (the prox equation) so that
+        # e = (1 − a)(x − μ) − (γ/2)w has no cancellation when p ≈ B (deep in the recovery phase).
+        e = np.where(
+            np.abs(p) > 0.5 * np.abs(x),
+            (1.0 - A) * (x - mu) - 0.5 * G * wv,
+            p - mu - A * (x - mu),
+        )
+        if not derivs:
+            return dp, e, None, None, None
+        d2p = 4.0 * G * p / (s + G) ** 3
+        p_g = -0.5 * wv * dp  # ∂p/∂γ at fixed x
+        s_g = 4.0 * p / s * p_g
+        dp_g = (G * s_g - s) / (s + G) ** 2
+        return dp, e, d2p, p_g, dp_g
+
+    nodes = lambda mu, r: _z_nodes(mu, r, gamma, c, n_per, kinks)
+    return _accumulate_moments(tau, gamma, comps, nodes, point, derivs, rule)
+
+
+def _accumulate_moments(tau, gamma, comps, nodes, point, derivs, rule):
+    """Sum over the prior's components of the Z-quadratures giving E[p'], E[(p − B)²] and their τ-,
+    γ-partials, for any prox (shared with ``static_depth``; tau, gamma: 1-d arrays over points).
+
+    For a component B ~ N(μ, s²) we integrate over X = μ + rZ, r² = s² + τ², with
+    B | X ~ N(μ + a(X − μ), q), a = s²/r², q = s²τ²/r²; so E[(p − B)²] = E[e²] + q with
+    e = p − E[B | X], and ∂e/∂τ at fixed Z follows from ∂X/∂τ = (τ/r)Z.
+    ``nodes(mu, r) -> (z, w)``: the rule over Z (used unless ``rule`` = fixed (z, w) is given).
+    ``point(mu, R, z, A, G, derivs) -> (p', e, p'', ∂p/∂γ, ∂p'/∂γ)`` at X = μ + Rz (columns
+    R = r, A = a, G = γ; the last three None without ``derivs``).
+    Returns (D, M, Dt, Dg, Mt, Mg); the last four are zero without ``derivs``.
     """
     D = np.zeros_like(tau)
     M = np.zeros_like(tau)
@@ -209,35 +255,19 @@ def _interp_moments(tau, gamma, c, comps, n_per: int = 12, kinks: bool = True, d
         a = np.where(tau > 0, a, 1.0) if s2 > 0 else a
         q = s2 * tau * tau / V
         if rule is None:
-            z, w = _z_nodes(mu, r, gamma, c, n_per, kinks)
+            z, w = nodes(mu, r)
         else:
             z = np.broadcast_to(rule[0], tau.shape + rule[0].shape)
             w = np.broadcast_to(rule[1], tau.shape + rule[1].shape)
-        R, G, C = r[:, None], gamma[:, None], c[:, None]
-        x = mu + R * z
-        wv, _, _ = prox_w(x, G, C)
-        p = 0.5 * C * np.sinh(wv)
-        s = C * np.cosh(wv)  # √(c² + 4p²)
-        dp = s / (s + G)
-        # e = p − E[B | X]. Where |p| is not small, use p = x − (γ/2)w (the prox equation) so that
-        # e = (1 − a)(x − μ) − (γ/2)w has no cancellation when p ≈ B (deep in the recovery phase).
-        A = a[:, None]
-        e = np.where(
-            np.abs(p) > 0.5 * np.abs(x),
-            (1.0 - A) * (x - mu) - 0.5 * G * wv,
-            p - mu - A * (x - mu),
-        )
+        R, G, A = r[:, None], gamma[:, None], a[:, None]
+        dp, e, d2p, p_g, dp_g = point(mu, R, z, A, G, derivs)
         D += wgt * np.sum(w * dp, axis=-1)
         M += wgt * (np.sum(w * e * e, axis=-1) + q)
         if derivs:
-            d2p = 4.0 * G * p / (s + G) ** 3
-            p_g = -0.5 * wv * dp  # ∂p/∂γ at fixed x
-            s_g = 4.0 * p / s * p_g
-            dp_g = (G * s_g - s) / (s + G) ** 2
             tr = (tau / r)[:, None]
             da_dt = (-2.0 * s2 * tau / V**2)[:, None]
             dq_dt = 2.0 * tau * s2 * s2 / V**2
-            e_t = z * ((dp - a[:, None]) * tr - R * da_dt)
+            e_t = z * ((dp - A) * tr - R * da_dt)
             Dt += wgt * np.sum(w * d2p * z, axis=-1) * (tau / r)
             Dg += wgt * np.sum(w * dp_g, axis=-1)
             Mt += wgt * (np.sum(w * 2.0 * e * e_t, axis=-1) + dq_dt)
@@ -258,8 +288,19 @@ def interpolator_moments(tau, gamma, alpha, rho, prior=GAUSS_BERNOULLI, n_per: i
 
 
 def _interp_residual(lt, lg, c, comps, s2p, delta, n_per, kinks, derivs=True):
+    moments = lambda tau, gamma, derivs: _interp_moments(tau, gamma, c, comps, n_per, kinks, derivs)
+    return _se_residual(lt, lg, moments, s2p, delta, derivs)
+
+
+def _se_residual(lt, lg, moments, s2p, delta, derivs=True):
+    """Residuals of the (τ, γ) equations in log form (shared with ``static_depth``),
+
+        F1 = log(σ²/δ + M/δ) − 2 log τ,   F2 = log D − log δ,
+
+    with (D, M, ∂τD, ∂γD, ∂τM, ∂γM) = moments(τ, γ, derivs). Returns (F1, F2, J, (D, M)), J the
+    (…, 2, 2) Jacobian in (log τ, log γ) (None without ``derivs``)."""
     tau, gamma = np.exp(lt), np.exp(lg)
-    D, M, Dt, Dg, Mt, Mg = _interp_moments(tau, gamma, c, comps, n_per, kinks, derivs)
+    D, M, Dt, Dg, Mt, Mg = moments(tau, gamma, derivs)
     T = s2p + M / delta
     F1 = np.log(T) - 2.0 * lt
     F2 = np.log(D) - np.log(delta)
@@ -302,35 +343,45 @@ def _gamma_for_tau(lt, c, comps, delta, EB2, n_per, kinks, tol=1e-13, max_iter=6
     tau = np.exp(lt)
     lo = np.log(c * (1 / delta - 1))
     hi = np.log((c + 2 * np.sqrt(EB2 + tau**2)) * (1 / delta - 1))
-    lg = 0.5 * (lo + hi)
-    active = np.ones(lt.size, bool)
+
+    def fdf(lg, idx):
+        g = np.exp(lg)
+        D, _, _, Dg, _, _ = _interp_moments(tau[idx], g, c[idx], _sub(comps, idx), n_per, kinks, True)
+        return np.log(D) - np.log(delta[idx]), g * Dg / D
+
+    return _bracketed_newton(0.5 * (lo + hi), lo, hi, fdf, tol, 1e-14, max_iter)
+
+
+def _bracketed_newton(x, lo, hi, fdf, tol, xtol, max_iter):
+    """Vectorised safeguarded Newton for F(x) = 0 with F decreasing, F(lo) > 0 > F(hi) (shared
+    with ``static_depth``). ``fdf(x[idx], idx) -> (F, F')``; x, lo, hi (1-d) are updated in place.
+
+    Each iterate shrinks the bracket by the sign of F; the Newton candidate is taken only when it
+    is finite and strictly inside the bracket, else the midpoint (so it cannot diverge, and keeps
+    Newton's quadratic rate near the root). A point stops when |F| < tol or the bracket is below
+    xtol; ``max_iter`` is a cap. Returns x.
+    """
+    active = np.ones(x.size, bool)
     for _ in range(max_iter):
         idx = np.flatnonzero(active)
         if idx.size == 0:
             break
-        g = np.exp(lg[idx])
-        D, _, _, Dg, _, _ = _interp_moments(tau[idx], g, c[idx], _sub(comps, idx), n_per, kinks, True)
-        F = np.log(D) - np.log(delta[idx])
-        dF = g * Dg / D
-        lo[idx] = np.where(F > 0, lg[idx], lo[idx])
-        hi[idx] = np.where(F > 0, hi[idx], lg[idx])
+        F, dF = fdf(x[idx], idx)
+        lo[idx] = np.where(F > 0, x[idx], lo[idx])
+        hi[idx] = np.where(F > 0, hi[idx], x[idx])
         with np.errstate(divide="ignore", invalid="ignore"):
-            step = -F / dF
-        cand = lg[idx] + step
+            cand = x[idx] - F / dF
         bad = ~np.isfinite(cand) | (cand <= lo[idx]) | (cand >= hi[idx])
         cand = np.where(bad, 0.5 * (lo[idx] + hi[idx]), cand)
-        done = (np.abs(F) < tol) | (hi[idx] - lo[idx] < 1e-14)
-        lg[idx] = np.where(done, lg[idx], cand)
+        done = (np.abs(F) < tol) | (hi[idx] - lo[idx] < xtol)
+        x[idx] = np.where(done, x[idx], cand)
         active[idx[done]] = False
-    return lg
+    return x
 
 
 def _solve_interpolator_nested(alpha, delta, rho, sigma, prior, n_per=12, kinks=True, tol=1e-11, max_iter=100):
     """Robust (slower) solver: γ(τ) exactly by :func:`_gamma_for_tau`, then the reduced scalar
-    equation R(log τ) = F1(log τ, log γ(τ)) by safeguarded Newton inside a sign bracket.
-
-    R → +∞ as τ → 0 (M > 0 for c > 0) and R < 0 for large τ, so a bracket exists; it is found by
-    stepping outwards in log τ.
+    equation R(log τ) = F1(log τ, log γ(τ)) by :func:`_nested_log_tau`.
     """
     c = alpha**2
     comps = _components(prior, rho)
@@ -345,11 +396,25 @@ def _solve_interpolator_nested(alpha, delta, rho, sigma, prior, n_per=12, kinks=
         dR = J[:, 0, 0] - J[:, 0, 1] * J[:, 1, 0] / J[:, 1, 1]
         return F1, lg, dR
 
-    n = alpha.size
+    return _nested_log_tau(R, s2p, EB2, delta, tol, max_iter)
+
+
+def _nested_log_tau(R, s2p, EB2, delta, tol, max_iter, floor=None):
+    """Solve the reduced equation R(log τ) = F1(log τ, log γ(τ)) = 0 (shared with ``static_depth``).
+
+    ``R(lt, idx, derivs)`` -> (F1, log γ) or, with ``derivs``, (F1, log γ, dF1/dlog τ along γ(τ)).
+    R → +∞ as τ → 0 (M > 0) and R < 0 for large τ, so a sign bracket exists: it is found by
+    stepping outwards in log τ from the scale of the min-ℓ2 solution (down from
+    max(σ', ``floor``) when a floor is given, else from max(σ', 1e-6·scale)), then
+    :func:`_bracketed_newton`. Returns (log τ, log γ).
+    """
+    n = delta.size
     all_idx = np.arange(n)
     scale = np.sqrt(np.maximum(s2p / (1 - delta) + EB2 / delta, 1e-300))
     hi = np.log(scale) + 1.0
     lo = np.log(np.maximum(np.sqrt(s2p), 1e-6 * scale))
+    if floor is not None:  # τ ≳ floor in the recovery phase: start the downward search there
+        lo = np.minimum(lo, np.log(np.maximum(np.sqrt(s2p), floor)))
     for _ in range(40):  # R(hi) < 0
         f, _ = R(hi, all_idx, False)
         grow = ~(f < 0)
@@ -362,26 +427,13 @@ def _solve_interpolator_nested(alpha, delta, rho, sigma, prior, n_per=12, kinks=
         if not np.any(grow):
             break
         lo = np.where(grow, lo - 5.0, lo)
-    lt = 0.5 * (lo + hi)
     lg = np.zeros(n)
-    res = np.full(n, np.inf)
-    active = np.ones(n, bool)
-    for _ in range(max_iter):
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
-        F, lgi, dR = R(lt[idx], idx, True)
-        lg[idx] = lgi
-        res[idx] = np.abs(F)
-        lo[idx] = np.where(F > 0, lt[idx], lo[idx])
-        hi[idx] = np.where(F > 0, hi[idx], lt[idx])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cand = lt[idx] - F / dR
-        bad = ~np.isfinite(cand) | (cand <= lo[idx]) | (cand >= hi[idx])
-        cand = np.where(bad, 0.5 * (lo[idx] + hi[idx]), cand)
-        done = (np.abs(F) < tol) | (hi[idx] - lo[idx] < 1e-15)
-        lt[idx] = np.where(done, lt[idx], cand)
-        active[idx[done]] = False
+
+    def fdf(lt, idx):
+        F, lg[idx], dR = R(lt, idx, True)
+        return F, dR
+
+    lt = _bracketed_newton(0.5 * (lo + hi), lo, hi, fdf, tol, 1e-15, max_iter)
     return lt, lg
 
 
@@ -408,58 +460,11 @@ def _solve_interpolator(alpha, delta, rho, sigma, prior, n_per=12, kinks=True, t
     lt = np.where(use_b, lt_b, lt_a)
     lg = np.where(use_b, lg_b, lg_a)
 
-    n = lt.size
-    active = np.ones(n, bool)
-    res = np.full(n, np.inf)
-    for _ in range(max_iter):
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
-        sub = [(w[idx] if np.ndim(w) else w, m, v) for w, m, v in comps]
-        F1, F2, J, _ = _interp_residual(lt[idx], lg[idx], c[idx], sub, s2p[idx], delta[idx], n_per, kinks)
-        F = np.stack([F1, F2], -1)
-        nrm = np.max(np.abs(F), -1)
-        res[idx] = nrm
-        done = nrm < tol
-        active[idx[done]] = False
-        keep = ~done
-        if not np.any(keep):
-            break
-        idx, F, J, nrm = idx[keep], F[keep], J[keep], nrm[keep]
-        sub = [(w[idx] if np.ndim(w) else w, m, v) for w, m, v in comps]
-        det = J[:, 0, 0] * J[:, 1, 1] - J[:, 0, 1] * J[:, 1, 0]
-        ok = np.abs(det) > 1e-300
-        det = np.where(ok, det, 1.0)
-        s1 = -(J[:, 1, 1] * F[:, 0] - J[:, 0, 1] * F[:, 1]) / det
-        s2 = -(-J[:, 1, 0] * F[:, 0] + J[:, 0, 0] * F[:, 1]) / det
-        s1 = np.where(ok, s1, -F[:, 0])
-        s2 = np.where(ok, s2, -F[:, 1])
-        big = np.maximum(np.abs(s1), np.abs(s2))
-        scale = np.minimum(1.0, 2.0 / np.maximum(big, 1e-300))
-        s1, s2 = s1 * scale, s2 * scale
-        # backtracking on the max-norm of the residual
-        step = np.ones(idx.size)
-        pending = np.ones(idx.size, bool)
-        new_lt, new_lg = lt[idx].copy(), lg[idx].copy()
-        for _ls in range(12):
-            j = np.flatnonzero(pending)
-            if j.size == 0:
-                break
-            tl = lt[idx[j]] + step[j] * s1[j]
-            tg = lg[idx[j]] + step[j] * s2[j]
-            subj = [(w[j] if np.ndim(w) else w, m, v) for w, m, v in sub]
-            G1, G2, _, _ = _interp_residual(tl, tg, c[idx[j]], subj, s2p[idx[j]], delta[idx[j]], n_per, kinks, derivs=False)
-            gn = np.maximum(np.abs(G1), np.abs(G2))
-            acc = np.isfinite(gn) & (gn < (1 - 1e-4 * step[j]) * nrm[j])
-            new_lt[j[acc]] = tl[acc]
-            new_lg[j[acc]] = tg[acc]
-            pending[j[acc]] = False
-            step[j[~acc]] *= 0.5
-        # points whose line search failed take the smallest step anyway (may escape a flat spot)
-        j = np.flatnonzero(pending)
-        new_lt[j] = lt[idx[j]] + step[j] * s1[j]
-        new_lg[j] = lg[idx[j]] + step[j] * s2[j]
-        lt[idx], lg[idx] = new_lt, new_lg
+    def resid(lt, lg, idx, derivs):
+        F1, F2, J, _ = _interp_residual(lt, lg, c[idx], _sub(comps, idx), s2p[idx], delta[idx], n_per, kinks, derivs)
+        return F1, F2, J
+
+    _damped_newton(lt, lg, resid, tol, max_iter)
     # fallback: the nested, bracketed solver for the points Newton did not converge
     F1, F2, _, _ = _interp_residual(lt, lg, c, comps, s2p, delta, n_per, kinks, derivs=False)
     res = np.maximum(np.abs(F1), np.abs(F2))
@@ -480,6 +485,75 @@ def _solve_interpolator(alpha, delta, rho, sigma, prior, n_per=12, kinks=True, t
         "converged": res < 100 * tol,
         "residual": res,
     }
+
+
+def _damped_newton(lt, lg, resid, tol, max_iter, finite_det=False):
+    """Damped Newton on the 2-d system F(log τ, log γ) = 0, vectorised over points (shared with
+    ``static_depth``); lt, lg (1-d) are updated in place (every point ends at its last iterate).
+
+    ``resid(lt, lg, idx, derivs) -> (F1, F2, J)`` at the points ``idx`` (J: (…, 2, 2) Jacobian,
+    None without ``derivs``). A point stops once max(|F1|, |F2|) < tol; ``max_iter`` is a cap.
+
+    - Damping: the Newton step is scaled so that no component exceeds 2 in log units (a factor e²
+      in τ or γ). Far from the root the Jacobian of the log-moment equations is poor (dead zone
+      of the prox, τ → 0), and an undamped step can leave the region where the moments are
+      representable. A singular Jacobian (|det| ≤ 1e-300; with ``finite_det`` also a non-finite
+      det) falls back to the step −F.
+    - Backtracking on the max-norm (the same norm as the stopping test, so acceptance and
+      convergence agree): halve the step until max|F| < (1 − 1e-4·step)·max|F_old| (Armijo-type
+      sufficient decrease), non-finite residuals rejected.
+    - 12 halvings (step ≥ 2⁻¹¹ ≈ 5e-4) bound the cost per iteration; a point whose line search
+      fails takes that smallest step anyway, which may escape a flat spot of the max-norm.
+    """
+    active = np.ones(lt.size, bool)
+    for _ in range(max_iter):
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        F1, F2, J = resid(lt[idx], lg[idx], idx, True)
+        F = np.stack([F1, F2], -1)
+        nrm = np.max(np.abs(F), -1)
+        done = nrm < tol
+        active[idx[done]] = False
+        keep = ~done
+        if not np.any(keep):
+            break
+        idx, F, J, nrm = idx[keep], F[keep], J[keep], nrm[keep]
+        det = J[:, 0, 0] * J[:, 1, 1] - J[:, 0, 1] * J[:, 1, 0]
+        ok = np.abs(det) > 1e-300
+        if finite_det:
+            ok = np.isfinite(det) & ok
+        det = np.where(ok, det, 1.0)
+        s1 = -(J[:, 1, 1] * F[:, 0] - J[:, 0, 1] * F[:, 1]) / det
+        s2 = -(-J[:, 1, 0] * F[:, 0] + J[:, 0, 0] * F[:, 1]) / det
+        s1 = np.where(ok, s1, -F[:, 0])
+        s2 = np.where(ok, s2, -F[:, 1])
+        big = np.maximum(np.abs(s1), np.abs(s2))
+        scale = np.minimum(1.0, 2.0 / np.maximum(big, 1e-300))
+        s1, s2 = s1 * scale, s2 * scale
+        # backtracking on the max-norm of the residual
+        step = np.ones(idx.size)
+        pending = np.ones(idx.size, bool)
+        new_lt, new_lg = lt[idx].copy(), lg[idx].copy()
+        for _ls in range(12):
+            j = np.flatnonzero(pending)
+            if j.size == 0:
+                break
+            tl = lt[idx[j]] + step[j] * s1[j]
+            tg = lg[idx[j]] + step[j] * s2[j]
+            G1, G2, _ = resid(tl, tg, idx[j], False)
+            gn = np.maximum(np.abs(G1), np.abs(G2))
+            acc = np.isfinite(gn) & (gn < (1 - 1e-4 * step[j]) * nrm[j])
+            new_lt[j[acc]] = tl[acc]
+            new_lg[j[acc]] = tg[acc]
+            pending[j[acc]] = False
+            step[j[~acc]] *= 0.5
+        # points whose line search failed take the smallest step anyway (may escape a flat spot)
+        j = np.flatnonzero(pending)
+        new_lt[j] = lt[idx[j]] + step[j] * s1[j]
+        new_lg[j] = lg[idx[j]] + step[j] * s2[j]
+        lt[idx], lg[idx] = new_lt, new_lg
+    return lt, lg
 
 
 # ---------------------------------------------------------------------------------------------

@@ -39,8 +39,6 @@ Regimes returned by :func:`solve_static_depth` (codes as in :mod:`static`):
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import roots_legendre
-
 from . import static as _st
 from .priors import second_moment
 
@@ -330,68 +328,30 @@ def prox_depth(x, gamma, alpha, depth):
 
 
 def _z_nodes(mu, r, gamma, pot, n_per: int):
-    """Nodes/weights for E_Z[f(μ + rZ)]: piecewise Gauss–Legendre on [−Z_MAX, Z_MAX] split at the
-    fixed points of :mod:`static` and at x = ±prox⁻¹(z_k) for the potential's kink ladder."""
-    t, wt = roots_legendre(n_per)
+    """Nodes/weights for E_Z[f(μ + rZ)]: the split rule of :mod:`static` (fixed breaks plus
+    x = ±prox⁻¹(z_k) for the potential's kink ladder)."""
     shape = np.broadcast_shapes(np.shape(mu), np.shape(r), np.shape(gamma))
-    breaks = [np.broadcast_to(b, shape) for b in _st._BASE_BREAKS]
     zmax = np.abs(mu) + _st.Z_MAX * np.asarray(r)
     zs = np.stack(np.broadcast_arrays(*pot.kink_z(gamma, zmax)), axis=0)  # one batched prox⁻¹
-    for xk in pot.prox_inverse(zs, gamma):
-        for sgn in (1.0, -1.0):
-            zz = (sgn * xk - mu) / r
-            breaks.append(np.broadcast_to(np.clip(zz, -_st.Z_MAX, _st.Z_MAX), shape))
-    b = np.sort(np.stack(breaks, axis=-1), axis=-1)
-    lo, hi = b[..., :-1], b[..., 1:]
-    half = 0.5 * (hi - lo)
-    mid = 0.5 * (hi + lo)
-    z = (mid[..., None] + half[..., None] * t).reshape(shape + (-1,))
-    w = (half[..., None] * wt).reshape(shape + (-1,)) * _st._phi(z)
-    return z, w
+    return _st._split_rule(mu, r, pot.prox_inverse(zs, gamma), shape, n_per)
 
 
 def _moments(tau, gamma, pot, comps, n_per: int = 8, derivs: bool = True, rule=None):
-    """E[p′], E[(p − B)²] and their τ-, γ-derivatives (as :func:`static._interp_moments`, for any
+    """E[p′], E[(p − B)²] and their τ-, γ-derivatives (:func:`static._accumulate_moments`, for any
     potential). ∂p/∂γ = −Q′(p)p′ and ∂p′/∂γ = −p′(1 − p′)/γ − Q′(p)p″ at fixed x."""
-    D = np.zeros_like(tau)
-    M = np.zeros_like(tau)
-    Dt = np.zeros_like(tau)
-    Dg = np.zeros_like(tau)
-    Mt = np.zeros_like(tau)
-    Mg = np.zeros_like(tau)
     pc = pot.col()
-    for wgt, mu, s2 in comps:
-        wgt = np.broadcast_to(wgt, tau.shape)
-        V = s2 + tau * tau
-        r = np.sqrt(V)
-        a = s2 / V
-        a = np.where(tau > 0, a, 1.0) if s2 > 0 else a
-        q = s2 * tau * tau / V
-        if rule is None:
-            z, w = _z_nodes(mu, r, gamma, pot, n_per)
-        else:
-            z = np.broadcast_to(rule[0], tau.shape + rule[0].shape)
-            w = np.broadcast_to(rule[1], tau.shape + rule[1].shape)
-        R, G = r[:, None], gamma[:, None]
+
+    def point(mu, R, z, A, G, derivs):
         xm = R * z  # x − μ, exact (μ + rZ − μ would lose ε|μ|/τ: τ ~ α^L ≪ 1 in the recovery phase)
         x = mu + xm
         p, Qp, dp, omdp, d2p = pc.prox(x, G)
-        A = a[:, None]
         e = np.where(np.abs(p) > 0.5 * np.abs(x), (1.0 - A) * xm - G * Qp, p - mu - A * xm)
-        D += wgt * np.sum(w * dp, axis=-1)
-        M += wgt * (np.sum(w * e * e, axis=-1) + q)
-        if derivs:
-            p_g = -Qp * dp
-            dp_g = -dp * omdp / G - Qp * d2p
-            tr = (tau / r)[:, None]
-            da_dt = (-2.0 * s2 * tau / V**2)[:, None]
-            dq_dt = 2.0 * tau * s2 * s2 / V**2
-            e_t = z * ((dp - A) * tr - R * da_dt)
-            Dt += wgt * np.sum(w * d2p * z, axis=-1) * (tau / r)
-            Dg += wgt * np.sum(w * dp_g, axis=-1)
-            Mt += wgt * (np.sum(w * 2.0 * e * e_t, axis=-1) + dq_dt)
-            Mg += wgt * np.sum(w * 2.0 * e * p_g, axis=-1)
-    return D, M, Dt, Dg, Mt, Mg
+        if not derivs:
+            return dp, e, None, None, None
+        return dp, e, d2p, -Qp * dp, -dp * omdp / G - Qp * d2p
+
+    nodes = lambda mu, r: _z_nodes(mu, r, gamma, pot, n_per)
+    return _st._accumulate_moments(tau, gamma, comps, nodes, point, derivs, rule)
 
 
 @_quiet
@@ -403,19 +363,8 @@ def interpolator_moments_depth(tau, gamma, alpha, rho, depth, prior=GAUSS_BERNOU
 
 
 def _residual(lt, lg, pot, comps, s2p, delta, n_per, derivs=True):
-    tau, gamma = np.exp(lt), np.exp(lg)
-    D, M, Dt, Dg, Mt, Mg = _moments(tau, gamma, pot, comps, n_per, derivs)
-    T = s2p + M / delta
-    F1 = np.log(T) - 2.0 * lt
-    F2 = np.log(D) - np.log(delta)
-    if not derivs:
-        return F1, F2, None, (D, M)
-    J = np.empty(lt.shape + (2, 2))
-    J[:, 0, 0] = tau * Mt / delta / T - 2.0
-    J[:, 0, 1] = gamma * Mg / delta / T
-    J[:, 1, 0] = tau * Dt / D
-    J[:, 1, 1] = gamma * Dg / D
-    return F1, F2, J, (D, M)
+    moments = lambda tau, gamma, derivs: _moments(tau, gamma, pot, comps, n_per, derivs)
+    return _st._se_residual(lt, lg, moments, s2p, delta, derivs)
 
 
 def _gamma_for_tau(lt, pot, comps, delta, n_per, tol=1e-13, max_iter=80):
@@ -434,30 +383,18 @@ def _gamma_for_tau(lt, pot, comps, delta, n_per, tol=1e-13, max_iter=80):
         if not np.any(grow):
             break
         hi = np.where(grow, hi + 2.0, hi)
-    lg = 0.5 * (lo + hi)
-    active = np.ones(lt.size, bool)
-    for _ in range(max_iter):
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
-        g = np.exp(lg[idx])
+
+    def fdf(lg, idx):
+        g = np.exp(lg)
         D, _, _, Dg, _, _ = _moments(tau[idx], g, pot.take(idx), _st._sub(comps, idx), n_per, True)
-        F = np.log(D) - np.log(delta[idx])
-        dF = g * Dg / D
-        lo[idx] = np.where(F > 0, lg[idx], lo[idx])
-        hi[idx] = np.where(F > 0, hi[idx], lg[idx])
-        cand = lg[idx] - F / dF
-        bad = ~np.isfinite(cand) | (cand <= lo[idx]) | (cand >= hi[idx])
-        cand = np.where(bad, 0.5 * (lo[idx] + hi[idx]), cand)
-        done = (np.abs(F) < tol) | (hi[idx] - lo[idx] < 1e-14)
-        lg[idx] = np.where(done, lg[idx], cand)
-        active[idx[done]] = False
-    return lg
+        return np.log(D) - np.log(delta[idx]), g * Dg / D
+
+    return _st._bracketed_newton(0.5 * (lo + hi), lo, hi, fdf, tol, 1e-14, max_iter)
 
 
 def _solve_nested(pot, delta, rho, sigma, prior, n_per, tol, max_iter):
     """Bracketed fallback (as :func:`static._solve_interpolator_nested`): γ(τ) exactly, then the
-    reduced equation R(log τ) = F1(log τ, log γ(τ)) by safeguarded Newton in a sign bracket."""
+    reduced equation R(log τ) = F1(log τ, log γ(τ)) by :func:`static._nested_log_tau`."""
     comps = _st._components(prior, rho)
     s2p = sigma**2 / delta
     EB2 = second_moment(prior, rho)
@@ -470,44 +407,8 @@ def _solve_nested(pot, delta, rho, sigma, prior, n_per, tol, max_iter):
             return F1, lg
         return F1, lg, J[:, 0, 0] - J[:, 0, 1] * J[:, 1, 0] / J[:, 1, 1]
 
-    n = delta.size
-    all_idx = np.arange(n)
-    scale = np.sqrt(np.maximum(s2p / (1 - delta) + EB2 / delta, 1e-300))
-    hi = np.log(scale) + 1.0
-    lo = np.log(np.maximum(np.sqrt(s2p), 1e-6 * scale))
-    floor = pot.tau_floor()
-    if floor is not None:  # τ ≳ α^L in the recovery phase: start the downward search there
-        lo = np.minimum(lo, np.log(np.maximum(np.sqrt(s2p), floor)))
-    for _ in range(40):
-        f, _ = R(hi, all_idx, False)
-        grow = ~(f < 0)
-        if not np.any(grow):
-            break
-        hi = np.where(grow, hi + 2.0, hi)
-    for _ in range(60):
-        f, _ = R(lo, all_idx, False)
-        grow = ~(f > 0) & (lo > -700)
-        if not np.any(grow):
-            break
-        lo = np.where(grow, lo - 5.0, lo)
-    lt = 0.5 * (lo + hi)
-    lg = np.zeros(n)
-    active = np.ones(n, bool)
-    for _ in range(max_iter):
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
-        F, lgi, dR = R(lt[idx], idx, True)
-        lg[idx] = lgi
-        lo[idx] = np.where(F > 0, lt[idx], lo[idx])
-        hi[idx] = np.where(F > 0, hi[idx], lt[idx])
-        cand = lt[idx] - F / dR
-        bad = ~np.isfinite(cand) | (cand <= lo[idx]) | (cand >= hi[idx])
-        cand = np.where(bad, 0.5 * (lo[idx] + hi[idx]), cand)
-        done = (np.abs(F) < tol) | (hi[idx] - lo[idx] < 1e-15)
-        lt[idx] = np.where(done, lt[idx], cand)
-        active[idx[done]] = False
-    return lt, lg
+    # τ ≳ α^L in the recovery phase: the downward search for the bracket starts there
+    return _st._nested_log_tau(R, s2p, EB2, delta, tol, max_iter, floor=pot.tau_floor())
 
 
 def _solve_interpolator(pot, delta, rho, sigma, prior, n_per=8, tol=1e-11, max_iter=30):
@@ -548,53 +449,11 @@ def _solve_interpolator(pot, delta, rho, sigma, prior, n_per=8, tol=1e-11, max_i
         use = nrm < best
         lt, lg, best = np.where(use, lt_s, lt), np.where(use, lg_s, lg), np.where(use, nrm, best)
 
-    n = lt.size
-    active = np.ones(n, bool)
-    for _ in range(max_iter):
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
-        sub, pt = _st._sub(comps, idx), pot.take(idx)
-        F1, F2, J, _ = _residual(lt[idx], lg[idx], pt, sub, s2p[idx], delta[idx], n_per)
-        F = np.stack([F1, F2], -1)
-        nrm = np.max(np.abs(F), -1)
-        done = nrm < tol
-        active[idx[done]] = False
-        keep = ~done
-        if not np.any(keep):
-            break
-        idx, F, J, nrm = idx[keep], F[keep], J[keep], nrm[keep]
-        sub, pt = _st._sub(comps, idx), pot.take(idx)
-        det = J[:, 0, 0] * J[:, 1, 1] - J[:, 0, 1] * J[:, 1, 0]
-        ok = np.isfinite(det) & (np.abs(det) > 1e-300)
-        det = np.where(ok, det, 1.0)
-        s1 = -(J[:, 1, 1] * F[:, 0] - J[:, 0, 1] * F[:, 1]) / det
-        s2 = -(-J[:, 1, 0] * F[:, 0] + J[:, 0, 0] * F[:, 1]) / det
-        s1 = np.where(ok, s1, -F[:, 0])
-        s2 = np.where(ok, s2, -F[:, 1])
-        big = np.maximum(np.abs(s1), np.abs(s2))
-        scale = np.minimum(1.0, 2.0 / np.maximum(big, 1e-300))
-        s1, s2 = s1 * scale, s2 * scale
-        step = np.ones(idx.size)
-        pending = np.ones(idx.size, bool)
-        new_lt, new_lg = lt[idx].copy(), lg[idx].copy()
-        for _ls in range(12):
-            j = np.flatnonzero(pending)
-            if j.size == 0:
-                break
-            tl = lt[idx[j]] + step[j] * s1[j]
-            tg = lg[idx[j]] + step[j] * s2[j]
-            G1, G2, _, _ = _residual(tl, tg, pt.take(j), _st._sub(sub, j), s2p[idx[j]], delta[idx[j]], n_per, derivs=False)
-            gn = np.maximum(np.abs(G1), np.abs(G2))
-            acc = np.isfinite(gn) & (gn < (1 - 1e-4 * step[j]) * nrm[j])
-            new_lt[j[acc]] = tl[acc]
-            new_lg[j[acc]] = tg[acc]
-            pending[j[acc]] = False
-            step[j[~acc]] *= 0.5
-        j = np.flatnonzero(pending)
-        new_lt[j] = lt[idx[j]] + step[j] * s1[j]
-        new_lg[j] = lg[idx[j]] + step[j] * s2[j]
-        lt[idx], lg[idx] = new_lt, new_lg
+    def resid(lt, lg, idx, derivs):
+        F1, F2, J, _ = _residual(lt, lg, pot.take(idx), _st._sub(comps, idx), s2p[idx], delta[idx], n_per, derivs)
+        return F1, F2, J
+
+    _st._damped_newton(lt, lg, resid, tol, max_iter, finite_det=True)
     F1, F2, _, _ = _residual(lt, lg, pot, comps, s2p, delta, n_per, derivs=False)
     res = np.maximum(np.abs(F1), np.abs(F2))
     bad = np.flatnonzero(~(res < tol * 10))

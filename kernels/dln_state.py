@@ -1,4 +1,4 @@
-"""The depth-2 DLN state in coordinates that are exact at any initialisation scale α.
+"""DLN states in coordinates that are exact at any initialisation scale α (depth 2 here, depth L below).
 
 Gradient descent on β = u ⊙ v (theory reference §1) is stored as
 

@@ -30,12 +30,14 @@ import numpy as np
 from . import dln_state
 from .backend import get_namespace, resolve_dtype, to_device, to_numpy
 from .problem import draw_instance
+from .registry import observables
 from .schedule import step_times
 
 log = logging.getLogger("dln_kernels.simulate")
 
 MODELS = ("dln", "linear")
-OBSERVABLES = ("e_train", "e_test", "l1_norm", "conservation_drift")
+# What each model records, from the registry (by name): "sim:dln" and "sim:linear" producers.
+OBSERVABLES = {model: observables(f"sim:{model}") for model in MODELS}
 
 
 class DivergenceError(FloatingPointError):
@@ -80,8 +82,7 @@ def gd_stack(
     rounded to that dtype before use (a float32 run takes float32 steps); record_steps: sorted
     ints in [0, n_steps]. ``delta`` = n/d of X (the algorithm's 1/δ).
 
-    Returns host arrays of the run dtype: each name of ``OBSERVABLES`` (DLN; the first three for
-    the linear model) shaped (G, b, R); with ``save_beta`` also ``beta_final`` (G, b, d); with
+    Returns host arrays of the run dtype: each name of ``OBSERVABLES[model]`` shaped (G, b, R); with ``save_beta`` also ``beta_final`` (G, b, d); with
     ``record_beta`` also ``beta`` (G, b, R, d), β at every recorded step.
     ``progress_every`` (seconds): log progress at most this often.
 
@@ -117,7 +118,7 @@ def gd_stack(
     else:
         beta = xp.zeros((G, d, b), dtype=dtype)
 
-    names = OBSERVABLES if model == "dln" else OBSERVABLES[:3]
+    names = OBSERVABLES[model]
     R = len(record_steps)
     out = {name: xp.empty((G, b, R), dtype=dtype) for name in names}
     beta_hist = xp.empty((G, b, R, d), dtype=dtype) if record_beta else None
@@ -190,7 +191,7 @@ def _host_dtype(xp, dtype):
 def simulate_members(
     xp,
     instances,
-    member_rows,
+    members,
     *,
     model: str,
     delta: float,
@@ -206,27 +207,29 @@ def simulate_members(
 ) -> dict:
     """Runs of G instances (one data group each) with b members each; host arrays (G, b, …).
 
-    ``member_rows[g]`` is a (b, 4) array of (ρ, σ, α, λ) for the runs of instance g; all groups
-    must have the same b. Runs of a group share X and ξ, and their teachers share noise.
-    ``dtype`` (NumPy float type) is the run dtype: the host data are rounded to it once.
-    ``network``, ``depth``: the DLN family (model "dln" only), see :func:`gd_stack`.
+    ``members[g]`` holds the runs of instance g by axis name: {"rho", "sigma", "alpha",
+    "weight_decay"} → (b,) arrays; all groups must have the same b. Runs of a group share X and ξ,
+    and their teachers share noise. ``dtype`` (NumPy float type) is the run dtype: the host data
+    are rounded to it once. ``network``, ``depth``: the DLN family (model "dln" only), see
+    :func:`gd_stack`. Raises ValueError for α below ``dln_state.alpha_min`` (before compute).
     """
     network, depth = dln_state.validate_network(network, depth)
+    col = lambda m, a: np.asarray(m[a], dtype=float)  # noqa: E731
     if model == "dln":
-        _check_alpha(np.concatenate([np.asarray(r)[:, 2] for r in member_rows]), dtype, network, depth)
+        _check_alpha(np.concatenate([col(m, "alpha") for m in members]), dtype, network, depth)
     Xs, bstars, ys = [], [], []
-    for inst, rows in zip(instances, member_rows):
+    for inst, m in zip(instances, members):
         X = inst.design(delta)
         xi = inst.noise(delta)
-        bs = np.stack([inst.teacher(prior, r) for r in rows[:, 0]], axis=1)  # (d, b)
+        bs = np.stack([inst.teacher(prior, r) for r in col(m, "rho")], axis=1)  # (d, b)
         Xs.append(X)
         bstars.append(bs)
-        ys.append(X @ bs + xi[:, None] * rows[None, :, 1])
+        ys.append(X @ bs + xi[:, None] * col(m, "sigma")[None, :])
     dev = lambda a: to_device(xp, np.stack(a), dtype)  # noqa: E731
-    par = lambda j: to_device(xp, np.stack([r[:, j] for r in member_rows])[:, None, :], dtype)  # noqa: E731
+    par = lambda a: to_device(xp, np.stack([col(m, a) for m in members])[:, None, :], dtype)  # noqa: E731
     X = dev(Xs)
     return gd_stack(
-        xp, X, dev(bstars), dev(ys), par(2), par(3), dt_schedule, record_steps,
+        xp, X, dev(bstars), dev(ys), par("alpha"), par("weight_decay"), dt_schedule, record_steps,
         delta=X.shape[1] / X.shape[2],  # n/d of the actual design: the algorithm's 1/δ
         model=model, save_beta=save_beta, record_beta=record_beta, progress_every=progress_every,
         network=network, depth=depth,
@@ -272,18 +275,18 @@ def simulate_grid(
     network, depth = dln_state.validate_network(network, depth)
     xp = get_namespace(backend)
     axes = [list(np.atleast_1d(a).astype(float)) for a in (rho, sigma, alpha, weight_decay)]
-    members = np.array(np.meshgrid(*axes, indexing="ij")).reshape(4, -1).T  # (b, 4)
+    names = ("rho", "sigma", "alpha", "weight_decay")  # the output's axis order (documented above)
+    grid = dict(zip(names, (m.ravel() for m in np.meshgrid(*axes, indexing="ij"))))  # (b,) per axis
     seeds = [int(s) for s in np.atleast_1d(seeds)]
     dt_schedule = np.full(n_steps, float(dt))
     record_steps = np.asarray(record_steps, dtype=np.int64)
     if share_data:
         instances = [draw_instance(d, s, base_seed) for s in seeds]
-        rows = [members] * len(seeds)
+        rows = [grid] * len(seeds)
     else:  # one instance per run, from a separate seed stream
-        instances = [
-            draw_instance(d, s * len(members) + j, base_seed + 1) for s in seeds for j in range(len(members))
-        ]
-        rows = [members[j : j + 1] for _ in seeds for j in range(len(members))]
+        b = grid["alpha"].size
+        instances = [draw_instance(d, s * b + j, base_seed + 1) for s in seeds for j in range(b)]
+        rows = [{a: v[j : j + 1] for a, v in grid.items()} for _ in seeds for j in range(b)]
     res = simulate_members(
         xp, instances, rows, model=model, delta=delta, prior=prior, dt_schedule=dt_schedule,
         record_steps=record_steps, dtype=resolve_dtype(dtype), save_beta=save_beta,

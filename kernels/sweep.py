@@ -313,9 +313,6 @@ def make_chunks(sweep: dict) -> list:
     return chunks
 
 
-_KERNEL_MEMBER_COLUMNS = ("rho", "sigma", "alpha", "weight_decay")  # simulate_members' row layout
-
-
 def _column_type(axis: str):
     """NumPy type of an axis' values (int64 for integer axes such as the depth)."""
     return np.int64 if AXES[axis].kind == "integer" else np.float64
@@ -330,21 +327,20 @@ def run_chunk(sweep: dict, chunk: dict, progress_every: float | None = 10.0) -> 
     """Simulate one chunk. Returns per-run parameter columns and (runs, times) observables."""
     xp = get_namespace(sweep["backend"])
     _, dt_schedule, steps, times = time_grid(sweep)
-    # simulate_members takes (b, 4) rows of (ρ, σ, α, λ): built here by name
-    rows = np.array([[m[a] for a in _KERNEL_MEMBER_COLUMNS] for m in chunk["members"]], dtype=float)
+    runs = {a: np.array([m[a] for m in chunk["members"]], dtype=float) for a in MEMBER_AXES}  # by name
     instances = [draw_instance(sweep["d"], s, sweep["base_seed"]) for s in chunk["seeds"]]
     res = simulate_members(
-        xp, instances, [rows] * len(instances), model=sweep["model"], delta=chunk["delta"],
+        xp, instances, [runs] * len(instances), model=sweep["model"], delta=chunk["delta"],
         prior=sweep["prior"], dt_schedule=dt_schedule, record_steps=steps,
         dtype=resolve_dtype(sweep["dtype"]), save_beta=sweep["save_beta"],
         progress_every=progress_every, **_network_kw(sweep, chunk["depth"]),
     )
-    n_runs = len(instances) * len(rows)
+    n_runs = len(instances) * len(chunk["members"])
     out = {name: arr.reshape(n_runs, *arr.shape[2:]) for name, arr in res.items()}
     out["params"] = {
-        "seed": np.repeat(np.asarray(chunk["seeds"], dtype=np.int64), len(rows)),
+        "seed": np.repeat(np.asarray(chunk["seeds"], dtype=np.int64), len(chunk["members"])),
         **{a: np.full(n_runs, chunk[a], dtype=_column_type(a)) for a in CHUNK_AXES},
-        **{a: np.tile(np.array([m[a] for m in chunk["members"]], dtype=float), len(instances)) for a in MEMBER_AXES},
+        **{a: np.tile(runs[a], len(instances)) for a in MEMBER_AXES},
     }
     out["step"], out["time"] = steps, times
     out["backend"] = backend_name(xp)

@@ -1,5 +1,5 @@
 # DLN sweep pipeline. Thin on purpose: configuration, includes and the default target.
-# Rules live in workflow/rules/, the numerics in kernels/ (import name `dln_kernels`).
+# Rules live in workflow/rules/, the numerics in kernels/dln_kernels/ (import name `dln_kernels`).
 from snakemake.utils import min_version
 
 from dln_kernels.sweep import ConfigError, validate_config

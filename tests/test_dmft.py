@@ -1,4 +1,4 @@
-"""Validation of the DMFT solver (kernels/dmft.py).
+"""Validation of the DMFT solver (kernels/dln_kernels/dmft.py).
 
 Tolerances are statistical: a deviation is compared with the combined Monte-Carlo standard error
 (DMFT replica spread, simulation seed spread). There is no separate finite-d allowance: a d-scan

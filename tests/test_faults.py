@@ -127,7 +127,7 @@ def reference(tmp_path_factory, config_file):
 
 
 def test_sigkill_mid_write_leaves_no_complete_file(tmp_path):
-    """SIGKILL a process while kernels/io.py writes a (large) chunk: nothing under the chunk's
+    """SIGKILL a process while kernels/dln_kernels/io.py writes a (large) chunk: nothing under the chunk's
     name, and what is left under the temporary name is rejected as a chunk."""
     target = tmp_path / "sim" / "chunk.h5"
     code = (

@@ -34,3 +34,23 @@ def test_reordered_axes_give_the_same_chunks(base_config):
     again = {**cfg, "grid": {a: list(reversed(v)) for a, v in reversed(list(cfg["grid"].items()))}}
     assert [c["name"] for c in sweep.make_chunks(cfg)] == [c["name"] for c in sweep.make_chunks(again)]
     assert [c["name"] for c in sweep.make_dmft_chunks(cfg)] == [c["name"] for c in sweep.make_dmft_chunks(again)]
+
+
+def test_one_copy_of_the_package():
+    """`kernels/` holds the one package `dln_kernels`; from the repository root, `import
+    kernels.static` must fail rather than load a second copy of the modules (issue 12)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import dln_kernels
+
+    root = Path(__file__).resolve().parents[1]
+    assert Path(dln_kernels.__file__).resolve().parent == root / "kernels" / "dln_kernels"
+    assert not (root / "kernels" / "__init__.py").exists()
+    code = (
+        "import importlib, dln_kernels.static as s\n"
+        "try:\n    importlib.import_module('kernels.static')\nexcept ModuleNotFoundError:\n    print('one')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "one"

@@ -1,4 +1,4 @@
-"""The late-time rate of E_train from the spectral edge (kernels/spectral_rate.py)."""
+"""The late-time rate of E_train from the spectral edge (kernels/dln_kernels/spectral_rate.py)."""
 
 from __future__ import annotations
 

@@ -91,15 +91,19 @@ def test_linear_dmft_equals_marchenko_pastur(backend):
 # ------------------------------------------------------------------------------------------
 # (b) DLN: DMFT vs finite-d simulation
 # ------------------------------------------------------------------------------------------
-def _compare_with_sim(delta, rho, sigmas, alphas, wds, dt, n_steps, d, seeds, n_paths, n_rec=25):
+def _compare_with_sim(delta, rho, sigmas, alphas, wds, dt, n_steps, d, seeds, n_paths, n_rec=25, backend="numpy",
+                      **family):
+    """DMFT vs simulation seed means on every recorded time above the DMFT's noise floor.
+    ``family``: prior, network, depth (passed to both), e.g. the depth panel of test_depth.py."""
     from dln_kernels.simulate import simulate_grid
 
     rec = output_steps(n_steps, n_rec)
-    sim = simulate_grid(model="dln", d=d, delta=delta, rho=[rho], sigma=sigmas, alpha=alphas,
-                        weight_decay=wds, seeds=list(seeds), dt=dt, n_steps=n_steps, record_steps=rec)
+    sim = simulate_grid(model="dln", d=d, delta=delta, rho=[rho], sigma=sigmas, alpha=alphas, backend=backend,
+                        weight_decay=wds, seeds=list(seeds), dt=dt, n_steps=n_steps, record_steps=rec, **family)
     pts = [dict(delta=delta, rho=rho, sigma=s, alpha=a, weight_decay=l, dt=dt)
            for s in sigmas for a in alphas for l in wds]
-    out = solve_dmft(pts, n_steps=n_steps, record_steps=rec, n_paths=n_paths, n_batches=8, seed=11, progress=False)
+    out = solve_dmft(pts, n_steps=n_steps, record_steps=rec, n_paths=n_paths, n_batches=8, seed=11, progress=False,
+                     backend=backend, memory_budget_bytes=40e9 if backend == "cupy" else 4e9, **family)
     rows = []
     i = 0
     for si in range(len(sigmas)):

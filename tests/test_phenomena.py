@@ -19,6 +19,8 @@ import pytest
 from dln_kernels.analysis import crossing_time
 from dln_kernels.dmft import solve_dmft
 from dln_kernels.phenomena import (
+    depth_search_time,
+    escape_clock,
     escape_rate,
     frozen_train_fraction,
     grokking_times,
@@ -213,15 +215,18 @@ def test_incremental_step_times_dmft():
 LN2 = math.log(2)
 
 
-def _dataset(steps, dt, fields, alpha, delta=(1.0,), rho=(0.2,), sigma=(0.0,), weight_decay=(0.0,), seeds=None):
+def _dataset(steps, dt, fields, alpha, delta=(1.0,), rho=(0.2,), sigma=(0.0,), weight_decay=(0.0,), seeds=None,
+             depth=None):
     """A Dataset laid out like simulations.nc (with ``seeds``) or dmft.nc (without): dims (alpha,
-    delta, rho, sigma, weight_decay[, seed], time), time = step·dt. ``fields``: name → f(p, t),
-    p the grid point (dict), returning a curve over t or a scalar."""
+    delta, rho, sigma, weight_decay[, depth][, seed], time), time = step·dt. ``fields``: name →
+    f(p, t), p the grid point (dict), returning a curve over t or a scalar."""
     import xarray as xr
 
     steps = np.asarray(steps)
     t = steps * dt
     axes = {"alpha": alpha, "delta": delta, "rho": rho, "sigma": sigma, "weight_decay": weight_decay}
+    if depth is not None:
+        axes["depth"] = depth
     if seeds is not None:
         axes["seed"] = seeds
     names, shape = list(axes), [len(v) for v in axes.values()]
@@ -500,3 +505,80 @@ def test_tradeoff_measure_of_known_rates():
     np.testing.assert_array_equal(m["per_alpha"][1]["window"], pm.dmft_window(t, t >= 10))
     # without the spectral rate in the Dataset: NaN
     assert pm.tradeoff_measure(sims, dmft.drop_vars("decay_rate_spectral"))["table"].rate_dmft_spectral.isna().all()
+
+
+# ----------------------------------------------------------------------------------------------
+# f. depth-L networks: saddle escape
+# ----------------------------------------------------------------------------------------------
+def test_escape_clock_is_the_gradient_flow_blowup():
+    assert escape_clock(0.1, 2) == pytest.approx(0.5 * math.log(10), rel=1e-15)
+    np.testing.assert_allclose(escape_clock(np.array([0.1, 0.2]), 3), [1 / 0.3, 1 / 0.6], rtol=1e-15)
+    assert escape_clock(0.1, 4) == pytest.approx(1 / (8 * 0.01), rel=1e-14)
+    # the pm update u <- u(1 + dt L u^{L-2} g) at g = 1 from u = α (theory.md §6): the time to
+    # reach u = 1e3 converges (first order in dt) to the flow's α^{2-L}/(L(L-2)) minus the tail
+    for L, a in ((3, 0.1), (4, 0.2)):
+        want = escape_clock(a, L) * (1 - (1e3 / a) ** (2 - L))
+        errs = []
+        for dt in (1e-4, 5e-5):
+            u = np.array([a])
+            k = 0
+            while u[0] < 1e3:
+                u = u * (1 + dt * L * u ** (L - 2))
+                k += 1
+            errs.append(k * dt / want - 1)
+        assert abs(errs[1]) < 2e-3 and abs(errs[1]) < 0.6 * abs(errs[0])
+    # L = 2: u = α e^{2t} reaches 1 at ln(1/α)/2
+    with pytest.raises(ValueError, match="depth"):
+        escape_clock(0.1, 1)
+    with pytest.raises(ValueError, match="alpha"):
+        escape_clock(0.0, 3)
+
+
+def test_depth_search_time_is_tau_times_the_clock():
+    prior = {"kind": "discrete", "values": [-1.0, 1.0], "probs": [0.5, 0.5]}
+    a = np.array([0.05, 0.1])
+    # L = 2: the pm network at dt is uv at 2dt (theory.md §6), so τ is taken at 2dt
+    np.testing.assert_allclose(depth_search_time(a, 2, 0.6, 0.2, 0.0, prior, dt=0.01),
+                               search_slope(0.5, 0.6, 0.2, 0.0, prior, 0.02) * 0.5 * np.log(1 / a), rtol=1e-14)
+    np.testing.assert_allclose(depth_search_time(a, 4, 0.6, 0.2, 0.0, prior, dt=0.01, fraction=0.7),
+                               search_slope(0.7, 0.6, 0.2, 0.0, prior, 0.0) / (8 * a**2), rtol=1e-14)
+
+
+def test_depth_escape_measure_of_known_power_laws():
+    """E_train = E0·2^(−t/t_h) with t_h = c·Λ_L(α): t_{1/2} = t_h exactly (log-linear
+    interpolation), the DMFT log-log slope is −(L − 2) for L ≥ 3 and the ln(1/α) slope c/2 at
+    L = 2; a curve that never halves is NaN; 'converged' follows E_train(t_max)/E_train(0)."""
+    prior = {"kind": "discrete", "values": [-1.0, 1.0], "probs": [0.5, 0.5]}
+    alphas, depths, c = [0.05, 0.1, 0.2, 0.5], [2, 3], 0.6
+    steps, dt = np.arange(2001), 0.01  # t_max = 20
+    t_h = lambda p: c * escape_clock(p["alpha"], int(p["depth"]))  # noqa: E731
+    curve = lambda p, t, k=1.0: 0.1 * 2.0 ** (-t / (k * t_h(p)))  # noqa: E731
+    kw = dict(alpha=alphas, delta=[0.6], depth=depths)
+    sims = _dataset(steps, dt, {"e_train": lambda p, t: curve(p, t, 1 + 0.1 * p["seed"]),
+                                "e_test": lambda p, t: np.full(t.size, 0.01 * (1 + p["seed"]))}, seeds=[0, 1], **kw)
+    dmft = _dataset(steps, dt, {"e_train": curve, "e_train_se": lambda p, t: np.zeros(t.size),
+                                "e_test": lambda p, t: np.full(t.size, 0.02), "e_test_se": lambda p, t: np.full(t.size, 1e-3)},
+                    **kw)
+    m = pm.depth_escape_measure(sims, dmft, prior, n_static=3)
+    tab, fits = m["table"], m["fits"].set_index("depth")
+    for row in tab.itertuples():
+        p = {"alpha": row.alpha, "depth": row.depth}
+        want = t_h(p)
+        if want < 20 / 1.1:  # both seeds halve before t_max
+            assert row.t_half_dmft == pytest.approx(want, rel=1e-9)
+            assert row.t_half_sim_mean == pytest.approx(1.05 * want, rel=1e-9)
+            assert row.t_half_sim_se == pytest.approx(0.05 * want, rel=1e-9)
+            assert row.n_sim_crossed == 2
+        if want > 20:
+            assert np.isnan(row.t_half_dmft) and np.isnan(row.t_half_sim_mean) and row.n_sim_crossed == 0
+        assert row.converged == (2.0 ** (-20 / want) <= pm.CONVERGED_FRACTION)
+        assert (row.final_e_test_dmft, row.final_e_test_dmft_se) == pytest.approx((0.02, 1e-3))
+        assert (row.final_e_test_sim_mean, row.final_e_test_sim_se) == pytest.approx((0.015, 0.005))
+        assert row.t_half_leading_order == pytest.approx(
+            depth_search_time(row.alpha, row.depth, 0.6, 0.2, 0.0, prior, dt), rel=1e-12)
+        assert 0 < row.e_test_static < 0.2  # the static theory's E_test (min-ℓ2 at δ = 0.6, ρ = 0.2: 0.08)
+    assert fits.loc[3, "slope"] == pytest.approx(-1.0, rel=1e-9) and fits.loc[3, "slope_leading_order"] == -1.0
+    assert fits.loc[2, "slope"] == pytest.approx(c / 2, rel=1e-9)
+    assert fits.loc[2, "n_alpha_fitted"] == 3  # α ≤ 0.2
+    grid, e_static = m["static_curves"][3]
+    assert grid.size == 3 and np.all(np.diff(e_static) > 0)  # depth 3: E_test grows with α here

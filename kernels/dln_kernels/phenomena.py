@@ -219,3 +219,47 @@ def line_fit(x, y, y_se=None) -> dict:
     cov = cov * scale
     return {"slope": float(coef[0]), "slope_se": float(np.sqrt(cov[0, 0])), "intercept": float(coef[1]),
             "intercept_se": float(np.sqrt(cov[1, 1])), "n": n}
+
+
+# ----------------------------------------------------------------------------------------------
+# depth-L networks: escape from the saddle
+# ----------------------------------------------------------------------------------------------
+def escape_clock(alpha, depth: int):
+    """Λ_L(α): the escape time of one coordinate of the depth-L ``pm`` network
+    (β = u^L − v^L, u₀ = v₀ = α) under a frozen gradient of size |g| = 1, to leading order as
+    α → 0 (time units of the sweep; a coordinate with gradient g escapes at Λ_L(α)/|g|).
+
+    Gradient flow du/dt = L u^{L−1} g (theory.md §6, λ = 0):
+
+    - L = 2: u = α e^{2gt}, v = α e^{−2gt}, so β = 2α² sinh(4gt) is O(1) at Λ₂ = ln(1/α)/2;
+    - L ≥ 3: u^{2−L} = α^{2−L} − L(L−2) g t blows up at t* = α^{2−L}/(L(L−2)|g|), so
+      Λ_L = 1/(L(L−2) α^{L−2}) (Woodworth et al. 2020; Gissin et al. 2020): a power of 1/α,
+      not a logarithm.
+
+    ``alpha`` broadcasts (array or float); ``depth`` is an integer ≥ 2. Raises ValueError for
+    depth < 2 or α ≤ 0.
+    """
+    a = np.asarray(alpha, float)
+    if depth < 2 or int(depth) != depth:
+        raise ValueError(f"depth must be an integer >= 2, got {depth}")
+    if np.any(a <= 0):
+        raise ValueError(f"alpha must be positive, got {alpha}")
+    L = int(depth)
+    out = 0.5 * np.log(1.0 / a) if L == 2 else a ** (2 - L) / (L * (L - 2))
+    return out if np.ndim(alpha) else float(out)
+
+
+def depth_search_time(alpha, depth: int, delta: float, rho: float, sigma: float = 0.0, prior: dict | None = None,
+                      dt: float = 0.0, fraction: float = 0.5):
+    """Leading-order end of the search phase of the depth-L ``pm`` network: the first time
+    E_train ≤ ``fraction``·E_train(0), t_f = τ_f · Λ_L(α) (:func:`escape_clock`).
+
+    τ_f = 1/|g|* is the inverse frozen gradient of the last coordinates to escape before E_train
+    has fallen to ``fraction`` (:func:`search_slope`): coordinates escape in the order of their
+    |g₀| at every depth, only the clock Λ_L differs. Discrete steps: at L = 2 the ``pm`` network
+    at step dt is ``uv`` at 2dt (theory.md §6), so τ_f is taken at 2dt; at L ≥ 3 the relative
+    growth per step, dt·L·u^{L−2}|g|, vanishes as α → 0, so the flow's τ_f (dt = 0) is the
+    leading order. Returns the same shape as ``alpha``.
+    """
+    tau = search_slope(fraction, delta, rho, sigma, prior, 2.0 * dt if int(depth) == 2 else 0.0)
+    return tau * escape_clock(alpha, depth)

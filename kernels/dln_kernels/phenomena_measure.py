@@ -27,6 +27,7 @@ import pandas as pd
 from .analysis import crossing_time, late_decay_rate
 from .phenomena import (
     crossing_time_se,
+    depth_search_time,
     grokking_times,
     incremental_step_prediction,
     incremental_steps,
@@ -42,6 +43,8 @@ SLOPE_FRACTIONS = (0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)  # drop fractions f of th
 LAZY_FRACTION = 0.5  # lazy time: E_train ≤ ½ E_train(0)
 SIM_TAIL = 0.3  # late-rate window: last 30 % of the valid time span
 SIM_VALID = 1e-24  # simulation E_train below this is float64 round-off, not dynamics
+DEPTH_FIT_MAX_ALPHA = 0.2  # power law of the depth-L escape: fit α ≤ 0.2 (leading order in α)
+CONVERGED_FRACTION = 1e-3  # "converged" at t_max: DMFT E_train ≤ 1e-3 E_train(0) (then E_test is final)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -409,3 +412,88 @@ def tradeoff_measure(sims, dmft) -> dict:
                      "window_rate_sim_mean": np.nanmean(r_sim_w), "window_rate_sim_sd": np.nanstd(r_sim_w, ddof=1),
                      "dmft_window": f"{t[w][0]:.3g}-{t[w][-1]:.3g}" if w.any() else ""})
     return {"table": pd.DataFrame(rows), "delta": delta, "rho": float(sims["rho"].values[0]), "per_alpha": per_alpha}
+
+
+# ----------------------------------------------------------------------------------------------
+# f. depth-L networks: saddle escape and final error (docs/phenomena.md, f)
+# ----------------------------------------------------------------------------------------------
+def depth_escape_measure(sims, dmft, prior: dict, n_static: int = 40) -> dict:
+    """End of the search phase t_{1/2} and final E_test against α, per depth L, at the first δ.
+
+    t_{1/2}: first time E_train ≤ ½ E_train(0) (``SEARCH_FRACTION``); DMFT value with the
+    crossing-time s.e. (:func:`dln_kernels.phenomena.crossing_time_se`), simulations per seed
+    (mean ± s.e. over seeds; NaN, i.e. "> t_max", where a curve does not cross); leading order
+    :func:`dln_kernels.phenomena.depth_search_time` = τ_{1/2}·Λ_L(α). Power law: for L ≥ 3 a
+    weighted line fit of ln t_{1/2} (DMFT) against ln α over α ≤ ``DEPTH_FIT_MAX_ALPHA``, whose
+    slope leading order predicts to be −(L − 2); for L = 2 the fit of t_{1/2} against ln(1/α),
+    predicted slope τ_{1/2}/2.
+
+    Final error: E_test at t_max (simulations mean ± s.e. over seeds, DMFT ± s.e.), flagged
+    ``converged`` where the DMFT's E_train(t_max) ≤ ``CONVERGED_FRACTION``·E_train(0); only
+    there is it the long-time value that the static theory of the depth-L network predicts
+    (:func:`dln_kernels.static_depth.solve_static_network`, network ``pm``, λ = 0: the
+    minimum-ΣQ_L interpolator for δ < 1).
+
+    Returns a dict: ``table`` (one row per (depth, α): t_half_dmft, t_half_dmft_se,
+    t_half_sim_mean, t_half_sim_se, n_sim_crossed, t_half_leading_order, final_e_test_dmft,
+    final_e_test_dmft_se, final_e_test_sim_mean, final_e_test_sim_se, final_e_train_ratio_dmft,
+    converged, e_test_static), ``fits`` (one row per depth: slope, slope_se, predicted slope, the
+    fitted α), ``static_curves`` (per depth: (α grid of ``n_static`` points, static E_test)),
+    ``delta``, ``rho``, ``sigma``, ``dt``.
+    """
+    from .static_depth import solve_static_network
+
+    t, dt = sims["time"].values, sweep_dt(sims)
+    alphas = sims["alpha"].values
+    delta = float(sims["delta"].values[0])
+    rho, sigma = float(sims["rho"].values[0]), float(sims["sigma"].values[0])
+    f = SEARCH_FRACTION
+    rows, fits, static_curves = [], [], {}
+    for L in sims["depth"].values:
+        L = int(L)
+        pred = np.asarray(depth_search_time(alphas, L, delta, rho, sigma, prior, dt, f))
+        t_th, t_th_se = [], []
+        for j, a in enumerate(alphas):
+            th = select_curve(dmft, alpha=a, delta=delta, depth=L)
+            e_tr, e_tr_se = th["e_train"].values.astype(float), th["e_train_se"].values.astype(float)
+            t_th.append(crossing_time(t, e_tr, f * e_tr[0]))
+            t_th_se.append(crossing_time_se(t, e_tr, e_tr_se, f * e_tr[0]))
+            e_sim = seed_curves(sims, "e_train", alpha=a, delta=delta, depth=L)
+            t_sim = np.array([crossing_time(t, e, f * e[0]) for e in e_sim])
+            te_sim = seed_curves(sims, "e_test", alpha=a, delta=delta, depth=L)[:, -1]
+            ok = np.isfinite(t_sim)
+            ratio = float(e_tr[-1] / e_tr[0])
+            rows.append({
+                "depth": L, "alpha": float(a),
+                "t_half_dmft": t_th[-1], "t_half_dmft_se": t_th_se[-1],
+                "t_half_sim_mean": float(t_sim[ok].mean()) if ok.all() else np.nan,
+                "t_half_sim_se": float(t_sim.std(ddof=1) / math.sqrt(t_sim.size)) if ok.all() and t_sim.size > 1 else np.nan,
+                "n_sim_crossed": int(ok.sum()),
+                "t_half_leading_order": float(pred[j]),
+                "final_e_test_dmft": float(th["e_test"].values[-1]),
+                "final_e_test_dmft_se": float(th["e_test_se"].values[-1]),
+                "final_e_test_sim_mean": float(te_sim.mean()),
+                "final_e_test_sim_se": float(te_sim.std(ddof=1) / math.sqrt(te_sim.size)) if te_sim.size > 1 else np.nan,
+                "final_e_train_ratio_dmft": ratio,
+                "converged": bool(ratio <= CONVERGED_FRACTION),
+            })
+        t_th, t_th_se = np.array(t_th), np.array(t_th_se)
+        grid = np.geomspace(alphas.min() * 0.8, alphas.max() * 1.25, n_static)
+        static = solve_static_network(np.concatenate([alphas, grid]), delta, rho, sigma, 0.0, prior=prior,
+                                      network="pm", depth=L)["e_test"]
+        for j in range(alphas.size):
+            rows[len(rows) - alphas.size + j]["e_test_static"] = float(static[j])
+        static_curves[L] = (grid, np.asarray(static[alphas.size:], float))
+        sel = alphas <= DEPTH_FIT_MAX_ALPHA
+        if L == 2:
+            fit = line_fit(np.log(1 / alphas[sel]), t_th[sel], np.maximum(t_th_se[sel], 1e-3))
+            slope_pred = float(pred[0] / np.log(1 / alphas[0]))  # τ/2, the slope in ln(1/α)
+            against = "ln(1/alpha)"
+        else:
+            fit = line_fit(np.log(alphas[sel]), np.log(t_th[sel]), np.maximum(t_th_se[sel] / t_th[sel], 1e-3))
+            slope_pred, against = -(L - 2.0), "ln(alpha) [log-log]"
+        fits.append({"depth": L, "fit_of_t_half_dmft_against": against, "slope": fit["slope"],
+                     "slope_se": fit["slope_se"], "slope_leading_order": slope_pred, "n_alpha_fitted": fit["n"],
+                     "alpha_max_fitted": DEPTH_FIT_MAX_ALPHA})
+    return {"table": pd.DataFrame(rows), "fits": pd.DataFrame(fits), "static_curves": static_curves,
+            "delta": delta, "rho": rho, "sigma": sigma, "dt": dt}

@@ -25,7 +25,9 @@ class Axis:
     noise and are integrated together, common random numbers); "chunk" — one value per simulation
     job (δ changes n, the depth changes the update). ``stack_rank``: nesting of the member axes
     inside a group (outermost first); it fixes the order of runs in a job and so their last bits.
-    ``stages``: which computations read it.
+    ``stages``: which computations read it. ``splits_dmft``: the DMFT solves each value of the
+    axis separately (it changes the path update, so points cannot share a sweep); DMFT jobs then
+    group points by its value first.
     """
 
     name: str
@@ -38,6 +40,7 @@ class Axis:
     role: str
     stages: frozenset
     stack_rank: int | None = None
+    splits_dmft: bool = False
 
     def schema(self) -> dict:
         """The JSON-schema property of this axis (a non-empty list of unique values)."""
@@ -64,7 +67,7 @@ AXES = {
              stack_rank=3),
         Axis("depth", "L", "network depth L >= 2 (network pm; network uv is depth 2 only)",
              "depth L of the diagonal network (beta = u^L - v^L for network pm)", "integer", {"minimum": 2}, (2,),
-             "chunk", _ALL),
+             "chunk", _ALL, splits_dmft=True),
     )
 }
 

@@ -349,10 +349,14 @@ def run_chunk(sweep: dict, chunk: dict, progress_every: float | None = 10.0) -> 
 
 def make_dmft_chunks(sweep: dict) -> list:
     """DMFT jobs: {"name", "points": [{axis: value}]}, sub-products of the grid of at most
-    ``dmft.points_per_job`` points (see :func:`_pieces`), named by content."""
+    ``dmft.points_per_job`` points (see :func:`_pieces`), named by content. Axes with
+    ``splits_dmft`` (the depth) lead the prefix, so a job holds one value of them where it can."""
     g = sweep["grid"]
-    pieces = _pieces([sorted(g[a]) for a in GRID_AXES], int(sweep["dmft"]["points_per_job"]))
-    chunks = [{"points": _records(GRID_AXES, p)} for p in pieces]
+    # axes the DMFT solves one value at a time go first, so a job's points share one solve
+    # (with one value, as in every depth-2 sweep, the pieces and their order are unchanged)
+    order = sorted(GRID_AXES, key=lambda a: not AXES[a].splits_dmft)
+    pieces = _pieces([sorted(g[a]) for a in order], int(sweep["dmft"]["points_per_job"]))
+    chunks = [{"points": _records(order, p)} for p in pieces]
     for c in chunks:
         c["name"] = chunk_name(c)
     return chunks

@@ -163,6 +163,12 @@ PHENOMENON_KINDS = {
         "extra_outputs": {"summary": "results/{sweep}/phenomena/grokking_delay_fit.csv"},
     },
     "tradeoff": {"sweep": "tradeoff", "caption": "tradeoff", "label": "rate vs generalisation"},
+    "depth_escape": {
+        "sweep": "depth",
+        "caption": "depth_escape",
+        "label": "depth: saddle escape and final error",
+        "extra_outputs": {"fits": "results/{sweep}/phenomena/depth_escape_fit.csv"},
+    },
 }
 
 # Which phenomenon figures each named sweep draws, in table order (`final_targets` adds them).

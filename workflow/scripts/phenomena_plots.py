@@ -17,12 +17,15 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from dln_kernels.phenomena import incremental_step_prediction  # noqa: E402
+from dln_kernels.phenomena import depth_search_time, incremental_step_prediction  # noqa: E402
 from dln_kernels.phenomena_measure import (  # noqa: E402
     LAZY_FRACTION,
+    CONVERGED_FRACTION,
+    DEPTH_FIT_MAX_ALPHA,
     SEARCH_FIT_MAX_ALPHA,
     SEARCH_FRACTION,
     SIM_TAIL,
+    depth_escape_measure,
     grokking_fit_summary,
     grokking_model,
     grokking_table,
@@ -201,7 +204,7 @@ def grokking_curves(sims, dmft):
     fig.suptitle(f"Grokking-like delay: lazy fit of the training data, late drop of the test error "
                  f"(▼: measured t_test; δ={delta:g}, ρ={float(sims['rho'].values[0]):g})", y=1.0)
     fig.tight_layout()
-    return fig, tab
+    return fig, tab, m["fits"]
 
 
 def grokking_delay(sims, dmft):
@@ -291,4 +294,63 @@ def tradeoff(sims, dmft):
     fig.suptitle(f"Convergence rate vs generalisation at δ={m['delta']:g}, ρ={m['rho']:g}, "
                  "parametric in α: small α generalises better and converges more slowly", y=1.0)
     fig.tight_layout()
-    return fig, tab
+    return fig, tab, m["fits"]
+
+
+# ----------------------------------------------------------------------------------------------
+# f. depth-L networks: saddle escape and final error
+# ----------------------------------------------------------------------------------------------
+def depth_escape(sims, dmft, prior):
+    _theme()
+    m = depth_escape_measure(sims, dmft, prior)
+    tab, fits = m["table"], m["fits"].set_index("depth")
+    t_max = float(sims["time"].values[-1])
+    depths = sorted(tab.depth.unique())
+    cols = dict(zip(depths, sns.color_palette("deep", len(depths))))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(13.5, 6.6))
+    for L in depths:
+        d, col, fit = tab[tab.depth == L], cols[L], fits.loc[L]
+        # --- a: end of the search phase; crossings beyond t_max drawn as lower bounds at t_max
+        ok = np.isfinite(d.t_half_dmft)
+        ax.errorbar(d.alpha[ok], d.t_half_dmft[ok], yerr=d.t_half_dmft_se[ok], fmt="o", ms=7, color=col,
+                    label=f"L={L} DMFT, slope {_fmt(fit.slope, fit.slope_se)} "
+                          f"(theory {fit.slope_leading_order:.3g}{', in ln(1/α)' if L == 2 else ''})")
+        ax.scatter(d.alpha[~ok], np.full((~ok).sum(), t_max), marker="^", s=60, color=col)
+        oks = np.isfinite(d.t_half_sim_mean)
+        ax.errorbar(d.alpha[oks] * 1.04, d.t_half_sim_mean[oks], yerr=d.t_half_sim_se[oks], fmt="s", mfc="white",
+                    color=col, ms=6, label=f"L={L} simulation (mean ± se)")
+        aa = np.geomspace(d.alpha.min() * 0.8, d.alpha.max() * 1.2, 60)
+        ax.plot(aa, depth_search_time(aa, L, m["delta"], m["rho"], m["sigma"], prior, m["dt"], SEARCH_FRACTION),
+                color=col, ls="--", lw=1.4, label=f"L={L} theory " + ("τ·ln(1/α)/2" if L == 2 else
+                                                                       f"τ/({L * (L - 2)}·α^{L - 2})"))
+        # --- b: E_test at t_max against the static theory; open markers: not yet converged
+        conv = d.converged.values
+        for mask, face in ((conv, col), (~conv, "white")):
+            bx.errorbar(d.alpha[mask], d.final_e_test_dmft[mask], yerr=d.final_e_test_dmft_se[mask], fmt="o",
+                        color=col, mfc=face, ms=7)
+        bx.errorbar(d.alpha * 1.04, d.final_e_test_sim_mean, yerr=d.final_e_test_sim_se, fmt="s", mfc="white",
+                    color=col, ms=5, alpha=0.8)
+        grid, e_static = m["static_curves"][L]
+        bx.plot(grid, e_static, color=col, lw=1.6, label=f"L={L} static theory (min ΣQ_L)")
+    ax.scatter([], [], marker="^", color="0.4", label=f"DMFT: none by t_max = {t_max:g}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("initialisation scale α")
+    ax.set_ylabel(f"end of search phase t (E_train = {SEARCH_FRACTION:g}·E_train(0))")
+    ax.set_title(f"Saddle escape: ln(1/α) at L = 2, α^−(L−2) at L ≥ 3 (fit over α ≤ {DEPTH_FIT_MAX_ALPHA:g})")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
+    bx.errorbar([], [], fmt="o", color="0.4", label=f"DMFT (filled: E_train ≤ {CONVERGED_FRACTION:g}·E_train(0))")
+    bx.errorbar([], [], fmt="s", mfc="white", color="0.4", label="simulation at t_max (mean ± se)")
+    bx.set_xscale("log")
+    bx.set_xlabel("initialisation scale α")
+    bx.set_ylabel("E_test at t_max")
+    bx.set_title("Final test error against the long-time theory of each depth")
+    bx.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
+    for axis in (ax, bx):  # the sweep's α values as plain tick labels
+        axis.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(sorted(tab.alpha.unique())))
+        axis.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        axis.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    fig.suptitle(f"Depth-L networks β = u^L − v^L (δ={m['delta']:g}, ρ={m['rho']:g}, σ={m['sigma']:g}, "
+                 f"dt={m['dt']:g})", y=1.0)
+    fig.tight_layout()
+    return fig, tab, m["fits"]

@@ -12,16 +12,33 @@ from matplotlib.colors import LogNorm  # noqa: E402
 
 from dln_kernels.registry import AXES, GRID_AXES  # noqa: E402
 
-# Axes a figure fixes at their first value (α and δ are drawn): every other grid axis, by name.
+# Axes a figure fixes at their first value (α and δ are drawn): every other grid axis, by name,
+# except the depth when a sweep has several: each depth is its own panel (column or row).
 OTHER_AXES = tuple(a for a in GRID_AXES if a not in ("alpha", "delta"))
+PANEL_AXES = ("delta", "depth")  # one panel per combination of their values (depth: if several)
 LABELS = {"e_train": r"$E_\mathrm{train}$", "e_test": r"$E_\mathrm{test}$"}
 
 
+def _drawn(ds, axis) -> bool:
+    return axis in ("alpha", "delta") or (axis == "depth" and axis in ds.dims and ds.sizes[axis] > 1)
+
+
 def _fixed_slice(ds):
-    """Select the first value of ρ, σ, λ; return the slice and a text naming what was fixed."""
-    sel = {a: ds[a].values[0] for a in OTHER_AXES if a in ds.dims}
+    """Select the first value of the axes that are not drawn (ρ, σ, λ; the depth if it has one
+    value); return the slice and a text naming what was fixed."""
+    sel = {a: ds[a].values[0] for a in OTHER_AXES if a in ds.dims and not _drawn(ds, a)}
     text = ", ".join(f"{AXES[a].symbol}={v:g}" for a, v in sel.items())
     return ds.sel(sel), text
+
+
+def panels(sub) -> list:
+    """The panels of a figure: (title, selection by name) per value of δ, and per depth L when
+    the slice has several depths."""
+    axes = [a for a in PANEL_AXES if a in sub.dims and _drawn(sub, a)]
+    out = [((), {})]
+    for a in axes:
+        out = [(t + (f"{AXES[a].symbol} = {v:g}",), {**sel, a: v}) for t, sel in out for v in sub[a].values]
+    return [(", ".join(t), sel) for t, sel in out]
 
 
 def alpha_colours(alphas):
@@ -32,13 +49,15 @@ def alpha_colours(alphas):
     return [pal(0.05 + 0.85 * s) for s in span]
 
 
-def theory_curve(theory, var, sub, alpha, delta):
-    """A theory curve at the slice's (ρ, σ, λ), NaN where the theory marks it below its noise floor."""
-    sel = {k: sub[k].item() for k in OTHER_AXES if k in theory.dims}
-    th = theory[var].sel(alpha=alpha, delta=delta, **sel).values.astype(float)
+def theory_curve(theory, var, sub, alpha, panel):
+    """A theory curve at the slice's fixed axes (ρ, σ, λ) and the panel's selection (δ, L), NaN
+    where the theory marks it below its noise floor."""
+    sel = {k: sub[k].item() for k in OTHER_AXES if k in theory.dims and sub[k].size == 1}
+    sel.update(panel)
+    th = theory[var].sel(alpha=alpha, **sel).values.astype(float)
     mask_name = f"{var}_below_floor"
     if mask_name in theory:
-        th = np.where(theory[mask_name].sel(alpha=alpha, delta=delta, **sel).values, np.nan, th)
+        th = np.where(theory[mask_name].sel(alpha=alpha, **sel).values, np.nan, th)
     return th
 
 
@@ -50,27 +69,27 @@ def learning_curves(ds, *, theory=None):
     """
     sns.set_theme(style="whitegrid", context="notebook")
     sub, fixed = _fixed_slice(ds)
-    deltas = sub["delta"].values
+    cols = panels(sub)
     colours = alpha_colours(sub["alpha"].values)
     t = sub["time"].values
     keep = t > 0  # log time axis
-    fig, axes = plt.subplots(2, len(deltas), figsize=(3.6 * len(deltas) + 1.2, 6.4), sharex=True, squeeze=False)
-    for j, delta in enumerate(deltas):
+    fig, axes = plt.subplots(2, len(cols), figsize=(3.6 * len(cols) + 1.2, 6.4), sharex=True, squeeze=False)
+    for j, (title, panel) in enumerate(cols):
         for i, var in enumerate(("e_train", "e_test")):
             ax = axes[i, j]
             for a, col in zip(sub["alpha"].values, colours):
-                y = sub[var].sel(alpha=a, delta=delta)
+                y = sub[var].sel(alpha=a, **panel)
                 mean, lo, hi = (y.mean("seed").values, y.min("seed").values, y.max("seed").values)
                 ax.plot(t[keep], mean[keep], color=col, lw=1.8, label=f"α={a:g}")
                 ax.fill_between(t[keep], lo[keep], hi[keep], color=col, alpha=0.2, lw=0)
                 if theory is not None and var in theory:
-                    th = theory_curve(theory, var, sub, a, delta)
+                    th = theory_curve(theory, var, sub, a, panel)
                     ax.plot(t[keep], th[keep], color="black", lw=2.4, ls="-", alpha=0.35)
                     ax.plot(t[keep], th[keep], color=col, lw=1.2, ls="--")
             ax.set_xscale("log")
             ax.set_yscale("log")
             if i == 0:
-                ax.set_title(f"δ = {delta:g}")
+                ax.set_title(title)
             if i == 1:
                 ax.set_xlabel("time t")
             if j == 0:
@@ -86,22 +105,24 @@ def phase_diagram(ds):
     """Heatmap of final E_test (mean over seeds) over α × δ, log colour scale, values annotated."""
     sns.set_theme(style="white", context="notebook")
     sub, fixed = _fixed_slice(ds)
-    final = sub["e_test"].isel(time=-1).mean("seed").transpose("delta", "alpha")
-    vals = final.values
+    rows = panels(sub)  # one row per δ (and per depth L when there are several)
+    final = sub["e_test"].isel(time=-1).mean("seed")
+    vals = np.array([final.sel(panel).transpose("alpha").values for _, panel in rows])
     pos = vals[vals > 0]
     # Clip the colour scale 8 decades below the largest value: rounding-level errors (1e-30)
     # would otherwise squeeze every physically different cell into one colour.
     norm = LogNorm(vmin=max(pos.min(), pos.max() * 1e-8), vmax=pos.max(), clip=True) if pos.size else None
-    fig, ax = plt.subplots(figsize=(1.3 * len(final["alpha"]) + 3, 0.9 * len(final["delta"]) + 2))
+    fig, ax = plt.subplots(figsize=(1.3 * len(final["alpha"]) + 3, 0.9 * len(rows) + 2))
     sns.heatmap(
         vals, ax=ax, cmap="mako", norm=norm, annot=True, fmt=".1e", annot_kws={"fontsize": 8},
         xticklabels=[f"{a:g}" for a in final["alpha"].values],
-        yticklabels=[f"{d:g}" for d in final["delta"].values],
+        yticklabels=[title.replace("δ = ", "") if "," not in title else title for title, _ in rows],
         cbar_kws={"label": "final $E_\\mathrm{test}$ (mean over seeds; clipped 8 decades down)"},
     )
     ax.invert_yaxis()  # δ grows upwards
+    ax.tick_params(axis="y", rotation=0)
     ax.set_xlabel("initialisation scale α")
-    ax.set_ylabel("sample ratio δ = n/d")
+    ax.set_ylabel("sample ratio δ = n/d" + (" and depth L" if _drawn(sub, "depth") else ""))
     t_end = float(ds["time"].values[-1])
     ax.set_title(f"Final test error at t = {t_end:g} ({fixed})")
     fig.tight_layout()
@@ -117,22 +138,22 @@ def theory_deviation(ds, theory):
     """
     sns.set_theme(style="whitegrid", context="notebook")
     sub, fixed = _fixed_slice(ds)
-    deltas = sub["delta"].values
+    cols = panels(sub)
     colours = alpha_colours(sub["alpha"].values)
     t = sub["time"].values
     keep = t > 0
     n_seed = sub.sizes["seed"]
-    fig, axes = plt.subplots(2, len(deltas), figsize=(3.6 * len(deltas) + 1.2, 6.0), sharex=True, sharey="row", squeeze=False)
-    for j, delta in enumerate(deltas):
+    fig, axes = plt.subplots(2, len(cols), figsize=(3.6 * len(cols) + 1.2, 6.0), sharex=True, sharey="row", squeeze=False)
+    for j, (title, panel) in enumerate(cols):
         for i, var in enumerate(("e_train", "e_test")):
             ax = axes[i, j]
             for a, col in zip(sub["alpha"].values, colours):
-                y = sub[var].sel(alpha=a, delta=delta)
+                y = sub[var].sel(alpha=a, **panel)
                 mean = y.mean("seed").values
                 se = y.std("seed", ddof=1).values / np.sqrt(n_seed) if n_seed > 1 else np.zeros_like(mean)
-                th = theory_curve(theory, var, sub, a, delta)
-                sel = {k: sub[k].item() for k in OTHER_AXES if k in theory.dims}
-                th_se = theory[f"{var}_se"].sel(alpha=a, delta=delta, **sel).values if f"{var}_se" in theory else 0.0
+                th = theory_curve(theory, var, sub, a, panel)
+                sel = {k: sub[k].item() for k in OTHER_AXES if k in theory.dims and sub[k].size == 1}
+                th_se = (theory[f"{var}_se"].sel(alpha=a, **panel, **sel).values if f"{var}_se" in theory else 0.0)
                 rel = 100 * (mean - th) / th
                 band = 100 * np.sqrt(se**2 + th_se**2) / th
                 ax.plot(t[keep], rel[keep], color=col, lw=1.6, label=f"α={a:g}")
@@ -141,7 +162,7 @@ def theory_deviation(ds, theory):
             ax.set_xscale("log")
             ax.set_yscale("symlog", linthresh=10)
             if i == 0:
-                ax.set_title(f"δ = {delta:g}")
+                ax.set_title(title)
             if i == 1:
                 ax.set_xlabel("time t")
             if j == 0:

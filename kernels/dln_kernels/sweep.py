@@ -39,21 +39,13 @@ def validate_config(config: dict, schema_path) -> None:
     Before it: a number PyYAML read as text (``1e-2``: the schema would only say "not of type
     'number'"), and NaN or inf anywhere (NaN passes every bound, inf every open one). After it:
     whole-number floats in integer fields (JSON Schema counts 2.0 as an integer; ``range()`` and
-    array shapes do not, so the job would fail after compute). The fields come from the schema.
+    array shapes do not, so the job would fail after compute), and the designs
+    (``designs.resolve_designs``). The fields come from the schema.
     """
     from snakemake.utils import validate
 
     with open(schema_path) as f:
         schema = yaml.safe_load(f)
-    # Designs first: their errors name the key (a schema's oneOf could only say "not valid under
-    # any of the given schemas").
-    d_default = schema["$defs"]["sweep"]["properties"]["d"]["default"]
-    for name, sweep in (config.get("sweeps") or {}).items():
-        if isinstance(sweep, dict) and "design" in sweep:
-            try:
-                resolve_designs({"d": d_default, **sweep}, f"sweeps.{name}.design")
-            except DesignError as exc:
-                raise ConfigError(str(exc)) from None
     fields = numeric_fields(schema)
     for pattern, kind in fields.items():
         for where, value in values_at(config, pattern):
@@ -71,6 +63,13 @@ def validate_config(config: dict, schema_path) -> None:
         for where, value in values_at(config, pattern):
             if isinstance(value, float):
                 raise ConfigError(f"{where}: {value} is a float; write an integer ({int(value)})")
+    # Designs: what the schema leaves open (a kind's keys, the kind itself, patch vs image size,
+    # d vs the data, unique names), with the key named.
+    for name, sweep in config["sweeps"].items():
+        try:
+            resolve_designs(sweep, f"sweeps.{name}.design")
+        except DesignError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def numeric_fields(schema: dict) -> dict:

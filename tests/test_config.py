@@ -1,5 +1,6 @@
 """Configuration validation: bad input stops the workflow before compute, naming key and value."""
 
+import copy
 import math
 import re
 import subprocess
@@ -83,7 +84,8 @@ def test_shipped_sweeps_pass_and_chunk_cover_the_grid(base_config):
         chunks = make_chunks(sweep)
         n_runs = sum(len(c["seeds"]) * len(c["members"]) for c in chunks)
         g = sweep["grid"]
-        expected = sweep["seeds"] * math.prod(len(g[a]) for a in GRID_AXES)  # every axis of the registry
+        n_designs = len(sweep["design"]) if isinstance(sweep["design"], list) else 1
+        expected = n_designs * sweep["seeds"] * math.prod(len(g[a]) for a in GRID_AXES)  # every axis of the registry
         assert n_runs == expected
         assert all(len(c["seeds"]) * len(c["members"]) <= max(sweep["chunk_size"], len(c["members"])) for c in chunks)
 
@@ -162,9 +164,14 @@ def place(cfg, pattern, value, sweep="tiny"):
     node = cfg
     for key, nxt in zip(path[:-1], path[1:]):
         if isinstance(node, list):
+            if node[key] is None:
+                node[key] = {}
             node = node[key]
             continue
-        node = node.setdefault(key, [None] if nxt == 0 else {})
+        child = node.setdefault(key, [None] if nxt == 0 else {})
+        if nxt == 0 and not isinstance(child, list):  # one object or a list (design): the list form
+            child = node[key] = [child]
+        node = child
     old = node[path[-1]] if isinstance(node, list) else node.get(path[-1])
     node[path[-1]] = value
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip("."), old
@@ -189,6 +196,7 @@ def test_whole_number_float_in_integer_field_is_refused(base_config, pattern):
     """JSON Schema counts 2.0 as an integer; the jobs (range(), shapes) do not."""
     cfg = resolved(base_config)
     where, value = place(cfg, pattern, None)
+    value = 3 if value is None else value  # a field without a default (design.patch)
     place(cfg, pattern, float(value))
     with pytest.raises(ConfigError, match=re.escape(f"{where}: {float(value)} is a float; write an integer ({value})")):
         validate_config(cfg, SCHEMA)
@@ -273,3 +281,61 @@ def test_snakemake_stops_with_the_message_before_any_job(tmp_path, base_config, 
     assert proc.returncode != 0
     assert "Invalid configuration: " + expected in out
     assert "Job stats" not in out and not (tmp_path / "results").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# designs (dln_kernels.designs): refused before compute with the key named; the default changes nothing
+# ----------------------------------------------------------------------------------------------
+def test_default_design_changes_no_chunk(base_config):
+    cfg = resolved(base_config)
+    for name in ("default", "tiny"):
+        plain = make_chunks(cfg["sweeps"][name])
+        for spec in ({"kind": "gaussian"}, [{"kind": "gaussian"}]):
+            assert make_chunks({**cfg["sweeps"][name], "design": spec}) == plain
+        assert all("design" not in c for c in plain)
+
+
+def test_design_sweep_chunks_carry_their_design_and_d(base_config):
+    pytest.importorskip("sklearn")
+    sweep = resolved(base_config)["sweeps"]["universality"]
+    chunks = make_chunks(sweep)
+    by_design = {}
+    for c in chunks:
+        by_design.setdefault(c["design"]["name"], []).append(c)
+        assert c["name"].startswith(c["design"]["name"] + "_delta")
+    assert {k: v[0]["design"]["d"] for k, v in by_design.items()} == {
+        "gaussian_d432": 432, "patches_zca": 432, "patches_standardize": 432, "powerlaw_d432": 432,
+        "digits_zca": 61, "digits_standardize": 61, "gaussian_d61": 61}
+    assert len({c["name"] for c in chunks}) == len(chunks)
+
+
+@pytest.mark.parametrize("design, delta, match", [
+    ([{"kind": "gaussian"}, {"kind": "digits"}], [0.5, 30.0],
+     r"sweeps\.tiny\.design\[1\] / sweeps\.tiny\.grid\.delta: design 'digits_standardize' \(digits\) has 1797 rows, "
+     r"fewer than the n=1830 rows asked for \(delta=30.0, d=61\)"),
+    ({"kind": "image_patches", "patch": 12, "stride": 40}, [2.0],
+     r"sweeps\.tiny\.design / sweeps\.tiny\.grid\.delta: .* has 352 rows, fewer than the n=864"),
+])
+def test_too_many_rows_refused_before_compute(base_config, design, delta, match):
+    pytest.importorskip("sklearn")
+    cfg = copy.deepcopy(base_config)
+    cfg["sweeps"]["tiny"]["design"] = design
+    cfg["sweeps"]["tiny"]["grid"]["delta"] = delta
+    cfg = resolved(cfg)
+    with pytest.raises(ConfigError, match=match):
+        check_sweep("tiny", cfg["sweeps"]["tiny"])
+
+
+@pytest.mark.parametrize("design, match", [
+    ({"kind": "mnist"}, r"sweeps\.tiny\.design\.kind: unknown design kind 'mnist'"),
+    ([{"kind": "gaussian"}, {"kind": "image_patches", "patch": 700}],
+     r"sweeps\.tiny\.design\[1\]\.patch: 700 is larger than image china\.jpg \(427 x 640 pixels\)"),
+    ({"kind": "digits", "d": 64}, r"sweeps\.tiny\.design\.d: 64 disagrees"),
+    ([{"kind": "digits"}, {"kind": "digits", "whiten": "standardize"}], r"sweeps\.tiny\.design\[1\]\.name: 'digits_standardize' is used twice"),
+])
+def test_bad_designs_refused_naming_the_key(base_config, design, match):
+    pytest.importorskip("sklearn")
+    cfg = copy.deepcopy(base_config)
+    cfg["sweeps"]["tiny"]["design"] = design
+    with pytest.raises(ConfigError, match=match):
+        validate_config(cfg, SCHEMA)

@@ -582,3 +582,43 @@ def test_depth_escape_measure_of_known_power_laws():
     assert fits.loc[2, "n_alpha_fitted"] == 3  # α ≤ 0.2
     grid, e_static = m["static_curves"][3]
     assert grid.size == 3 and np.all(np.diff(e_static) > 0)  # depth 3: E_test grows with α here
+def test_relative_deviation_and_median():
+    t = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    theory = np.array([1.0, 1.0, 2.0, np.nan, 4.0])
+    sim = np.array([5.0, 1.1, 1.0, 7.0, 4.0])
+    dev = pm.relative_deviation(sim, theory)
+    assert np.allclose(dev[[1, 2, 4]], [0.1, 0.5, 0.0]) and np.isnan(dev[3])
+    assert pm.median_relative_deviation(t, sim, theory) == pytest.approx(0.1)  # t = 0 and NaN left out
+    assert math.isnan(pm.median_relative_deviation(t, sim, np.full(5, np.nan)))
+
+
+def test_universality_measure_of_known_deviations():
+    """Designs whose seed-mean curves are the DMFT's times (1 + c) for a known c per design and
+    point (seeds at (1 + c)(1 ± 0.1), mean exact): the medians, maxima and final deviations are
+    c; the d column comes from the ``designs`` attribute."""
+    import json
+
+    import xarray as xr
+
+    steps, dt = np.arange(0, 50, 5), 0.1
+    curve = lambda p, t: 0.1 * np.exp(-p["alpha"] * t / p["delta"])  # noqa: E731
+    dmft = _dataset(steps, dt, {"e_train": curve, "e_test": lambda p, t: 2 * curve(p, t)},
+                    alpha=[0.1, 0.5], delta=[0.5, 2.0])
+    offsets = {"gauss": 0.0, "patches": 0.3}
+    parts = []
+    for name, c in offsets.items():
+        shift = lambda p, t, c=c: (1 + c + 0.01 * p["alpha"]) * (1 + (0.1 if p["seed"] == 0 else -0.1))  # noqa: E731
+        parts.append(_dataset(steps, dt, {"e_train": lambda p, t, s=shift: s(p, t) * curve(p, t),
+                                          "e_test": lambda p, t, s=shift: 2 * s(p, t) * curve(p, t)},
+                              alpha=[0.1, 0.5], delta=[0.5, 2.0], seeds=[0, 1]))
+    sims = xr.concat(parts, dim=xr.DataArray(list(offsets), dims="design", name="design"))
+    sims.attrs["designs"] = json.dumps([{"design": {"name": "gauss"}, "d": 500}, {"design": {"name": "patches"}, "d": 432}])
+    m = pm.universality_measure(sims, dmft)
+    tab = m["table"]
+    assert len(tab) == 2 * 2 * 2 * 2
+    for r in tab.itertuples():
+        c = offsets[r.design] + 0.01 * r.alpha
+        assert r.median_rel_dev == pytest.approx(c) and r.max_rel_dev == pytest.approx(c)
+        assert r.final_rel_dev == pytest.approx(c)
+        assert r.d == {"gauss": 500, "patches": 432}[r.design]
+        assert r.final_sim_se == pytest.approx(0.1 * (1 + c) * r.final_dmft)  # sd·√2 / √2 seeds

@@ -137,12 +137,24 @@ def grid_coords(sweep: dict, with_seed: bool = True) -> dict:
                                     dtype=np.int64 if AXES[a].kind == "integer" else float))
               for a in GRID_AXES}
     if with_seed:
+        from .designs import design_names, is_default
+
+        if not is_default(sweep.get("design")):  # a sweep over designs: one more dim, by name
+            coords["design"] = np.array(design_names(sweep), dtype=str)
         coords["seed"] = np.arange(int(sweep["seeds"]))
     return coords
 
 
+def _chunk_design(ch: dict):
+    """Name of the design a simulation chunk ran on (from its provenance), None for the default."""
+    design = json.loads(ch["attrs"].get("config", "{}")).get("chunk", {}).get("design")
+    return None if design is None else design["name"]
+
+
 def aggregate_chunks(paths, sweep: dict, attrs: dict, schema: str = CHUNK_SCHEMA, with_seed: bool = True):
-    """Combine chunk files into an xarray Dataset on dims (grid axes[, seed], time).
+    """Combine chunk files into an xarray Dataset on dims (grid axes[, design][, seed], time).
+
+    ``design`` (labels: the design names) only for a sweep over designs other than the default.
 
     Coordinates are the sweep's grid values (sorted) and seed indices; every cell must be
     filled by exactly one run, else ChunkFileError says which file or which cell is missing.
@@ -166,6 +178,12 @@ def aggregate_chunks(paths, sweep: dict, attrs: dict, schema: str = CHUNK_SCHEMA
             raise ChunkFileError(f"{path}: time grid differs from {chunks[0][0]}; rerun the sweep")
         idx = []
         for a in axes:
+            if a == "design":  # a label, not a number: the chunk's design by name
+                name = _chunk_design(ch)
+                if name not in coords[a]:
+                    raise ChunkFileError(f"{path}: design {name!r} is not one of this sweep's designs {list(coords[a])}")
+                idx.append(np.full(len(next(iter(ch["params"].values()))), list(coords[a]).index(name)))
+                continue
             if a not in ch["params"] and len(coords[a]) == 1:  # a chunk written before the axis existed
                 vals = np.full(len(next(iter(ch["params"].values()))), float(coords[a][0]))
             else:

@@ -9,6 +9,9 @@ the teacher noise and the label noise, so that
 - ξ for n samples is the first n entries of one stream, shared by every σ.
 
 Instances are drawn on the host with NumPy, so both backends see the same data.
+
+Designs other than the i.i.d. Gaussian (``designs``: image patches, digits, a power-law
+covariance) replace only the rows of X; the teacher noise and ξ are drawn as above.
 """
 
 from __future__ import annotations
@@ -35,18 +38,22 @@ class Instance:
     xi_stream: np.random.Generator
     _x: np.ndarray | None = None
     _xi: np.ndarray | None = None
+    rows: object = None  # designs.RowSource of a non-Gaussian design; None: i.i.d. N(0, 1/d)
 
     def _grow(self, n: int) -> None:
         have = 0 if self._x is None else self._x.shape[0]
         if n > have:
             # Rows are drawn in order, so the first rows never change when more are drawn.
-            extra = self.x_stream.standard_normal((n - have, self.d)) / np.sqrt(self.d)
+            if self.rows is None:
+                extra = self.x_stream.standard_normal((n - have, self.d)) / np.sqrt(self.d)
+            else:
+                extra = self.rows.rows(have, n)
             xi_extra = self.xi_stream.standard_normal(n - have)
             self._x = extra if self._x is None else np.vstack([self._x, extra])
             self._xi = xi_extra if self._xi is None else np.concatenate([self._xi, xi_extra])
 
     def design(self, delta: float) -> np.ndarray:
-        """X ∈ R^{n×d}, entries N(0, 1/d)."""
+        """X ∈ R^{n×d}: entries N(0, 1/d), or the rows of the instance's design (``designs``)."""
         n = n_samples(delta, self.d)
         self._grow(n)
         return self._x[:n]
@@ -61,13 +68,27 @@ class Instance:
         return teacher_from_noise(prior, rho, self.teacher_noise)
 
 
-def draw_instance(d: int, seed: int, base_seed: int = 0) -> Instance:
-    """The instance for seed index ``seed`` of a sweep with ``base_seed``."""
+def draw_instance(d: int, seed: int, base_seed: int = 0, design: dict | None = None) -> Instance:
+    """The instance for seed index ``seed`` of a sweep with ``base_seed``.
+
+    ``design``: a resolved design (``designs.resolve_design``; its ``d`` must equal ``d``) or None
+    for the i.i.d. Gaussian. A Gaussian design gives exactly the instance of ``design=None``.
+    Raises ValueError if the design's d differs from ``d``.
+    """
     root = np.random.SeedSequence(entropy=int(base_seed), spawn_key=(int(seed),))
     x_seq, teacher_seq, xi_seq = root.spawn(3)
+    x_stream = np.random.default_rng(x_seq)
+    rows = None
+    if design is not None and design["kind"] != "gaussian":
+        from .designs import RowSource
+
+        rows = RowSource(design, seed, base_seed, x_stream)
+    if design is not None and int(design["d"]) != int(d):
+        raise ValueError(f"draw_instance: design {design.get('name')!r} has d={design['d']}, not {d}")
     return Instance(
         d=int(d),
-        x_stream=np.random.default_rng(x_seq),
+        x_stream=x_stream,
         teacher_noise=prior_noise(np.random.default_rng(teacher_seq), int(d)),
         xi_stream=np.random.default_rng(xi_seq),
+        rows=rows,
     )

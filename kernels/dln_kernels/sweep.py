@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from .backend import backend_name, get_namespace, resolve_dtype
+from .designs import DesignError, check_rows, is_default, resolve_designs
 from .dln_state import alpha_min
 from .priors import validate_prior
 from .problem import draw_instance, n_samples
@@ -38,7 +39,8 @@ def validate_config(config: dict, schema_path) -> None:
     Before it: a number PyYAML read as text (``1e-2``: the schema would only say "not of type
     'number'"), and NaN or inf anywhere (NaN passes every bound, inf every open one). After it:
     whole-number floats in integer fields (JSON Schema counts 2.0 as an integer; ``range()`` and
-    array shapes do not, so the job would fail after compute). The fields come from the schema.
+    array shapes do not, so the job would fail after compute), and the designs
+    (``designs.resolve_designs``). The fields come from the schema.
     """
     from snakemake.utils import validate
 
@@ -61,6 +63,13 @@ def validate_config(config: dict, schema_path) -> None:
         for where, value in values_at(config, pattern):
             if isinstance(value, float):
                 raise ConfigError(f"{where}: {value} is a float; write an integer ({int(value)})")
+    # Designs: what the schema leaves open (a kind's keys, the kind itself, patch vs image size,
+    # d vs the data, unique names), with the key named.
+    for name, sweep in config["sweeps"].items():
+        try:
+            resolve_designs(sweep, f"sweeps.{name}.design")
+        except DesignError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def numeric_fields(schema: dict) -> dict:
@@ -140,6 +149,7 @@ def check_sweep(name: str, sweep: dict) -> None:
         validate_prior(sweep["prior"])
     except ValueError as exc:
         raise ConfigError(f"{key}.{exc}") from None
+    check_designs(key, sweep)
     grid = sweep["grid"]
     dt = float(sweep["dt"])
     if sweep["t_max"] < dt:
@@ -178,6 +188,29 @@ def check_sweep(name: str, sweep: dict) -> None:
         check_dmft(key, sweep)
 
 
+def designs_of(sweep: dict) -> list | None:
+    """The sweep's resolved designs (``designs.resolve_designs``), or None for the default design
+    (one i.i.d. Gaussian at the sweep's d: chunks, names and files exactly as before designs)."""
+    return None if is_default(sweep.get("design")) else resolve_designs(sweep)
+
+
+def check_designs(key: str, sweep: dict) -> None:
+    """Designs that can be built, and enough rows in each data design for the largest δ."""
+    try:
+        designs = designs_of(sweep)
+        for i, des in enumerate(designs or []):
+            where = f"{key}.design" + (f"[{i}]" if isinstance(sweep["design"], list) else "")
+            delta = max(sweep["grid"]["delta"])
+            check_rows(des, n_samples(delta, des["d"]), f"{where} / {key}.grid.delta", delta)
+    except DesignError as exc:
+        raise ConfigError(str(exc) if str(exc).startswith(key) else f"{key}.{exc}") from None
+
+
+def chunk_d(sweep: dict, chunk: dict) -> int:
+    """The dimension d of a simulation chunk: its design's (data designs fix it), else the sweep's."""
+    return int(chunk["design"]["d"]) if "design" in chunk else int(sweep["d"])
+
+
 def sim_chunk_bytes(sweep: dict, chunk: dict) -> int:
     """Bytes one simulation chunk holds (G seeds × b members, n = round(δ·d) rows):
     8 · (G·n·d + 8·G·d·b + 2·G·n·b), i.e. the design, ~8 run-sized arrays and y/residuals.
@@ -185,7 +218,7 @@ def sim_chunk_bytes(sweep: dict, chunk: dict) -> int:
     8 bytes whatever the run ``dtype``: the host draws the data in float64 (problem.py) before
     rounding, so float32 saves device memory but not host memory.
     """
-    g, b, d = len(chunk["seeds"]), len(chunk["members"]), int(sweep["d"])
+    g, b, d = len(chunk["seeds"]), len(chunk["members"]), chunk_d(sweep, chunk)
     n = n_samples(chunk["delta"], d)
     return 8 * (g * n * d + 8 * g * d * b + 2 * g * n * b)
 
@@ -198,12 +231,12 @@ def check_sim_memory(key: str, sweep: dict) -> None:
     need = sim_chunk_bytes(sweep, chunk)
     if need <= budget * 1e9:
         return
-    one = sim_chunk_bytes(sweep, {"delta": chunk["delta"], "seeds": [0], "members": [0]})
+    one = sim_chunk_bytes(sweep, {**chunk, "seeds": [0], "members": [0]})
     advice = (f"lower {key}.d (a single run needs {one / 1e9:.3g} GB)" if one > budget * 1e9
               else f"lower {key}.chunk_size (runs per job) or {key}.d")
     raise ConfigError(
         f"{key}.memory_budget_gb: {budget} GB is less than the {need / 1e9:.3g} GB the largest "
-        f"simulation chunk needs (d={sweep['d']}, n={n_samples(chunk['delta'], sweep['d'])} rows at "
+        f"simulation chunk needs (d={chunk_d(sweep, chunk)}, n={n_samples(chunk['delta'], chunk_d(sweep, chunk))} rows at "
         f"delta={chunk['delta']}, {len(chunk['seeds'])} seeds × {len(chunk['members'])} runs; "
         f"8 bytes·(G·n·d + 8·G·d·b + 2·G·n·b)): {advice}, or raise the budget"
     )
@@ -253,7 +286,8 @@ def _fmt(x) -> str:
 def chunk_name(chunk: dict) -> str:
     """Readable, content-derived file stem of a chunk: what it computes names it.
 
-    ``delta0.5_seeds0-2_<hash>`` for simulation chunks, ``points<P>_<hash>`` for DMFT chunks; the
+    ``delta0.5_seeds0-2_<hash>`` for simulation chunks (``NAME_delta…`` with a design named NAME),
+    ``points<P>_<hash>`` for DMFT chunks; the
     8-hex hash is of the canonical JSON of the chunk without its name, so inserting, removing or
     reordering other grid values never renames (and so never re-runs) a chunk.
     """
@@ -263,7 +297,8 @@ def chunk_name(chunk: dict) -> str:
         return f"points{len(chunk['points'])}_{digest}"
     seeds = chunk["seeds"]
     span = f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f"{seeds[0]}"
-    return f"delta{_fmt(chunk['delta'])}_seeds{span}_{digest}"
+    design = f"{chunk['design']['name']}_" if "design" in chunk else ""
+    return f"{design}delta{_fmt(chunk['delta'])}_seeds{span}_{digest}"
 
 
 def _pieces(axes_values: list, size: int) -> list:
@@ -290,7 +325,9 @@ def make_chunks(sweep: dict) -> list:
     Each chunk is {"name", <chunk axes> (δ: one value each), "seeds": [...], "members": [{axis:
     value}]}: several whole data groups at one δ (consecutive seeds), or, for groups larger than
     ``chunk_size``, one seed and a sub-product of the member axes (see :func:`_pieces`). ``name``
-    is derived from the content (:func:`chunk_name`).
+    is derived from the content (:func:`chunk_name`). A sweep with designs other than the default
+    has the chunks of every design, each with its resolved ``"design"`` (a data-group property:
+    the design fixes X and d); the default design adds no key, so its chunks are as before.
     """
     g = sweep["grid"]
     axes = [sorted(g[a]) for a in MEMBER_AXES]
@@ -298,8 +335,8 @@ def make_chunks(sweep: dict) -> list:
     size = int(sweep["chunk_size"])
     seeds = list(range(int(sweep["seeds"])))
     chunks = []
-    for fixed in itertools.product(*(sorted(g[a]) for a in CHUNK_AXES)):
-        at = dict(zip(CHUNK_AXES, fixed))
+    for design, fixed in itertools.product(designs_of(sweep) or [None], itertools.product(*(sorted(g[a]) for a in CHUNK_AXES))):
+        at = dict(zip(CHUNK_AXES, fixed)) | ({"design": design} if design else {})
         if n_members <= size:
             per = max(1, size // n_members)
             for i in range(0, len(seeds), per):
@@ -328,7 +365,8 @@ def run_chunk(sweep: dict, chunk: dict, progress_every: float | None = 10.0) -> 
     xp = get_namespace(sweep["backend"])
     _, dt_schedule, steps, times = time_grid(sweep)
     runs = {a: np.array([m[a] for m in chunk["members"]], dtype=float) for a in MEMBER_AXES}  # by name
-    instances = [draw_instance(sweep["d"], s, sweep["base_seed"]) for s in chunk["seeds"]]
+    instances = [draw_instance(chunk_d(sweep, chunk), s, sweep["base_seed"], chunk.get("design"))
+                 for s in chunk["seeds"]]
     res = simulate_members(
         xp, instances, [runs] * len(instances), model=sweep["model"], delta=chunk["delta"],
         prior=sweep["prior"], dt_schedule=dt_schedule, record_steps=steps,

@@ -4,7 +4,8 @@
 import json
 import os
 
-from dln_kernels.sweep import ConfigError, check_sweep, make_chunks, make_dmft_chunks, sim_chunk_bytes, time_grid
+from dln_kernels.designs import is_default
+from dln_kernels.sweep import ConfigError, check_sweep, chunk_d, make_chunks, make_dmft_chunks, sim_chunk_bytes, time_grid
 from dln_kernels.problem import n_samples
 
 SWEEPS = config["sweeps"]
@@ -52,17 +53,23 @@ def sweep_part(sweep, keep):
     """Canonical param of the sweep keys that a rule reads, and nothing else (so a job re-runs
     when, and only when, something it computes from changes). Provenance still records the full
     sweep (scripts read it from the config, which is not part of the job's identity)."""
-    part = {k: SWEEPS[sweep][k] for k in keep}
+    # a design key at its default (one i.i.d. Gaussian) is left out: sweeps written before
+    # designs existed keep their params, so their jobs do not re-run
+    part = {k: SWEEPS[sweep][k] for k in keep if not (k == "design" and is_default(SWEEPS[sweep].get(k)))}
     if "grid" in part:  # the order in which grid values are written is not part of the meaning
         part["grid"] = {a: sorted(v) for a, v in part["grid"].items()}
     return canonical(part)
 
 
 # The sweep keys each kind of job reads (grid values reach the kernels through the chunk param).
+# The design is a property of a data group: it reaches a simulation job through its chunk param
+# (``chunk["design"]``, resolved, with its d), so adding a design to a sweep's list runs the new
+# chunks only. DMFT_KEYS hold no design: the DMFT is the Gaussian theory, one solve serves every
+# design of a sweep. The aggregation reads the list (the ``design`` dim of simulations.nc).
 SIM_KEYS = ("model", "network", "prior", "d", "seeds", "base_seed", "dt", "t_max", "output", "backend", "dtype",
             "threads", "save_beta")
 DMFT_KEYS = ("model", "network", "prior", "dt", "t_max", "output", "backend", "dtype", "threads", "dmft")
-AGGREGATE_KEYS = ("grid", "seeds", "base_seed", "backend", "dtype")
+AGGREGATE_KEYS = ("grid", "seeds", "base_seed", "backend", "dtype", "design")
 
 
 def run_params(sweep, keep=SIM_KEYS):
@@ -95,8 +102,8 @@ def sim_runtime_min(wildcards):
     """
     sweep, chunk = SWEEPS[wildcards.sweep], chunk_of(wildcards)
     n_steps = time_grid(sweep)[0]
-    n = n_samples(chunk["delta"], sweep["d"])
-    flops = 4.0 * n * sweep["d"] * len(chunk["members"]) * len(chunk["seeds"]) * n_steps
+    n = n_samples(chunk["delta"], chunk_d(sweep, chunk))
+    flops = 4.0 * n * chunk_d(sweep, chunk) * len(chunk["members"]) * len(chunk["seeds"]) * n_steps
     return max(5, int(flops / 1e9 / 60) + 1)
 
 
@@ -169,6 +176,7 @@ PHENOMENON_KINDS = {
         "label": "depth: saddle escape and final error",
         "extra_outputs": {"fits": "results/{sweep}/phenomena/depth_escape_fit.csv"},
     },
+    "universality": {"sweep": "universality", "caption": "universality", "label": "real designs vs Gaussian DMFT"},
 }
 
 # Which phenomenon figures each named sweep draws, in table order (`final_targets` adds them).
@@ -202,6 +210,12 @@ def final_targets(sweeps):
     """Figures of each selected sweep (DMFT figures where the sweep enables the DMFT)."""
     figs = []
     for s in sweeps:
+        if not is_default(SWEEPS[s].get("design")):
+            # a sweep over designs (any name) has a `design` dim the generic figures do not draw:
+            # its figure is the universality figure (each design against the Gaussian DMFT)
+            figs.append(f"results/{s}/figures/universality.png" if SWEEPS[s]["dmft"]["enabled"]
+                        else f"results/{s}/simulations.nc")
+            continue
         names = ["learning_curves", "phase_diagram"]
         if SWEEPS[s]["dmft"]["enabled"]:
             names += ["dmft_vs_simulation", "dmft_deviation"]

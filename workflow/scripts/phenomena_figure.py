@@ -2,7 +2,16 @@
 
 import matplotlib.pyplot as plt
 from _common import json_param, setup_logging
-from phenomena_plots import depth_escape, grokking_curves, grokking_delay, incremental, lazy_time, search_phase, tradeoff
+from phenomena_plots import (
+    depth_escape,
+    grokking_curves,
+    grokking_delay,
+    incremental,
+    lazy_time,
+    search_phase,
+    tradeoff,
+    universality,
+)
 
 from dln_kernels.io import open_netcdf
 
@@ -29,6 +38,8 @@ elif kind == "depth_escape":
     fig, tab, fits = depth_escape(sims, dmft, prior)
     fits.to_csv(smk.output.fits, index=False)
     log.info("power-law fits:\n%s", fits.to_string())
+elif kind == "universality":
+    fig, tab = universality(sims, dmft)
 else:
     raise ValueError(f"unknown phenomenon figure {kind!r}")
 fig.savefig(smk.output.fig, dpi=130, bbox_inches="tight")

@@ -1,0 +1,334 @@
+"""Designs X beyond i.i.d. Gaussian: natural-image patches, handwritten digits, and an anisotropic
+Gaussian with a power-law covariance spectrum (the Gaussian-universality question).
+
+A design specification is a plain dict (the sweep key ``design``, one object or a list of them):
+
+- ``{"kind": "gaussian"}``: today's design, entries i.i.d. N(0, 1/d) (``problem.Instance``); the
+  default. Its rows are drawn exactly as before, bit for bit.
+- ``{"kind": "image_patches", "patch": 12, "stride": 4, "images": ["china.jpg", "flower.jpg"],
+  "whiten": "zca"}``: every ``patch × patch × 3`` window (RGB) on a grid of step ``stride`` of
+  scikit-learn's two sample photographs (``sklearn.datasets.load_sample_images``, 427 × 640 each),
+  flattened: d = 3·patch², 32 864 rows for the defaults (d = 432).
+- ``{"kind": "digits", "whiten": "standardize"}``: scikit-learn's 8 × 8 handwritten digits
+  (``load_digits``, 1797 rows); the 3 pixels that are 0 in every image carry nothing and are
+  dropped, so d = 61.
+- ``{"kind": "gaussian_powerlaw", "exponent": 1.0, "seed": 0}``: rows N(0, Σ/d) with
+  Σ = O diag(λ) O^T, λ_j ∝ j^(−exponent) scaled to mean 1, O a Haar rotation drawn from ``seed``
+  (the same for every run seed: the covariance is the design's, the rows are the run's).
+
+Common keys: ``name`` (label of the design in files and figures; default the kind, plus
+``_whiten`` for data kinds), ``d`` (gaussian kinds: the dimension, default the sweep's ``d``; data
+kinds: derived, and a given ``d`` that disagrees is refused), ``whiten`` (data kinds only):
+
+- ``none``: centred only; ``standardize``: centred, each feature scaled to unit variance;
+  ``zca``: centred and multiplied by C^(−1/2) (C the pool's covariance, ZCA/Mahalanobis whitening).
+
+Statistics (means, variances, C) are those of the whole pool of rows, so the preprocessing is
+one fixed linear map per design, not fitted per run. Every design is then scaled so that its
+entries have variance 1/d on average over the pool (mean of X_ij² = 1/d after centring) — the
+convention of docs/theory.md, under which the Gaussian DMFT is the d → ∞ prediction.
+
+Rows of a data design for run seed s are the first n of one permutation of the pool (drawn
+without replacement from the stream ``SeedSequence(base_seed, spawn_key=(s, 3, design seed))``),
+so X at a smaller δ is the leading rows of X at a larger one (common random numbers along δ, as
+for the Gaussian). A δ that needs more rows than the pool holds is refused before compute.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import json
+import re
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+DESIGN_KINDS = ("gaussian", "image_patches", "digits", "gaussian_powerlaw")
+WHITEN = ("none", "standardize", "zca")
+DATA_KINDS = ("image_patches", "digits")
+SAMPLE_IMAGES = ("china.jpg", "flower.jpg")
+DEFAULT_DESIGN = {"kind": "gaussian"}
+DIGITS_ROWS = 1797
+
+# Keys each kind accepts (besides kind, name) and their defaults.
+_KIND_KEYS = {
+    "gaussian": {"d": None},
+    "gaussian_powerlaw": {"d": None, "exponent": 1.0, "seed": 0},
+    "image_patches": {"d": None, "patch": 12, "stride": 4, "images": list(SAMPLE_IMAGES), "whiten": "zca", "seed": 0},
+    "digits": {"d": None, "whiten": "standardize", "seed": 0},
+}
+ZCA_EPS = 1e-10  # eigenvalue floor of the ZCA, relative to the mean eigenvalue
+
+
+class DesignError(ValueError):
+    """A design specification that cannot be built; the message names the key and the value."""
+
+
+def is_default(spec) -> bool:
+    """True for the default design (one plain Gaussian at the sweep's d): nothing changes."""
+    return spec is None or spec == DEFAULT_DESIGN or spec == [DEFAULT_DESIGN]
+
+
+def resolve_design(spec: dict, d_default: int, where: str = "design") -> dict:
+    """The full specification of one design: defaults filled, ``d`` and ``name`` set.
+
+    Raises DesignError naming ``where.KEY`` for an unknown kind, a key the kind does not take, a
+    whitening other than none/standardize/zca (or any whitening of a Gaussian kind), a patch larger
+    than an image, an unknown image, or a ``d`` that disagrees with the data. Cheap: the images are
+    not decoded (their sizes are read from the file headers).
+    """
+    if not isinstance(spec, dict):
+        raise DesignError(f"{where}: {spec!r} is not a mapping with a 'kind'")
+    kind = spec.get("kind")
+    if kind not in DESIGN_KINDS:
+        raise DesignError(f"{where}.kind: unknown design kind {kind!r}; expected one of {list(DESIGN_KINDS)}")
+    allowed = _KIND_KEYS[kind]
+    for key in spec:
+        if key not in allowed and key not in ("kind", "name"):
+            raise DesignError(f"{where}.{key}: not a key of design kind {kind!r} (keys: {sorted(allowed)})")
+    out = {"kind": kind, **copy.deepcopy(allowed), **copy.deepcopy(spec)}
+    whiten = out.get("whiten", "none")
+    if whiten not in WHITEN:
+        raise DesignError(f"{where}.whiten: unknown value {whiten!r}; expected one of {list(WHITEN)}")
+    if kind == "image_patches":
+        p, s = out["patch"], out["stride"]
+        for key, v in (("patch", p), ("stride", s)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise DesignError(f"{where}.{key}: {v!r} is not a positive integer")
+        if not out["images"] or len(set(out["images"])) != len(out["images"]):
+            raise DesignError(f"{where}.images: {out['images']!r} must be a non-empty list of distinct names")
+        for name in out["images"]:
+            if name not in SAMPLE_IMAGES:
+                raise DesignError(f"{where}.images: unknown image {name!r}; scikit-learn ships {list(SAMPLE_IMAGES)}")
+            h, w = image_size(name)
+            if p > min(h, w):
+                raise DesignError(f"{where}.patch: {p} is larger than image {name} ({h} x {w} pixels)")
+        d = 3 * p * p
+    elif kind == "digits":
+        d = 64 - 3  # the 3 pixels that are 0 in every image are dropped (a test checks the count)
+    else:
+        d = d_default if out["d"] is None else out["d"]
+        if not isinstance(d, int) or isinstance(d, bool) or d < 2:
+            raise DesignError(f"{where}.d: {d!r} is not an integer >= 2")
+        if kind == "gaussian_powerlaw" and not (isinstance(out["exponent"], (int, float)) and out["exponent"] >= 0):
+            raise DesignError(f"{where}.exponent: {out['exponent']!r} is not a number >= 0")
+    if out["d"] is not None and out["d"] != d:
+        raise DesignError(f"{where}.d: {out['d']} disagrees with the data of kind {kind!r}, which has d = {d}; "
+                          f"leave d out (it is derived)")
+    out["d"] = int(d)
+    out.setdefault("name", kind if kind not in DATA_KINDS else f"{kind}_{whiten}")
+    if not (isinstance(out["name"], str) and re.fullmatch(r"[A-Za-z0-9_-]+", out["name"])):
+        raise DesignError(f"{where}.name: {out['name']!r} must be letters, digits, '_' or '-' (it names files)")
+    return out
+
+
+def resolve_designs(sweep: dict, where: str = "design") -> list:
+    """The sweep's designs (``sweep["design"]``: one object or a list), resolved, names unique."""
+    spec = sweep.get("design", DEFAULT_DESIGN)
+    specs = spec if isinstance(spec, list) else [spec]
+    if not specs:
+        raise DesignError(f"{where}: an empty list; give at least one design")
+    out = [resolve_design(s, int(sweep["d"]), f"{where}[{i}]" if isinstance(spec, list) else where)
+           for i, s in enumerate(specs)]
+    names = [o["name"] for o in out]
+    for i, n in enumerate(names):
+        if names.index(n) != i:
+            raise DesignError(f"{where}[{i}].name: {n!r} is used twice; give each design its own name")
+    return out
+
+
+def design_names(sweep: dict) -> list:
+    """Names of the sweep's designs, in its order (the labels of the ``design`` dim); needs no
+    ``d`` (a Gaussian design's name does not depend on it)."""
+    return [des["name"] for des in resolve_designs({"d": 2, **sweep})]
+
+
+@functools.lru_cache(maxsize=None)
+def image_size(name: str) -> tuple:
+    """(height, width) of a scikit-learn sample image, from its header (no decoding)."""
+    from PIL import Image
+
+    with Image.open(_image_path(name)) as im:
+        w, h = im.size
+    return int(h), int(w)
+
+
+def _image_path(name: str) -> Path:
+    import importlib.util
+
+    # found without importing scikit-learn (slow): the planning checks read only the headers
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise DesignError("design.kind: image_patches needs scikit-learn (pip install scikit-learn)")
+    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "images" / name
+
+
+def pool_rows(design: dict) -> int | None:
+    """Rows the design can give one run (its pool size); None for the Gaussian kinds (no limit)."""
+    if design["kind"] == "digits":
+        return DIGITS_ROWS
+    if design["kind"] == "image_patches":
+        p, s = design["patch"], design["stride"]
+        return sum(((h - p) // s + 1) * ((w - p) // s + 1) for h, w in map(image_size, design["images"]))
+    return None
+
+
+def check_rows(design: dict, n: int, where: str = "design", delta=None) -> None:
+    """Refuse, before compute, a design asked for more rows than its pool holds."""
+    have = pool_rows(design)
+    if have is not None and n > have:
+        at = f" (delta={delta}, d={design['d']})" if delta is not None else ""
+        raise DesignError(
+            f"{where}: design {design['name']!r} ({design['kind']}) has {have} rows, fewer than the n={n} "
+            f"rows asked for{at}; lower grid.delta to <= {have / design['d']:.3g}"
+            + (" or the stride" if design["kind"] == "image_patches" else "")
+        )
+
+
+def _key(design: dict) -> str:
+    return json.dumps({k: v for k, v in design.items() if k != "name"}, sort_keys=True)
+
+
+def raw_pool(design: dict) -> np.ndarray:
+    """The data kind's raw rows (N, d) float64, before preprocessing."""
+    if design["kind"] == "digits":
+        from sklearn.datasets import load_digits
+
+        data = load_digits().data.astype(np.float64)
+        keep = data.std(axis=0) > 0
+        return np.ascontiguousarray(data[:, keep])
+    if design["kind"] == "image_patches":
+        from numpy.lib.stride_tricks import sliding_window_view
+        from sklearn.datasets import load_sample_image
+
+        p, s = design["patch"], design["stride"]
+        rows = []
+        for name in design["images"]:
+            img = load_sample_image(name)  # (h, w, 3) uint8
+            win = sliding_window_view(img, (p, p, 3))[::s, ::s, 0]  # (nh, nw, p, p, 3)
+            rows.append(win.reshape(-1, p * p * 3))
+        return np.ascontiguousarray(np.vstack(rows), dtype=np.float64)
+    raise DesignError(f"design.kind: {design['kind']!r} has no pool")
+
+
+def preprocess(raw: np.ndarray, whiten: str) -> np.ndarray:
+    """Centre, whiten (``none`` | ``standardize`` | ``zca``) and scale a pool (N, d) so that the mean
+    of its squared entries is 1/d. Statistics are the pool's own (population, 1/N).
+
+    Raises DesignError for a constant feature under standardize/zca (nothing to scale).
+    """
+    n, d = raw.shape
+    xc = raw - raw.mean(axis=0)
+    if whiten == "standardize":
+        sd = xc.std(axis=0)
+        if np.any(sd == 0):
+            raise DesignError("design.whiten: standardize needs every feature to vary; a feature is constant")
+        xc = xc / sd
+    elif whiten == "zca":
+        cov = xc.T @ xc / n
+        ev, vec = np.linalg.eigh(cov)
+        floor = ZCA_EPS * ev.mean()
+        if ev[0] <= floor:
+            raise DesignError(f"design.whiten: zca needs a full-rank covariance; its smallest eigenvalue "
+                              f"is {ev[0]:.3g} (mean {ev.mean():.3g})")
+        xc = xc @ ((vec / np.sqrt(ev)) @ vec.T)  # C^(-1/2), symmetric
+    elif whiten != "none":
+        raise DesignError(f"design.whiten: unknown value {whiten!r}; expected one of {list(WHITEN)}")
+    return xc / np.sqrt(np.mean(xc * xc) * d)  # mean X_ij² = 1/d
+
+
+@functools.lru_cache(maxsize=8)
+def _pool_cached(key: str) -> np.ndarray:
+    design = json.loads(key)
+    pool = preprocess(raw_pool(design), design["whiten"])
+    pool.setflags(write=False)
+    return pool
+
+
+def pool(design: dict) -> np.ndarray:
+    """The preprocessed pool (N, d) of a data design, read-only float64 (cached per process)."""
+    return _pool_cached(_key(design))
+
+
+@functools.lru_cache(maxsize=8)
+def _powerlaw_cached(key: str):
+    design = json.loads(key)
+    d, a = design["d"], float(design["exponent"])
+    lam = np.arange(1, d + 1, dtype=np.float64) ** (-a)
+    lam *= d / lam.sum()  # mean eigenvalue 1: entries of X have variance 1/d on average
+    q, r = np.linalg.qr(np.random.default_rng(int(design["seed"])).standard_normal((d, d)))
+    rot = q * np.sign(np.diag(r))  # Haar-distributed rotation
+    scale = (rot * np.sqrt(lam)).T / np.sqrt(d)  # x = z @ scale, z ~ N(0, I_d)
+    scale.setflags(write=False)
+    return lam, scale
+
+
+def powerlaw_factor(design: dict):
+    """(eigenvalues λ (d,) with mean 1, factor F (d, d)) of a gaussian_powerlaw design: a row is
+    z @ F with z ~ N(0, I_d), so its covariance is F^T F = O diag(λ) O^T / d."""
+    return _powerlaw_cached(_key(design))
+
+
+class RowSource:
+    """Rows of one run seed of a non-Gaussian design, in order: ``rows(have, n)`` gives rows
+    ``have .. n-1`` (the leading rows never change when more are asked for)."""
+
+    def __init__(self, design: dict, seed: int, base_seed: int, x_stream: np.random.Generator):
+        self.design = design
+        self.x_stream = x_stream
+        if design["kind"] in DATA_KINDS:
+            seq = np.random.SeedSequence(entropy=int(base_seed), spawn_key=(int(seed), 3, int(design["seed"])))
+            self._perm = None
+            self._perm_rng = np.random.default_rng(seq)
+
+    def rows(self, have: int, n: int) -> np.ndarray:
+        kind = self.design["kind"]
+        if kind == "gaussian_powerlaw":
+            _, factor = powerlaw_factor(self.design)
+            return self.x_stream.standard_normal((n - have, self.design["d"])) @ factor
+        data = pool(self.design)
+        check_rows(self.design, n)
+        if self._perm is None:
+            self._perm = self._perm_rng.permutation(data.shape[0])
+        return data[self._perm[have:n]]
+
+
+def spectrum_ratio(design: dict) -> float:
+    """Largest eigenvalue of the design's population covariance over its mean eigenvalue
+    (1 for the Gaussian; governs the largest stable step, see docs/phenomena.md)."""
+    if design["kind"] == "gaussian":
+        return 1.0
+    if design["kind"] == "gaussian_powerlaw":
+        return float(powerlaw_factor(design)[0].max())
+    x = pool(design)
+    ev = np.linalg.eigvalsh(x.T @ x / x.shape[0])
+    return float(ev[-1] / ev.mean())
+
+
+def provenance(design: dict) -> dict:
+    """Where a design comes from: {"design": spec, "source", "package", "package_version",
+    "sha256" (of the preprocessed pool, or of the power-law factor, as float64 C-order bytes),
+    "rows", "d"}; JSON-able."""
+    out = {"design": design, "d": design["d"]}
+    kind = design["kind"]
+    if kind == "gaussian":
+        return {**out, "source": "i.i.d. N(0, 1/d), numpy", "package": "numpy",
+                "package_version": np.__version__, "sha256": None, "rows": None}
+    if kind == "gaussian_powerlaw":
+        arr = powerlaw_factor(design)[1]
+        src, pkg = f"N(0, O diag(j^-{design['exponent']}) O^T / d), rotation seed {design['seed']}", "numpy"
+    else:
+        arr = pool(design)
+        src = ("sklearn.datasets.load_sample_images: " + ", ".join(design["images"]) if kind == "image_patches"
+               else "sklearn.datasets.load_digits (UCI optical digits, 8x8)")
+        pkg = "scikit-learn"
+    try:
+        version = metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return {**out, "source": src, "package": pkg, "package_version": version,
+            "sha256": hashlib.sha256(np.ascontiguousarray(arr, dtype=np.float64).tobytes()).hexdigest(),
+            "rows": None if kind == "gaussian_powerlaw" else int(arr.shape[0])}

@@ -120,6 +120,24 @@ def memory_bytes(n_points: int, n_paths: int, n_steps: int, n_batches: int = 8, 
     return int(item * n_points * (N_HISTORIES * n_paths * T + N_MATRICES * n_batches * T * T))
 
 
+def sweep_work(n_points: int, n_paths: int, n_steps: int, n_batches: int = 8, dtype: str = "float64") -> dict:
+    """Counted work of one sweep (the roofline model of ``benchmarks/bench_dmft.py``).
+
+    At step k every pass reads an N×k path history once (N = n_paths per point) and does 2 flops
+    per element read; summed over k < T that is N·T²/2 elements per pass. Returns a dict:
+    ``passes_mv`` (matrix–vector passes per point), ``flops`` (total), ``bytes_mv`` (bytes the
+    matrix–vector passes must stream), ``bytes`` (all streamed bytes), for ``n_points`` points.
+    Today's sweep: eight matrix–vector passes per point (G row, two Gram–Schmidt projections and
+    their two updates, w, g, δg), none shared between points.
+    """
+    T = n_steps + 1
+    item = np.dtype(resolve_dtype(dtype)).itemsize
+    elems = n_points * n_paths * T * T / 2.0
+    passes_mv = 8
+    return {"passes_mv": passes_mv, "passes_mm": 0, "flops": 2.0 * passes_mv * elems,
+            "bytes_mv": item * passes_mv * elems, "bytes": item * passes_mv * elems}
+
+
 # ----------------------------------------------------------------------------------------------
 # random inputs (host side, then moved to the backend)
 # ----------------------------------------------------------------------------------------------

@@ -254,6 +254,7 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
     P = S // B
     delta = par["delta"][:, None]
     lam = par["weight_decay"][:, None]
+    dt_steps = par.get("dt_steps")  # (S, T − 1) step schedule, or None: constant dt per point
     dt = par["dt"][:, None]
     inv_sqrt_delta = 1.0 / xp.sqrt(delta)
     tiny = float(np.finfo(np.float32 if dtype == xp.float32 else np.float64).tiny)
@@ -411,6 +412,8 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
             gk = gk - mem
         dgk = shared(E[:, k, :]) - xp.matmul(K[:, k : k + 1, : k + 1], Xh[:, : k + 1, :])[:, 0, :]
         # GD update of the path and of its tangent
+        if dt_steps is not None:
+            dt = dt_steps[:, k : k + 1]
         if model == "dln":
             da, db = net.tangent_step(pa, pb, da, db, gk, dgk, dt, dt * lam)
             pa, pb = net.step(pa, pb, gk, dt, dt * lam)
@@ -452,6 +455,7 @@ def solve_dmft(
     *,
     n_steps: int,
     dt: float | None = None,
+    dt_schedule=None,
     record_steps=None,
     n_paths: int = 20000,
     prior: dict | None = None,
@@ -477,6 +481,12 @@ def solve_dmft(
         (alias lam) and dt; see :func:`normalize_points`. All points share ``n_steps``.
     n_steps : number of GD steps; the solve covers T = n_steps + 1 states k = 0 … n_steps.
     dt : default step size for points without a ``dt`` key.
+    dt_schedule : optional step schedule dt_k, k = 0 … n_steps − 1, shape (n_steps,) (all points)
+        or (P, n_steps) (one per point), positive and finite; then the points carry no ``dt``.
+        The state after k steps is at time t_k = Σ_{j<k} dt_j (``schedule.step_times``), the
+        same convention as the simulator's ``dt_schedule``. The returned ``dt`` is then the last
+        step (the one the spectral decay rate refers to) and ``dt_schedule`` (P, n_steps) is
+        returned too. ValueError for a bad shape or value, or for points with ``dt`` as well.
     record_steps : sorted step indices at which observables are returned (default: all).
     n_paths : Monte-Carlo paths per point, split into ``n_batches`` independent replicas.
     prior : teacher prior dict (default Gauss–Bernoulli); ``model``: "dln" or "linear".
@@ -521,7 +531,23 @@ def solve_dmft(
     if pivot_tol is None:
         pivot_tol = 1e-12 if dt_np == np.float64 else 1e-5
     net = dln_state.network_state(network, depth)
+    sched = None
+    if dt_schedule is not None:
+        rows = [points] if isinstance(points, dict) else list(points)
+        if dt is not None or any("dt" in r for r in rows):
+            raise ValueError("dt_schedule: give either dt (keyword or point key) or dt_schedule, not both")
+        sched = np.asarray(dt_schedule, dtype=float)
+        dt = 1.0  # placeholder, replaced by the schedule below
     par = normalize_points(points, dt)
+    if sched is not None:
+        P0 = par["delta"].size
+        if sched.ndim == 1:
+            sched = np.broadcast_to(sched, (P0, sched.size))
+        if sched.shape != (P0, int(n_steps)) or not np.all(np.isfinite(sched)) or np.any(sched <= 0):
+            raise ValueError(f"dt_schedule: need positive finite step sizes of shape ({n_steps},) or "
+                             f"({P0}, {n_steps}), got shape {np.shape(dt_schedule)}")
+        sched = np.ascontiguousarray(sched)
+        par["dt"] = sched[:, -1].copy()
     a_min = net.alpha_min(dt_np)
     if model == "dln" and np.min(par["alpha"]) < a_min:
         where = "" if net.network == "uv" else f" for network {net.network!r} of depth {net.depth}"
@@ -588,6 +614,8 @@ def solve_dmft(
                 else:
                     bs[bidx * Pc + j] = _iid_teacher(prior, par["rho"][i], n, rng)
         sys_par = {k: to_device(xp, np.tile(par[k][idx], n_batches), dt_np) for k in POINT_KEYS}
+        if sched is not None:
+            sys_par["dt_steps"] = to_device(xp, np.tile(sched[idx], (n_batches, 1)), dt_np)
         kind = model if model != "dln" or net.network == "uv" else f"dln/{net.network}{net.depth}"
         label = f"dmft[{kind}] points {idx[0]}..{idx[-1]} of {P}"
         logger.info("%s: %d systems x %d paths, T=%d", label, S, n, T)
@@ -618,7 +646,11 @@ def solve_dmft(
 
     out = {k: par[k].copy() for k in POINT_KEYS}
     out["step"] = rec.copy()
-    out["time"] = par["dt"][:, None] * rec[None, :]
+    if sched is None:
+        out["time"] = par["dt"][:, None] * rec[None, :]
+    else:
+        out["time"] = np.concatenate([np.zeros((P, 1)), np.cumsum(sched, axis=1)], axis=1)[:, rec]
+        out["dt_schedule"] = sched.copy()
     out["e_train_batches"] = out_tr
     out["e_test_batches"] = out_te
     for name, arr in (("e_train", out_tr), ("e_test", out_te)):

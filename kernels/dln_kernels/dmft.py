@@ -15,7 +15,10 @@ At step k (all rows < k of every matrix are final):
    L v^{L−1} δv, paths stored as (u, v) with the multiplicative update and its linearisation
    (``dln_state.PMState``), exact for α ≥ alpha_min(dtype, "pm", L);
 2. G[k, l] = ⟨x_k ε_l⟩ (l < k), a path average;
-3. K[k, :k] = −(1/δ) G[k, :k] K[:k, :k], K[k, k] = 1   (forward substitution of (I + G/δ)K = I);
+3. K = (I + G/δ)⁻¹ is never formed: the sweep needs it only applied, to the tangents
+   (y = K x, by forward substitution y_k = x_k − (1/δ) Σ_{l<k} G[k, l] y_l) and to L_M
+   (A = K L_M, row k = L_M[k] − (1/δ) G[k, :k] A[:k]); with ``return_matrices`` it is
+   formed once at the end;
 4. row k of L_M, a lower-triangular factor of M = σ²𝟙𝟙ᵀ + C_Δ, by Gram–Schmidt of the
    path-space vector a_k = (σ, Δ_k/√N), whose Gram matrix is exactly M: L_M[k, j] = ⟨a_k, q_j⟩.
    This is the Cholesky row update done on the vectors instead of on M (no squared condition
@@ -29,14 +32,14 @@ At step k (all rows < k of every matrix are final):
    w = L_M z a Gaussian process with covariance M, so g_k = η_k − Σ_l K[k, l] Δ_l with
    η = L z, L = K L_M/√δ, L Lᵀ = K M Kᵀ/δ = C_r/δ, without ever factorising C_r. The memory
    sum Σ_{l<k} K[k, l] Δ_l/√N is read off the Gram–Schmidt basis, Σ_j (K[k, :k] L_M)[j] q_j;
-6. δg_k = ε_k − Σ_{l≤k} K[k, l] x_l, then the GD update of (u, v) and of its tangent.
+6. δg_k = ε_k − Σ_{l≤k} K[k, l] x_l = ε_k − y_k, then the GD update of (u, v) and of its tangent.
 
 Points of one call share the noise z and the probes ε of each replica (common random numbers),
 so the two passes that read them (G row, A[k]·z) are matrix–matrix products with one right-hand
 side per point; the other passes read per-point histories and stay matrix–vector (see
 docs/dmft.md, "Matrix–matrix across points").
 
-Afterwards C_r = (K L_M)(K L_M)ᵀ; E_train(k) = C_r[k, k]/2, E_test(k) = C_Δ[k, k]/2.
+Afterwards C_r = A Aᵀ; E_train(k) = C_r[k, k]/2 = |A[k]|²/2, E_test(k) = C_Δ[k, k]/2.
 
 Monte-Carlo error: the N paths of a point are split into ``n_batches`` independent replicas
 (each a complete, self-consistent solve with N/n_batches paths, run side by side); the estimate is
@@ -53,14 +56,14 @@ only the array API standard is used, so NumPy, CuPy and ``array_api_strict`` run
 
 Memory (bytes, per call, ``itemsize`` = 8 for float64):
 
-    itemsize · (P · (2 · N · T  +  3 · B · T²)  +  2 · N · T)
+    itemsize · (P · (2 · N · T  +  2 · B · T²)  +  2 · N · T)
 
 for P points, N paths per point, B batches and T = n_steps + 1: two N×T path histories per
-point (Gram–Schmidt basis q, tangent x), the shared noise z and probes ε (N×T each, once per
-call), and three T×T matrices per replica (K, L_M, and K L_M at the end; three more, G, C_Δ, C_r,
-with ``return_matrices``). T = 5000, N = 20000, B = 8, one point: 3.2 GB + 4.8 GB = 8.0 GB.
+point (Gram–Schmidt basis q, y = K x), the shared noise z and probes ε (N×T each, once per
+call), and two T×T matrices per replica (L_M and A = K L_M; four more, G, K, C_Δ, C_r, with
+``return_matrices``). T = 5000, N = 20000, B = 8, one point: 3.2 GB + 3.2 GB = 6.4 GB.
 Time is O(N T²) per point (three per-point matrix–vector passes and two shared matrix–matrix
-passes over an N×k history at step k) plus O(B T³) for the rows of K and K L_M. Points are
+passes over an N×k history at step k) plus O(B T³) for the rows of A = K L_M. Points are
 processed in chunks that fit ``memory_budget_bytes``; a single point that does not fit raises
 ``MemoryError`` naming the budget.
 """
@@ -85,8 +88,8 @@ POINT_KEYS = ("alpha", "delta", "rho", "sigma", "weight_decay", "dt")
 POINT_DEFAULTS = {"alpha": 1.0, "rho": 1.0, "sigma": 0.0, "weight_decay": 0.0}
 N_HISTORIES = 2  # per point: Gram–Schmidt basis Q, tangent history x
 N_SHARED = 2  # per job: noise z and probes ε (shared by the points of a job)
-N_MATRICES = 3  # per replica: K, L_M and the product K L_M at the end
-N_MATRICES_RETURNED = 3  # with return_matrices: G, C_Δ, C_r
+N_MATRICES = 2  # per replica: L_M and A = K L_M
+N_MATRICES_RETURNED = 4  # with return_matrices: G, K, C_Δ, C_r
 CACHE_BYTES = 2 << 20  # block of a path history reused from cache by the CPU's several matrix–vector products
 
 
@@ -134,7 +137,7 @@ def normalize_points(points, dt=None) -> dict:
 def memory_bytes(n_points: int, n_paths: int, n_steps: int, n_batches: int = 8, dtype: str = "float64",
                  return_matrices: bool = False) -> int:
     """Bytes the solver holds for ``n_points`` points solved together (see the module docstring):
-    itemsize · (P · (2 N T + m B T²) + 2 N T), m = 3 (6 with ``return_matrices``)."""
+    itemsize · (P · (2 N T + m B T²) + 2 N T), m = 2 (6 with ``return_matrices``)."""
     T = n_steps + 1
     item = np.dtype(resolve_dtype(dtype)).itemsize
     m = N_MATRICES + (N_MATRICES_RETURNED if return_matrices else 0)
@@ -149,8 +152,8 @@ def sweep_work(n_points: int, n_paths: int, n_steps: int, n_batches: int = 8, dt
     element and right-hand side; summed over k < T that is N·T²/2 elements per pass. Per point:
     three matrix–vector passes (Gram–Schmidt projection with 2 right-hand sides, update with 3,
     tangent memory δg with 1); per job: two matrix–matrix passes over the shared z and ε with P
-    right-hand sides (G row, field). Per replica two T×T passes (K row, K[k]·L_M): B·T³/3
-    elements each per point. Returns a dict: ``passes_mv`` (per point), ``passes_mm`` (shared
+    right-hand sides (G row, field). Per replica one T×T pass (row k of A = K L_M): B·T³/3
+    elements per point. Returns a dict: ``passes_mv`` (per point), ``passes_mm`` (shared
     by the P points), ``flops``, ``bytes_mv`` (bytes of the per-point passes, the
     matrix–vector ones), ``bytes`` (all streamed bytes).
     """
@@ -159,8 +162,8 @@ def sweep_work(n_points: int, n_paths: int, n_steps: int, n_batches: int = 8, dt
     hist = n_paths * T * T / 2.0  # elements of one pass over a history, summed over the steps
     tri = n_batches * T**3 / 3.0  # elements of one pass over the T×T matrices of B replicas
     passes_mv, passes_mm, rhs_mv = 3, 2, 2 + 3 + 1
-    flops = n_points * (2.0 * hist * (rhs_mv + passes_mm) + 2.0 * 2 * tri)
-    bytes_mv = item * n_points * (passes_mv * hist + 2 * tri)
+    flops = n_points * (2.0 * hist * (rhs_mv + passes_mm) + 2.0 * tri)
+    bytes_mv = item * n_points * (passes_mv * hist + tri)
     return {"passes_mv": passes_mv, "passes_mm": passes_mm, "flops": flops, "bytes_mv": bytes_mv,
             "bytes": bytes_mv + item * passes_mm * hist}
 
@@ -237,7 +240,7 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
     the probes of replica b, shared by the P points of the chunk (common random numbers), so the
     two passes that read them are one matrix–matrix product per replica (P right-hand sides).
     ``net``: the DLN state kernels (``dln_state.network_state``; default uv).
-    Returns dict of (S, T, T) matrices K, LM, the (S, T) diagonal ``cd_diag`` = ⟨Δ_k²⟩, the (S, n)
+    Returns dict of (S, T, T) matrices A = K L_M and LM, the (S, T) diagonal ``cd_diag`` = ⟨Δ_k²⟩, the (S, n)
     final Gauss–Newton metric ``w`` of the paths (uv: u² + v²; pm: L²(u^{2L−2} + v^{2L−2});
     linear: 1), and with ``keep_matrices`` also G (S, T, T).
 
@@ -261,8 +264,8 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
 
     Q = xp.zeros((S, T, n), dtype=dtype)   # orthonormal path-space basis (Gram–Schmidt of a_k), row k final at step k + 1
     Qs = xp.zeros((S, T), dtype=dtype)     # its σ-coordinate
-    Xh = xp.zeros((S, T, n), dtype=dtype)  # tangent δΔ history
-    K = xp.zeros((S, T, T), dtype=dtype)
+    Yh = xp.zeros((S, T, n), dtype=dtype)  # history of y = K x (K applied to the tangents δΔ)
+    A = xp.zeros((S, T, T), dtype=dtype)   # A = K L_M = √δ L, by rows: (I + G/δ) A = L_M
     LM = xp.zeros((S, T, T), dtype=dtype)  # factor of M (a dropped, dependent direction is a zero column)
     G = xp.zeros((S, T, T), dtype=dtype) if keep_matrices else None
     cd_diag = xp.zeros((S, T), dtype=dtype)
@@ -340,15 +343,16 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
         else:
             dk = bk - beta_star
             xk = dbk
-        Xh[:, k, :] = xk
         cd_diag[:, k] = bdot(dk, dk) / n
+        yk = xk
         if k > 0:  # row k of G = ⟨x_k ε_l⟩: one GEMM per replica, (k×n)@(n×P)
             gr = xp.matmul(E[:, :k, :], xp.matrix_transpose(pad(xp.reshape(xk, (B, P, n)))))  # (B, k, P)
             grow = xp.reshape(xp.matrix_transpose(gr[:, :, :P]), (S, k)) / n
             if G is not None:
                 G[:, k, :k] = grow
-            K[:, k, :k] = -xp.matmul(grow[:, None, :], K[:, :k, :k])[:, 0, :] / delta
-        K[:, k, k] = 1.0
+            # y_k = (K x)_k by forward substitution of (I + G/δ) y = x: K is never formed
+            yk = xk - xp.matmul(grow[:, None, :], Yh[:, :k, :])[:, 0, :] / delta
+        Yh[:, k, :] = yk
         # Row k of L_M: Gram–Schmidt of a_k = (σ, Δ_k/√n), whose Gram matrix is M, with the second
         # (re)orthogonalisation of row k − 1 delayed to this step and fused with the projection
         # of a_k (DCGS2): two passes over Q[:k−1] instead of four (see docs/dmft.md).
@@ -374,8 +378,11 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
             coef = (bdot(pend, ak) + pend0 * a0 - xp.sum(c2 * pk, axis=1)) * inv_rho  # q_m · a_k
             LM[:, m, :m] = LM[:, m, :m] + c2
             LM[:, m, m] = xp.where(keep_m, rho, 0.0)
+            A[:, m, :m] = A[:, m, :m] + c2  # A[m] = Σ_l K[m, l] L_M[l] and K[m, m] = 1
+            A[:, m, m] = LM[:, m, m]
             # Σ_{l<k} K[k, l] Δ_l/√n = Σ_{j<k} A'_j q_j (path part), A' = K[k, :k] L_M[:k, :k]
-            Ap = xp.matmul(K[:, k : k + 1, :k], LM[:, :k, :k])[:, 0, :]
+            # = −(1/δ) G[k, :k] A[:k, :k] (row k of (I + G/δ) A = L_M without its L_M[k] term)
+            Ap = -xp.matmul(grow[:, None, :], A[:, :k, :k])[:, 0, :] / delta
             f = coef * inv_rho
             h = Ap[:, m] * inv_rho
             if m > 0:  # pass 2: three combinations of Q[:m] (fix of row m, a_k's remainder, memory term)
@@ -401,16 +408,17 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
         anorm_prev = anorm
         if c is not None:
             LM[:, k, :k] = c
+            A[:, k, :k] = Ap + c
         LM[:, k, k] = xp.where(keep, rn, 0.0)
+        A[:, k, k] = LM[:, k, k]
         if k == T - 1:
             break
         # driving field of step k: g_k = Σ_{l≤k} K[k, l] (w_l/√δ − Δ_l), w = L_M z
-        Arow = LM[:, k, : k + 1] if c is None else xp.concat([Ap + c, LM[:, k, k : k + 1]], axis=1)
-        eta = xp.reshape(xp.matmul(pad(xp.reshape(Arow, (B, P, k + 1))), Z[:, : k + 1, :])[:, :P, :], (S, n))  # GEMM
+        eta = xp.reshape(xp.matmul(pad(xp.reshape(A[:, k, : k + 1], (B, P, k + 1))), Z[:, : k + 1, :])[:, :P, :], (S, n))
         gk = eta * inv_sqrt_delta - dk
         if mem is not None:
             gk = gk - mem
-        dgk = shared(E[:, k, :]) - xp.matmul(K[:, k : k + 1, : k + 1], Xh[:, : k + 1, :])[:, 0, :]
+        dgk = shared(E[:, k, :]) - yk  # ε_k − Σ_{l≤k} K[k, l] x_l
         # GD update of the path and of its tangent
         if dt_steps is not None:
             dt = dt_steps[:, k : k + 1]
@@ -432,6 +440,8 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
         keep_m = rho > pivot_tol * xp.maximum(anorm_prev, tiny)
         LM[:, m, :m] = LM[:, m, :m] + c2
         LM[:, m, m] = xp.where(keep_m, rho, 0.0)
+        A[:, m, :m] = A[:, m, :m] + c2
+        A[:, m, m] = LM[:, m, m]
     if not bool(xp.all(xp.isfinite(dk))):  # never hand on silent NaNs: name the points
         from .simulate import DivergenceError
 
@@ -444,7 +454,7 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
     # final Gauss–Newton metric w of each path (uv: u² + v², pm: L²(u^{2L−2} + v^{2L−2})):
     # samples of the weight law for the spectral rate
     w = net.metric(pa, pb) if model == "dln" else xp.ones_like(bk)
-    return {"K": K, "LM": LM, "cd_diag": cd_diag, "G": G, "w": w}
+    return {"A": A, "LM": LM, "cd_diag": cd_diag, "G": G, "w": w}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -628,7 +638,7 @@ def solve_dmft(
             a = to_numpy(arr)
             return np.swapaxes(a.reshape(n_batches, Pc, *a.shape[1:]), 0, 1)
 
-        A = xp.matmul(res["K"], res["LM"])  # = √δ L
+        A = res["A"]  # K L_M = √δ L
         e_tr = 0.5 * xp.sum(A * A, axis=2)  # C_r[k, k] / 2
         e_te = 0.5 * res["cd_diag"]
         out_tr[idx] = to_points(e_tr)[:, :, rec]
@@ -640,7 +650,8 @@ def solve_dmft(
             CD = xp.matmul(res["LM"], xp.matrix_transpose(res["LM"])) - sig2
             eye = xp.eye(T, dtype=CD.dtype)
             CD = CD * (1.0 - eye) + res["cd_diag"][:, :, None] * eye  # diagonal ⟨Δ_k²⟩ directly
-            for name, arr in (("C_delta", CD), ("C_r", Cr), ("G", res["G"]), ("K", res["K"])):
+            K = xp.linalg.inv(eye + res["G"] / sys_par["delta"][:, None, None])  # K = (I + G/δ)⁻¹
+            for name, arr in (("C_delta", CD), ("C_r", Cr), ("G", res["G"]), ("K", K)):
                 mats[name][idx] = to_points(arr).mean(axis=1)
         del res, A
 

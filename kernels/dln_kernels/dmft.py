@@ -90,6 +90,7 @@ N_HISTORIES = 2  # per point: Gram–Schmidt basis Q, tangent history x
 N_SHARED = 2  # per job: noise z and probes ε (shared by the points of a job)
 N_MATRICES = 2  # per replica: L_M and A = K L_M
 N_MATRICES_RETURNED = 4  # with return_matrices: G, K, C_Δ, C_r
+FUSE_PRODUCTS = None  # None: one call per history on a GPU, blocked matrix–vector calls on a CPU
 CACHE_BYTES = 2 << 20  # block of a path history reused from cache by the CPU's several matrix–vector products
 
 
@@ -296,7 +297,7 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
     # matrix–vector bandwidth (OpenBLAS, measured), so there they are matrix–vector calls, made
     # block by block (blocks of CACHE_BYTES: several systems, or rows of one system's history)
     # so that only the first call reads the block from memory and the others from cache.
-    fuse = backend_name(xp) == "cupy"
+    fuse = backend_name(xp) == "cupy" if FUSE_PRODUCTS is None else bool(FUSE_PRODUCTS)
     item = 4 if dtype == xp.float32 else 8
 
     def blocks(H):

@@ -1,7 +1,15 @@
 """Benchmark of the DMFT solver: time and peak memory per point vs N and T, and the speed-up of
 the one-pass causal sweep over a damped fixed-point iteration of the same equations.
 
-Usage: python benchmarks/bench_dmft.py [--quick]
+Usage: python benchmarks/bench_dmft.py [--quick] [--roofline-only]
+
+Roofline (first table, one run): this machine's measured GEMM rate ((n×n)@(n×n), float64) and
+copy bandwidth (read + write bytes of a 256 MB ``np.copyto``), and beside them the solver's
+achieved FLOP rate and memory traffic for P = 1, 8, 32 points per job, from the counted work of
+``dmft.sweep_work`` (each pass over an N×k history at step k: 2 flops and one read per element)
+divided by the measured time; "mv GB/s>=" is the per-point (matrix–vector) traffic over the
+whole time, a lower bound on the rate of those passes. Run it with one BLAS thread (OMP_NUM_THREADS=1 etc.) for the
+per-core numbers quoted in docs/dmft.md.
 
 The fixed-point iteration (implemented here, not in the library) is the textbook way to solve
 DMFT: guess (C_Δ, G), build K and C_r for the whole horizon, simulate all N paths over all T steps
@@ -20,7 +28,7 @@ import tracemalloc
 
 import numpy as np
 
-from dln_kernels.dmft import memory_bytes, solve_dmft
+from dln_kernels.dmft import memory_bytes, solve_dmft, sweep_work
 
 
 def run_sweep(point, n_steps, n_paths, n_batches=8):
@@ -97,10 +105,60 @@ def fixed_point_iteration(point, n_steps, n_paths, damping=0.5, max_iter=200, ta
     return e_tr, e_te, it, time.perf_counter() - t0, hist
 
 
+def best_time(fn, repeat=3):
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def machine_rates(n_gemm=1000, copy_mb=256):
+    """(GEMM GFLOP/s, copy GB/s read+write, matrix–vector GB/s) of this machine, float64."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n_gemm, n_gemm)), rng.standard_normal((n_gemm, n_gemm))
+    np.matmul(a, b)
+    gemm = 2.0 * n_gemm**3 / best_time(lambda: np.matmul(a, b)) / 1e9
+    x = np.ones(int(copy_mb * 2**20) // 8)
+    y = np.empty_like(x)
+    np.copyto(y, x)
+    copy = 2.0 * x.nbytes / best_time(lambda: np.copyto(y, x)) / 1e9
+    m = rng.standard_normal((4000, 4000))
+    v = rng.standard_normal(4000)
+    gemv = m.nbytes / best_time(lambda: m @ v) / 1e9
+    return gemm, copy, gemv
+
+
+def roofline(quick: bool):
+    """Side-by-side table: machine rates and the solver's achieved rates for P = 1, 8, 32."""
+    gemm, copy, gemv = machine_rates()
+    print(f"# machine (float64, this process's BLAS threads): GEMM {gemm:.1f} GFLOP/s, copy {copy:.2f} GB/s "
+          f"(read+write), matrix-vector {gemv:.2f} GB/s (matrix bytes)")
+    n_paths, n_steps = (4000, 150) if quick else (8000, 200)
+    print(f"# DMFT sweep, N = {n_paths} paths/point, B = 8 replicas, T = {n_steps + 1}, alpha geomspaced in [0.1, 1]")
+    print(f"{'P':>3} {'s/point':>9} {'ns/(N T^2)':>11} {'GFLOP/s':>8} {'/GEMM':>6} {'GB/s':>6} {'/copy':>6} "
+          f"{'mv GB/s>=':>9} {'/copy':>6} {'mv passes':>9} {'mm passes':>9}")
+    for P in (1, 8, 32):
+        pts = {"alpha": list(np.geomspace(0.1, 1.0, P)), "delta": [0.5], "rho": [0.3], "sigma": [0.1], "dt": [0.05]}
+        t0 = time.perf_counter()
+        solve_dmft(pts, n_steps=n_steps, n_paths=n_paths, n_batches=8, progress=False, memory_budget_bytes=None)
+        el = time.perf_counter() - t0
+        w = sweep_work(P, n_paths, n_steps, 8)
+        print(f"{P:3d} {el / P:9.3f} {1e9 * el / (P * n_paths * (n_steps + 1) ** 2):11.3f} {w['flops'] / el / 1e9:8.2f} "
+              f"{w['flops'] / el / 1e9 / gemm:6.3f} {w['bytes'] / el / 1e9:6.2f} {w['bytes'] / el / 1e9 / copy:6.3f} "
+              f"{w['bytes_mv'] / el / 1e9:9.2f} {w['bytes_mv'] / el / 1e9 / copy:6.3f} "
+              f"{w['passes_mv']:9.3g} {w['passes_mm']:9.3g}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller grid")
+    ap.add_argument("--roofline-only", action="store_true", help="only the roofline table")
     args = ap.parse_args()
+    roofline(args.quick)
+    if args.roofline_only:
+        return
     point = dict(alpha=1.0, delta=0.5, rho=0.3, sigma=0.1, weight_decay=0.0, dt=0.05)
     Ns = [2000, 8000] if args.quick else [2000, 8000, 20000]
     Ts = [100, 200] if args.quick else [100, 200, 400, 800]

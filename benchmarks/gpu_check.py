@@ -20,9 +20,10 @@ Performance (one table, float64 and float32 side by side; device arrays made wit
   - simulator, 64 runs on shared data: 4·n·d flops per run-step (two matrix products) per second
     of the marginal step cost (time of n_steps minus time of 0 steps, so host data generation and
     transfers drop out), and its ratio to the GEMM rate;
-  - DMFT, P points in one call: seconds per point end to end (host-side input generation
-    included) and for the device sweep alone, the sweep's estimated memory bandwidth
-    (8 passes over the N×k path history at step k) and its ratio to the copy bandwidth.
+  - DMFT, P = 1, 8, 32 points in one call: seconds per point end to end (host-side input
+    generation included) and for the device sweep alone, the sweep's memory traffic and flop
+    rate from the solver's own count (``dmft.sweep_work``) and their ratios to the copy
+    bandwidth and the GEMM rate (the roofline of ``benchmarks/bench_dmft.py``, on the device).
 
 Time budget: ≤ 5 min on one H200 (estimated 1-2 min including CuPy's first-use kernel
 compilation, pip install excluded; not yet measured on a GPU); ``--dry-run`` takes ~1 s on 2 CPU
@@ -64,9 +65,9 @@ SE_TOL = {"float64": 0.01, "float32": 1.0}  # max |dev − ref| / se on the long
 FLOOR_REL = 1e-2  # entries below this fraction of their run's largest |value| are compared absolutely
 DMFT_SHORT, DMFT_LONG = 15, 60  # n_steps of the two DMFT comparisons
 SIZES = {  # performance sizes: simulator d and steps, copy MB, DMFT points P and time points T
-    "full": dict(sim_d=2000, sim_steps=200, copy_mb=256, dmft_p=8, dmft_t=400),
-    "quick": dict(sim_d=2000, sim_steps=100, copy_mb=256, dmft_p=4, dmft_t=200),
-    "dry": dict(sim_d=300, sim_steps=50, copy_mb=32, dmft_p=2, dmft_t=60),
+    "full": dict(sim_d=2000, sim_steps=200, copy_mb=256, dmft_p=(1, 8, 32), dmft_t=400),
+    "quick": dict(sim_d=2000, sim_steps=100, copy_mb=256, dmft_p=(1, 8), dmft_t=200),
+    "dry": dict(sim_d=300, sim_steps=50, copy_mb=32, dmft_p=(1, 2), dmft_t=60),
 }
 N_RUNS = 64  # simulator runs (α values) on shared data = GEMM right-hand columns
 
@@ -205,13 +206,13 @@ def dmft_timing(name, n_points, T, dtype):
 
     End to end includes drawing the random inputs on the host (QR factorisations) and moving them
     to the device; the sweep time is that of the device sweep alone (``dmft._sweep``, wrapped
-    here with a synchronised timer; NaN if that private function is renamed). Bytes: at step k
-    the sweep makes about 8 passes over an N×k path history (G row, two Gram–Schmidt projections
-    and their updates, w, g and δg), N = n_paths of the point; summed over k < T that is
-    itemsize · 8 · N · T²/2 per point (the T×T matrices are negligible for N ≫ T).
+    here with a synchronised timer; NaN if that private function is renamed). Bytes and flops:
+    the solver's own count ``dmft.sweep_work`` (per point three matrix–vector passes over an N×k
+    history at step k, and two matrix–matrix passes over the shared noise and probes, per call),
+    N = n_paths of the point. Returns also the achieved GFLOP/s.
     """
     xp = backend.get_namespace(name)
-    n_paths = 8 * T  # 8 replicas of T paths (orthogonal noise needs ≥ T paths per replica)
+    n_paths = 8 * T  # 8 replicas of T paths (as in the first measurements, for comparison)
     pts = {"alpha": list(np.geomspace(1e-3, 1.0, n_points)), "delta": [0.5], "rho": [0.3], "sigma": [0.1]}
     sweeps = []  # device sweep seconds, one entry per solve_dmft call
     inner = getattr(dmft_module, "_sweep", None)
@@ -237,8 +238,8 @@ def dmft_timing(name, n_points, T, dtype):
         if inner is not None:
             dmft_module._sweep = inner
     t_sweep = min(sweeps) if inner is not None else float("nan")
-    nbytes = np.dtype(dtype).itemsize * 8 * n_paths * T * T / 2 * n_points
-    return t / n_points, t_sweep / n_points, nbytes / t_sweep / 1e9
+    work = dmft_module.sweep_work(n_points, n_paths, T - 1, 8, dtype)
+    return t / n_points, t_sweep / n_points, work["bytes"] / t_sweep / 1e9, work["flops"] / t_sweep / 1e9
 
 
 def performance(name: str, size: dict) -> list[tuple[str, list[float], str]]:
@@ -246,26 +247,35 @@ def performance(name: str, size: dict) -> list[tuple[str, list[float], str]]:
     xp = backend.get_namespace(name)
     d, steps = size["sim_d"], size["sim_steps"]
     n = int(round(0.5 * d))
-    rows = {k: [] for k in ("gemm", "copy", "sim", "ratio", "dmft", "sweep", "bw", "bw_ratio")}
+    rows = {k: [] for k in ("gemm", "copy", "sim", "ratio")}
+    dm = {P: {k: [] for k in ("dmft", "sweep", "bw", "bw_ratio", "fl", "fl_ratio")} for P in size["dmft_p"]}
     for dtype in ("float64", "float32"):
         rows["gemm"].append(gemm_gflops(xp, n, d, N_RUNS, dtype))
         rows["copy"].append(copy_gbs(xp, size["copy_mb"], dtype))
         rows["sim"].append(sim_gflops(name, d, steps, dtype))
         rows["ratio"].append(rows["sim"][-1] / rows["gemm"][-1])
-        for key, val in zip(("dmft", "sweep", "bw"), dmft_timing(name, size["dmft_p"], size["dmft_t"], dtype)):
-            rows[key].append(val)
-        rows["bw_ratio"].append(rows["bw"][-1] / rows["copy"][-1])
-    P, T = size["dmft_p"], size["dmft_t"]
-    return [
+        for P, r in dm.items():
+            for key, val in zip(("dmft", "sweep", "bw", "fl"), dmft_timing(name, P, size["dmft_t"], dtype)):
+                r[key].append(val)
+            r["bw_ratio"].append(r["bw"][-1] / rows["copy"][-1])
+            r["fl_ratio"].append(r["fl"][-1] / rows["gemm"][-1])
+    T = size["dmft_t"]
+    table = [
         (f"GEMM ({n}x{d})@({d}x{N_RUNS})", rows["gemm"], "GFLOP/s"),
         (f"device copy {size['copy_mb']} MB (read+write)", rows["copy"], "GB/s"),
         (f"simulator {N_RUNS} runs d={d}, per step", rows["sim"], "GFLOP/s"),
         ("simulator / GEMM", rows["ratio"], "ratio"),
-        (f"DMFT P={P} T={T} N={8 * T}, end to end", rows["dmft"], "s/point"),
-        ("DMFT device sweep alone", rows["sweep"], "s/point"),
-        ("DMFT sweep bandwidth (8 N T^2/2 words)", rows["bw"], "GB/s"),
-        ("DMFT sweep bandwidth / copy", rows["bw_ratio"], "ratio"),
     ]
+    for P, r in dm.items():
+        table += [
+            (f"DMFT P={P} T={T} N={8 * T}, end to end", r["dmft"], "s/point"),
+            (f"DMFT P={P} device sweep alone", r["sweep"], "s/point"),
+            (f"DMFT P={P} sweep traffic (dmft.sweep_work)", r["bw"], "GB/s"),
+            (f"DMFT P={P} sweep traffic / copy", r["bw_ratio"], "ratio"),
+            (f"DMFT P={P} sweep flops (dmft.sweep_work)", r["fl"], "GFLOP/s"),
+            (f"DMFT P={P} sweep flops / GEMM", r["fl_ratio"], "ratio"),
+        ]
+    return table
 
 
 def main() -> int:

@@ -224,3 +224,66 @@ def test_variance_reduction_and_floor():
     out = r[True]
     assert out["e_train_below_floor"].dtype == bool
     assert not out["e_train_below_floor"][0, 0]
+
+
+# ------------------------------------------------------------------------------------------
+# (d) step schedules
+# ------------------------------------------------------------------------------------------
+def test_constant_schedule_is_constant_dt():
+    pts = [dict(delta=0.5, rho=0.3, sigma=0.1, alpha=0.5), dict(delta=2.0, rho=0.3, sigma=0.0, alpha=1.0)]
+    kw = dict(n_steps=40, n_paths=640, n_batches=4, seed=2, progress=False, record_steps=[0, 7, 40])
+    a = solve_dmft([{**p, "dt": 0.05} for p in pts], **kw)
+    b = solve_dmft(pts, dt_schedule=np.full(40, 0.05), **kw)
+    for name in ("e_train", "e_test", "e_train_se"):
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    np.testing.assert_allclose(a["time"], b["time"], rtol=1e-14)  # k·dt vs Σ dt_j
+    assert b["dt_schedule"].shape == (2, 40)
+    with pytest.raises(ValueError, match="dt_schedule: give either dt"):
+        solve_dmft(pts, dt=0.05, dt_schedule=np.full(40, 0.05), **kw)
+    with pytest.raises(ValueError, match="dt_schedule: need positive finite"):
+        solve_dmft(pts, dt_schedule=np.full(39, 0.05), **kw)
+    # the closed form's schedule recursion equals its constant-dt formula
+    for delta in (0.5, 2.0):
+        e1 = linear_gd_errors(delta=delta, dt=0.2, steps=[0, 3, 50], m2=0.7, sigma=0.3, weight_decay=0.05)
+        e2 = linear_gd_errors(delta=delta, dt_schedule=np.full(50, 0.2), steps=[0, 3, 50], m2=0.7, sigma=0.3,
+                              weight_decay=0.05)
+        np.testing.assert_allclose(e1, e2, rtol=1e-10, atol=1e-14)
+
+
+def test_linear_dmft_per_point_schedules_equal_marchenko_pastur():
+    """Geometric and piecewise schedules, one per point, against the exact d → ∞ answer for the
+    same schedule (4.5 standard errors, as the constant-dt test above)."""
+    n_steps = 150
+    geo = np.geomspace(0.02, 0.3, n_steps)  # below 2/s_max = 0.34 at δ = 0.5
+    piece = np.where(np.arange(n_steps) < 50, 0.1, 0.25)
+    pts = [dict(delta=0.5, rho=1.0, sigma=0.2, weight_decay=0.0), dict(delta=2.0, rho=0.5, sigma=0.0, weight_decay=0.05)]
+    rec = output_steps(n_steps, 25)
+    out = solve_dmft(pts, dt_schedule=np.stack([geo, piece]), n_steps=n_steps, record_steps=rec, n_paths=8000,
+                     n_batches=8, model="linear", seed=3, progress=False)
+    for i, (p, sched) in enumerate(zip(pts, (geo, piece))):
+        np.testing.assert_allclose(out["time"][i], np.concatenate([[0.0], np.cumsum(sched)])[rec])
+        et, ee = linear_gd_errors(delta=p["delta"], dt_schedule=sched, steps=rec, m2=second_moment(GB, p["rho"]),
+                                  sigma=p["sigma"], weight_decay=p["weight_decay"])
+        ok = ~out["e_train_below_floor"][i]
+        assert ok.sum() >= rec.size // 2
+        assert np.all(np.abs(out["e_train"][i] - et)[ok] < (4.5 * out["e_train_se"][i] + 1e-12)[ok]), (p, out["e_train"][i], et)
+        assert np.all(np.abs(out["e_test"][i] - ee) < 4.5 * out["e_test_se"][i] + 1e-12), (p, out["e_test"][i], ee)
+
+
+def test_fused_and_blocked_products_agree(monkeypatch):
+    """The GPU grouping (one call with 2–3 right-hand sides) and the CPU grouping (cache-blocked
+    matrix–vector calls, here with blocks small enough to split one system's history by rows)
+    are the same algorithm: equal to rounding over a short sweep."""
+    import dln_kernels.dmft as dm
+
+    pts = [dict(delta=0.5, rho=0.3, sigma=0.1, alpha=1.0, dt=0.05), dict(delta=2.0, rho=0.3, sigma=0.0, alpha=0.5, dt=0.05)]
+    kw = dict(n_steps=20, n_paths=800, n_batches=4, seed=1, progress=False)
+    ref = solve_dmft(pts, **kw)
+    monkeypatch.setattr(dm, "FUSE_PRODUCTS", True)
+    fused = solve_dmft(pts, **kw)
+    monkeypatch.setattr(dm, "FUSE_PRODUCTS", False)
+    monkeypatch.setattr(dm, "CACHE_BYTES", 8 * 200 * 5)  # 5 rows of 200 paths per block
+    blocked = solve_dmft(pts, **kw)
+    for other in (fused, blocked):
+        for key in ("e_train", "e_test"):
+            np.testing.assert_allclose(other[key], ref[key], rtol=1e-9, atol=1e-15)

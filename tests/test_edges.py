@@ -174,7 +174,7 @@ def test_float32_is_float32_arithmetic_in_the_simulator(backend):
 def test_float32_is_float32_arithmetic_in_the_dmft(backend):
     """The DMFT sweep in float32 against float64 on the same random inputs and the same
     Gram–Schmidt pivot tolerance: float32-sized differences (amplified by the ~60-step causal
-    sweep to ~4e-4), not zero. With each dtype's default pivot tolerance (1e-5 vs 1e-12) the
+    sweep to ~1e-3), not zero. With each dtype's default pivot tolerance (1e-5 vs 1e-12) the
     difference (0.5 %) stays far inside the Monte-Carlo error (≥ 4 %)."""
     from dln_kernels.dmft import solve_dmft
 
@@ -186,7 +186,9 @@ def test_float32_is_float32_arithmetic_in_the_dmft(backend):
         assert r32[name].dtype == np.float32, name
         assert r64[name].dtype == np.float64, name
     rel = np.max(np.abs(r32["e_test"] - r64["e_test"]) / r64["e_test"])
-    assert 1e-8 < rel < 1e-3, rel
+    # measured over seeds 3–6: 3e-4 … 1.2e-3 (this solver), 2e-4 … 4e-3 (the matrix–vector solver
+    # before it, whose single-seed 4e-4 had set a bound of 1e-3 that two of those seeds exceed)
+    assert 1e-8 < rel < 5e-3, rel
     r64 = solve_dmft(pts, dtype="float64", **kw)
     assert np.all(np.abs(r32["e_test"] - r64["e_test"]) < 0.25 * r64["e_test_se"])
 
@@ -218,7 +220,9 @@ def test_dmft_tiny_alpha_against_simulation_quick():
     # the search phase is there: E_test still ≥ 90 % of its start at t = 10, far below at the end
     e = th["e_test"][0]
     t = th["time"][0]
-    assert e[np.searchsorted(t, 10.0)] > 0.9 * e[0] and e[-1] < 0.2 * e[0]
+    # (end value / start, measured over seeds 5–7: 0.19–0.20 here, 0.18–0.22 with the solver
+    # before; the former bound 0.2 sat at the mean, so "far below" is now 0.3)
+    assert e[np.searchsorted(t, 10.0)] > 0.9 * e[0] and e[-1] < 0.3 * e[0]
 
 
 def test_kernels_refuse_alpha_below_the_dtype_range():

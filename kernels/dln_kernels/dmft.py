@@ -15,39 +15,57 @@ At step k (all rows < k of every matrix are final):
    L v^{L−1} δv, paths stored as (u, v) with the multiplicative update and its linearisation
    (``dln_state.PMState``), exact for α ≥ alpha_min(dtype, "pm", L);
 2. G[k, l] = ⟨x_k ε_l⟩ (l < k), a path average;
-3. K[k, :k] = −(1/δ) G[k, :k] K[:k, :k], K[k, k] = 1   (forward substitution of (I + G/δ)K = I);
-4. row k of L_M, a lower-triangular factor of M = σ²𝟙𝟙ᵀ + C_Δ, by Gram–Schmidt (two passes) of
-   the path-space vector a_k = (σ, Δ_k/√N), whose Gram matrix is exactly M: L_M[k, j] = ⟨a_k, q_j⟩.
+3. K = (I + G/δ)⁻¹ is never formed: the sweep needs it only applied, to the tangents
+   (y = K x, by forward substitution y_k = x_k − (1/δ) Σ_{l<k} G[k, l] y_l) and to L_M
+   (A = K L_M, row k = L_M[k] − (1/δ) G[k, :k] A[:k]); with ``return_matrices`` it is
+   formed once at the end;
+4. row k of L_M, a lower-triangular factor of M = σ²𝟙𝟙ᵀ + C_Δ, by Gram–Schmidt of the
+   path-space vector a_k = (σ, Δ_k/√N), whose Gram matrix is exactly M: L_M[k, j] = ⟨a_k, q_j⟩.
    This is the Cholesky row update done on the vectors instead of on M (no squared condition
    number; a Cholesky row update from M diverged for small α, where Δ_k changes by O(α² dt) per
-   step). A remainder below ``pivot_tol``·|a_k| marks a dependent (semidefinite) row: no new
-   direction, L_M[k, k] = 0. Row k of C_Δ is then L_M[k] L_Mᵀ − σ² (diagonal: ⟨Δ_k²⟩ directly);
-5. w_k = L_M[k, :] z (a Gaussian process with covariance M), s_k = w_k/√δ − Δ_k, and
-   g_k = Σ_{l≤k} K[k, l] s_l  — this is η_k − Σ_l K[k, l] Δ_l with η = L z, L = K L_M/√δ,
-   so L Lᵀ = K M Kᵀ/δ = C_r/δ without ever factorising C_r;
-6. δg_k = ε_k − Σ_{l≤k} K[k, l] x_l, then the GD update of (u, v) and of its tangent.
+   step). Classical Gram–Schmidt with one reorthogonalisation, the second pass of row k − 1
+   delayed to step k and fused with the first pass of row k (DCGS2: two passes over the basis
+   per step instead of four, the same algorithm in exact arithmetic). A remainder below
+   ``pivot_tol``·|a_k| marks a dependent (semidefinite) row: no new direction, L_M[k, k] = 0.
+   C_Δ = L_M L_Mᵀ − σ² (diagonal: ⟨Δ_k²⟩ directly);
+5. with A = K L_M: g_k = Σ_{l≤k} K[k, l] (w_l/√δ − Δ_l) = A[k]·z/√δ − Σ_{l≤k} K[k, l] Δ_l,
+   w = L_M z a Gaussian process with covariance M, so g_k = η_k − Σ_l K[k, l] Δ_l with
+   η = L z, L = K L_M/√δ, L Lᵀ = K M Kᵀ/δ = C_r/δ, without ever factorising C_r. The memory
+   sum Σ_{l<k} K[k, l] Δ_l/√N is read off the Gram–Schmidt basis, Σ_j (K[k, :k] L_M)[j] q_j;
+6. δg_k = ε_k − Σ_{l≤k} K[k, l] x_l = ε_k − y_k, then the GD update of (u, v) and of its tangent.
 
-Afterwards C_r = (K L_M)(K L_M)ᵀ; E_train(k) = C_r[k, k]/2, E_test(k) = C_Δ[k, k]/2.
+Points of one call share the noise z and the probes ε of each replica (common random numbers),
+so the two passes that read them (G row, A[k]·z) are matrix–matrix products with one right-hand
+side per point; the other passes read per-point histories and stay matrix–vector (see
+docs/dmft.md, "Matrix–matrix across points").
+
+Afterwards C_r = A Aᵀ; E_train(k) = C_r[k, k]/2 = |A[k]|²/2, E_test(k) = C_Δ[k, k]/2.
 
 Monte-Carlo error: the N paths of a point are split into ``n_batches`` independent replicas
 (each a complete, self-consistent solve with N/n_batches paths, run side by side); the estimate is
 the replica mean and the standard error is the replica standard deviation / √n_batches.
 
 Variance reduction (``variance_reduction=True``): the noise z and the probes ε of a replica are
-N×T matrices with exactly orthonormal columns (scaled so that ⟨z_k z_l⟩ = δ_kl over the paths),
-and β* is stratified (exact counts of zeros / discrete values, Gaussian values on quantile strata).
+N×T matrices whose time-columns are exactly orthonormal (scaled so that ⟨z_k z_l⟩ = δ_kl over
+the paths) within consecutive blocks of min(N/B, T) steps (any N/B ≥ 2 works; for N/B ≥ T one
+block, every pair of times exact), and β* is stratified (exact counts of zeros / discrete values,
+Gaussian values on quantile strata).
 
 Arrays on the backend are of the run dtype throughout (a float32 solve is float32 arithmetic);
 only the array API standard is used, so NumPy, CuPy and ``array_api_strict`` run the same code.
 
 Memory (bytes, per call, ``itemsize`` = 8 for float64):
 
-    itemsize · P · (5 · N · T  +  6 · B · T²)
+    itemsize · (P · (2 · N · T  +  2 · B · T²)  +  2 · N · T)
 
-for P points, N paths per point, B batches and T = n_steps + 1: five N×T path histories
-(Gram–Schmidt basis q, tangent x, s, z, ε) and six T×T matrices per replica (C_Δ, G, K, L_M and
-two work matrices). Time is O(N T²) per point: eight passes over an N×k history at step k. Points are processed in chunks that fit ``memory_budget_bytes``; a single point that
-does not fit raises ``MemoryError`` naming the budget.
+for P points, N paths per point, B batches and T = n_steps + 1: two N×T path histories per
+point (Gram–Schmidt basis q, y = K x), the shared noise z and probes ε (N×T each, once per
+call), and two T×T matrices per replica (L_M and A = K L_M; four more, G, K, C_Δ, C_r, with
+``return_matrices``). T = 5000, N = 20000, B = 8, one point: 3.2 GB + 3.2 GB = 6.4 GB.
+Time is O(N T²) per point (three per-point matrix–vector passes and two shared matrix–matrix
+passes over an N×k history at step k) plus O(B T³) for the rows of A = K L_M. Points are
+processed in chunks that fit ``memory_budget_bytes``; a single point that does not fit raises
+``MemoryError`` naming the budget.
 """
 
 from __future__ import annotations
@@ -59,7 +77,7 @@ import time as _time
 import numpy as np
 
 from . import dln_state
-from .backend import get_namespace, resolve_dtype, to_device, to_numpy, xp_dtype
+from .backend import backend_name, get_namespace, resolve_dtype, to_device, to_numpy, xp_dtype
 from .priors import second_moment, validate_prior
 from .spectral_rate import edge_rate
 
@@ -68,8 +86,12 @@ logger = logging.getLogger("dln_kernels.dmft")
 MODELS = ("dln", "linear")
 POINT_KEYS = ("alpha", "delta", "rho", "sigma", "weight_decay", "dt")
 POINT_DEFAULTS = {"alpha": 1.0, "rho": 1.0, "sigma": 0.0, "weight_decay": 0.0}
-N_HISTORIES = 5
-N_MATRICES = 6
+N_HISTORIES = 2  # per point: Gram–Schmidt basis Q, tangent history x
+N_SHARED = 2  # per job: noise z and probes ε (shared by the points of a job)
+N_MATRICES = 2  # per replica: L_M and A = K L_M
+N_MATRICES_RETURNED = 4  # with return_matrices: G, K, C_Δ, C_r
+FUSE_PRODUCTS = None  # None: one call per history on a GPU, blocked matrix–vector calls on a CPU
+CACHE_BYTES = 2 << 20  # block of a path history reused from cache by the CPU's several matrix–vector products
 
 
 # ----------------------------------------------------------------------------------------------
@@ -113,11 +135,38 @@ def normalize_points(points, dt=None) -> dict:
     return out
 
 
-def memory_bytes(n_points: int, n_paths: int, n_steps: int, n_batches: int = 8, dtype: str = "float64") -> int:
-    """Bytes the solver holds for ``n_points`` points (see the module docstring)."""
+def memory_bytes(n_points: int, n_paths: int, n_steps: int, n_batches: int = 8, dtype: str = "float64",
+                 return_matrices: bool = False) -> int:
+    """Bytes the solver holds for ``n_points`` points solved together (see the module docstring):
+    itemsize · (P · (2 N T + m B T²) + 2 N T), m = 2 (6 with ``return_matrices``)."""
     T = n_steps + 1
     item = np.dtype(resolve_dtype(dtype)).itemsize
-    return int(item * n_points * (N_HISTORIES * n_paths * T + N_MATRICES * n_batches * T * T))
+    m = N_MATRICES + (N_MATRICES_RETURNED if return_matrices else 0)
+    return int(item * (n_points * (N_HISTORIES * n_paths * T + m * n_batches * T * T) + N_SHARED * n_paths * T))
+
+
+def sweep_work(n_points: int, n_paths: int, n_steps: int, n_batches: int = 8, dtype: str = "float64") -> dict:
+    """Counted work of one sweep of ``n_points`` points solved together (the roofline model of
+    ``benchmarks/bench_dmft.py``).
+
+    At step k a pass reads an N×k path history once (N = n_paths per point) and does 2 flops per
+    element and right-hand side; summed over k < T that is N·T²/2 elements per pass. Per point:
+    three matrix–vector passes (Gram–Schmidt projection with 2 right-hand sides, update with 3,
+    tangent memory δg with 1); per job: two matrix–matrix passes over the shared z and ε with P
+    right-hand sides (G row, field). Per replica one T×T pass (row k of A = K L_M): B·T³/3
+    elements per point. Returns a dict: ``passes_mv`` (per point), ``passes_mm`` (shared
+    by the P points), ``flops``, ``bytes_mv`` (bytes of the per-point passes, the
+    matrix–vector ones), ``bytes`` (all streamed bytes).
+    """
+    T = n_steps + 1
+    item = np.dtype(resolve_dtype(dtype)).itemsize
+    hist = n_paths * T * T / 2.0  # elements of one pass over a history, summed over the steps
+    tri = n_batches * T**3 / 3.0  # elements of one pass over the T×T matrices of B replicas
+    passes_mv, passes_mm, rhs_mv = 3, 2, 2 + 3 + 1
+    flops = n_points * (2.0 * hist * (rhs_mv + passes_mm) + 2.0 * tri)
+    bytes_mv = item * n_points * (passes_mv * hist + tri)
+    return {"passes_mv": passes_mv, "passes_mm": passes_mm, "flops": flops, "bytes_mv": bytes_mv,
+            "bytes": bytes_mv + item * passes_mm * hist}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -160,54 +209,70 @@ def _iid_teacher(prior: dict, rho: float, n: int, rng: np.random.Generator) -> n
 def _noise_matrix(n: int, T: int, rng: np.random.Generator, orthogonal: bool, rademacher: bool) -> np.ndarray:
     """T×n matrix whose rows are the per-time noises of n paths.
 
-    orthogonal: rows exactly orthogonal with squared norm n (so path averages ⟨z_k z_l⟩ = δ_kl);
-    needs n ≥ T; built as √n · Q from a QR factorisation of an n×T Gaussian matrix (the rows of
-    Q are then a uniformly random orthonormal frame). Otherwise i.i.d. N(0,1) or ±1 entries.
+    orthogonal: time is cut into consecutive blocks of min(n, T) steps; within a block the rows
+    are exactly orthogonal with squared norm n (path averages ⟨z_k z_l⟩ = δ_kl), built as √n · Q
+    from a QR factorisation of an n×b Gaussian matrix (the rows of Q are then a uniformly random
+    orthonormal frame); blocks are independent of each other. For T ≤ n this is one block (every
+    pair of times exact); for T > n, pairs of times in different blocks carry the plain O(1/√n)
+    sampling error. Cost O(n·T·min(n, T)). Otherwise i.i.d. N(0,1) or ±1 entries.
     """
     if orthogonal:
-        if n < T:
-            raise ValueError(
-                f"variance_reduction needs at least T = {T} paths per batch for orthogonal noise "
-                f"rows, got {n}; lower n_batches, raise n_paths or set variance_reduction=False"
-            )
-        q, r = np.linalg.qr(rng.standard_normal((n, T)))
-        q *= np.sign(np.diag(r))  # Haar-distributed frame
-        return np.ascontiguousarray(q.T) * math.sqrt(n)
+        out = np.empty((T, n))
+        for t0 in range(0, T, n):
+            b = min(n, T - t0)
+            q, r = np.linalg.qr(rng.standard_normal((n, b)))
+            q *= np.sign(np.diag(r))  # Haar-distributed frame
+            out[t0 : t0 + b] = q.T * math.sqrt(n)
+        return out
     if rademacher:
         return rng.choice(np.array([-1.0, 1.0]), size=(T, n))
     return rng.standard_normal((T, n))
 
 
 # ----------------------------------------------------------------------------------------------
-# core sweep for one chunk of systems (points × batches)
+# core sweep for one chunk of systems (replicas × points)
 # ----------------------------------------------------------------------------------------------
-def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every, label, net=None):
-    """Run the forward sweep for S independent systems. Arrays are on the backend.
+def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every, label, net=None,
+           keep_matrices=False):
+    """Run the forward sweep for S = B·P systems (B replicas of P points). Arrays are on the backend.
 
-    par: dict of (S,) arrays alpha, delta, sigma, weight_decay, dt. beta_star (S, n);
-    Z, E (S, T, n). ``net``: the DLN state kernels (``dln_state.network_state``; default uv).
-    Returns dict of (S, T, T) matrices C_delta, G, K, LM and the (S, n) final Gauss–Newton
-    metric ``w`` of the paths (uv: u² + v²; pm: L²(u^{2L−2} + v^{2L−2}); linear: 1).
+    Systems are replica-major: system s = b·P + j is replica b of point j. par: dict of (S,)
+    arrays alpha, delta, sigma, weight_decay, dt. beta_star (S, n). Z, E (B, T, n): the noise and
+    the probes of replica b, shared by the P points of the chunk (common random numbers), so the
+    two passes that read them are one matrix–matrix product per replica (P right-hand sides).
+    ``net``: the DLN state kernels (``dln_state.network_state``; default uv).
+    Returns dict of (S, T, T) matrices A = K L_M and LM, the (S, T) diagonal ``cd_diag`` = ⟨Δ_k²⟩, the (S, n)
+    final Gauss–Newton metric ``w`` of the paths (uv: u² + v²; pm: L²(u^{2L−2} + v^{2L−2});
+    linear: 1), and with ``keep_matrices`` also G (S, T, T).
+
+    Passes over the N×k histories at step k (see docs/dmft.md, "Matrix–matrix across points"):
+    the G row (shared ε, GEMM), the field LM-part A[k]·z (shared z, GEMM), two over the per-point
+    Gram–Schmidt basis Q (delayed reorthogonalisation, 2 and 3 right-hand sides) and one over the
+    per-point tangent history (δg). A per-point term of the field covariance would enter where
+    the row A[k] meets z (the field) and in the final quadratic form for E_train.
     """
     if net is None:
         net = dln_state.network_state("uv", 2)
+    B = Z.shape[0]
     S, n = beta_star.shape
+    P = S // B
     delta = par["delta"][:, None]
     lam = par["weight_decay"][:, None]
+    dt_steps = par.get("dt_steps")  # (S, T − 1) step schedule, or None: constant dt per point
     dt = par["dt"][:, None]
     inv_sqrt_delta = 1.0 / xp.sqrt(delta)
     tiny = float(np.finfo(np.float32 if dtype == xp.float32 else np.float64).tiny)
 
-    Q = xp.zeros((S, T, n), dtype=dtype)   # orthonormal path-space basis (Gram–Schmidt of a_k)
+    Q = xp.zeros((S, T, n), dtype=dtype)   # orthonormal path-space basis (Gram–Schmidt of a_k), row k final at step k + 1
     Qs = xp.zeros((S, T), dtype=dtype)     # its σ-coordinate
-    Xh = xp.zeros((S, T, n), dtype=dtype)  # tangent δΔ history
-    Sh = xp.zeros((S, T, n), dtype=dtype)  # s = w/√δ − Δ history
-    CD = xp.zeros((S, T, T), dtype=dtype)
-    G = xp.zeros((S, T, T), dtype=dtype)
-    K = xp.zeros((S, T, T), dtype=dtype)
+    Yh = xp.zeros((S, T, n), dtype=dtype)  # history of y = K x (K applied to the tangents δΔ)
+    A = xp.zeros((S, T, T), dtype=dtype)   # A = K L_M = √δ L, by rows: (I + G/δ) A = L_M
     LM = xp.zeros((S, T, T), dtype=dtype)  # factor of M (a dropped, dependent direction is a zero column)
+    G = xp.zeros((S, T, T), dtype=dtype) if keep_matrices else None
+    cd_diag = xp.zeros((S, T), dtype=dtype)
     sig = par["sigma"]
-    inv_sqrt_n = 1.0 / math.sqrt(n)
+    sqrt_n = math.sqrt(n)
+    inv_sqrt_n = 1.0 / sqrt_n
 
     if model == "dln":  # uv: exact coordinates (a, b) = (u + v, u − v); pm: (u, v); see dln_state
         pa, pb = net.init(xp, par["alpha"][:, None], (S, n), dtype)
@@ -217,6 +282,60 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
         bk = xp.zeros((S, n), dtype=dtype)
         dbk = xp.zeros((S, n), dtype=dtype)
 
+    def shared(x):  # (B, n) per-replica row -> (S, n), the same for the P points of a replica
+        return xp.reshape(xp.broadcast_to(x[:, None, :], (B, P, n)), (S, n))
+
+    def pad(x):  # (B, P, m): a lone point gets a zero partner, so the shared products are always
+        # matrix–matrix (BLAS routes one right-hand side to a matrix–vector kernel with another
+        # summation order): a point's result is then bitwise independent of its batch-mates
+        if P > 1:
+            return x
+        return xp.concat([x, xp.zeros_like(x)], axis=1)
+
+    # Several products with one history (2 or 3 right-hand sides): on a GPU one call, so the
+    # history is read once. A CPU BLAS runs products with 2–3 right-hand sides at a third of its
+    # matrix–vector bandwidth (OpenBLAS, measured), so there they are matrix–vector calls, made
+    # block by block (blocks of CACHE_BYTES: several systems, or rows of one system's history)
+    # so that only the first call reads the block from memory and the others from cache.
+    fuse = backend_name(xp) == "cupy" if FUSE_PRODUCTS is None else bool(FUSE_PRODUCTS)
+    item = 4 if dtype == xp.float32 else 8
+
+    def blocks(H):
+        m = H.shape[1]
+        per = max(1, m * n * item)
+        if per <= CACHE_BYTES:
+            g = max(1, CACHE_BYTES // per)
+            return [(s0, min(S, s0 + g), 0, m) for s0 in range(0, S, g)]
+        r = max(1, CACHE_BYTES // (n * item))  # one system's history is split by rows
+        return [(s0, s0 + 1, r0, min(m, r0 + r)) for s0 in range(S) for r0 in range(0, m, r)]
+
+    def project(H, vs):  # [H v for v in vs], H (S, m, n), v (S, n) -> list of (S, m)
+        if fuse:
+            out = xp.matmul(H, xp.matrix_transpose(xp.stack(vs, axis=1)))
+            return [out[:, :, i] for i in range(len(vs))]
+        out = [xp.zeros((S, H.shape[1]), dtype=dtype) for _ in vs]
+        for s0, s1, r0, r1 in blocks(H):
+            Hb = H[s0:s1, r0:r1, :]
+            for o, v in zip(out, vs):
+                o[s0:s1, r0:r1] = xp.matmul(Hb, v[s0:s1, :, None])[:, :, 0]
+        return out
+
+    def combine(cs, H):  # [c H for c in cs], c (S, m) -> list of (S, n)
+        if fuse:
+            out = xp.matmul(xp.stack(cs, axis=1), H)
+            return [out[:, i, :] for i in range(len(cs))]
+        out = [xp.zeros((S, n), dtype=dtype) for _ in cs]
+        for s0, s1, r0, r1 in blocks(H):
+            Hb = H[s0:s1, r0:r1, :]
+            for o, c in zip(out, cs):
+                part = xp.matmul(c[s0:s1, None, r0:r1], Hb)[:, 0, :]
+                o[s0:s1, :] = part if r0 == 0 else o[s0:s1, :] + part
+        return out
+
+    def bdot(u, v):  # row-wise dot products of (S, n) arrays
+        return xp.sum(u * v, axis=1)
+
+    pend = pend0 = anorm_prev = None
     t0 = _time.perf_counter()
     for k in range(T):
         if model == "dln":
@@ -225,42 +344,85 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
         else:
             dk = bk - beta_star
             xk = dbk
-        Xh[:, k, :] = xk
-        if k > 0:  # row k of G (path average against the probes)
-            G[:, k, :k] = xp.matmul(E[:, :k, :], xk[:, :, None])[:, :, 0] / n
-            K[:, k, :k] = -xp.matmul(G[:, k : k + 1, :k], K[:, :k, :k])[:, 0, :] / delta
-        K[:, k, k] = 1.0
-        # row k of L_M: Gram–Schmidt (twice) of a_k = (σ, Δ_k/√n), whose Gram matrix is M
+        cd_diag[:, k] = bdot(dk, dk) / n
+        yk = xk
+        if k > 0:  # row k of G = ⟨x_k ε_l⟩: one GEMM per replica, (k×n)@(n×P)
+            gr = xp.matmul(E[:, :k, :], xp.matrix_transpose(pad(xp.reshape(xk, (B, P, n)))))  # (B, k, P)
+            grow = xp.reshape(xp.matrix_transpose(gr[:, :, :P]), (S, k)) / n
+            if G is not None:
+                G[:, k, :k] = grow
+            # y_k = (K x)_k by forward substitution of (I + G/δ) y = x: K is never formed
+            yk = xk - xp.matmul(grow[:, None, :], Yh[:, :k, :])[:, 0, :] / delta
+        Yh[:, k, :] = yk
+        # Row k of L_M: Gram–Schmidt of a_k = (σ, Δ_k/√n), whose Gram matrix is M, with the second
+        # (re)orthogonalisation of row k − 1 delayed to this step and fused with the projection
+        # of a_k (DCGS2): two passes over Q[:k−1] instead of four (see docs/dmft.md).
         ak = dk * inv_sqrt_n
         a0 = sig
-        anorm = xp.sqrt(xp.sum(ak * ak, axis=1) + a0 * a0)
-        c = xp.zeros((S, k), dtype=dtype)
-        for _ in range(2):
-            if k == 0:
-                break
-            cc = xp.matmul(Q[:, :k, :], ak[:, :, None])[:, :, 0] + Qs[:, :k] * a0[:, None]
-            ak = ak - xp.matmul(cc[:, None, :], Q[:, :k, :])[:, 0, :]
-            a0 = a0 - xp.sum(cc * Qs[:, :k], axis=1)
-            c = c + cc
-        rn = xp.sqrt(xp.sum(ak * ak, axis=1) + a0 * a0)
+        anorm = xp.sqrt(bdot(ak, ak) + a0 * a0)
+        mem = None
+        if k == 0:
+            a1, a10 = ak, a0
+            c = None
+        else:
+            m = k - 1  # rows < m of Q are final; row m is pending (one pass done)
+            if m > 0:  # pass 1: Q[:m]ᵀ [pending, a_k]
+                proj = project(Q[:, :m, :], [pend, ak])
+                c2 = proj[0] + Qs[:, :m] * pend0[:, None]  # reorthogonalisation of row m
+                pk = proj[1] + Qs[:, :m] * a0[:, None]  # projections of a_k on final rows
+            else:
+                c2 = pk = xp.zeros((S, 0), dtype=dtype)
+            rho2 = bdot(pend, pend) + pend0 * pend0 - xp.sum(c2 * c2, axis=1)  # Pythagoras
+            rho = xp.sqrt(xp.maximum(rho2, 0.0))
+            keep_m = rho > pivot_tol * xp.maximum(anorm_prev, tiny)
+            inv_rho = xp.where(keep_m, 1.0 / xp.where(keep_m, rho, 1.0), 0.0)
+            coef = (bdot(pend, ak) + pend0 * a0 - xp.sum(c2 * pk, axis=1)) * inv_rho  # q_m · a_k
+            LM[:, m, :m] = LM[:, m, :m] + c2
+            LM[:, m, m] = xp.where(keep_m, rho, 0.0)
+            A[:, m, :m] = A[:, m, :m] + c2  # A[m] = Σ_l K[m, l] L_M[l] and K[m, m] = 1
+            A[:, m, m] = LM[:, m, m]
+            # Σ_{l<k} K[k, l] Δ_l/√n = Σ_{j<k} A'_j q_j (path part), A' = K[k, :k] L_M[:k, :k]
+            # = −(1/δ) G[k, :k] A[:k, :k] (row k of (I + G/δ) A = L_M without its L_M[k] term)
+            Ap = -xp.matmul(grow[:, None, :], A[:, :k, :k])[:, 0, :] / delta
+            f = coef * inv_rho
+            h = Ap[:, m] * inv_rho
+            if m > 0:  # pass 2: three combinations of Q[:m] (fix of row m, a_k's remainder, memory term)
+                C = [c2, pk - f[:, None] * c2, Ap[:, :m] - h[:, None] * c2]
+                U = combine(C, Q[:, :m, :])
+                u0 = [bdot(ci, Qs[:, :m]) for ci in C]  # σ-coordinates
+                Q[:, m, :] = (pend - U[0]) * inv_rho[:, None]
+                Qs[:, m] = (pend0 - u0[0]) * inv_rho
+                a1 = ak - U[1] - f[:, None] * pend
+                a10 = a0 - u0[1] - f * pend0
+                mem = (U[2] + h[:, None] * pend) * sqrt_n
+            else:
+                Q[:, m, :] = pend * inv_rho[:, None]
+                Qs[:, m] = pend0 * inv_rho
+                a1 = ak - f[:, None] * pend
+                a10 = a0 - f * pend0
+                mem = h[:, None] * pend * sqrt_n
+            c = xp.concat([pk, coef[:, None]], axis=1)
+        rn = xp.sqrt(bdot(a1, a1) + a10 * a10)
         keep = rn > pivot_tol * xp.maximum(anorm, tiny)
-        inv = xp.where(keep, 1.0 / xp.where(keep, rn, 1.0), 0.0)
-        Q[:, k, :] = ak * inv[:, None]
-        Qs[:, k] = a0 * inv
-        LM[:, k, :k] = c
+        pend = xp.where(keep[:, None], a1, 0.0)
+        pend0 = xp.where(keep, a10, 0.0)
+        anorm_prev = anorm
+        if c is not None:
+            LM[:, k, :k] = c
+            A[:, k, :k] = Ap + c
         LM[:, k, k] = xp.where(keep, rn, 0.0)
-        # row k of C_Δ = L_M L_Mᵀ − σ² (diagonal directly from the paths)
-        CD[:, k, : k + 1] = xp.matmul(LM[:, k : k + 1, : k + 1], xp.matrix_transpose(LM[:, : k + 1, : k + 1]))[:, 0, :] - (sig * sig)[:, None]
-        CD[:, k, k] = xp.sum(dk * dk, axis=1) / n
-        CD[:, : k + 1, k] = CD[:, k, : k + 1]
+        A[:, k, k] = LM[:, k, k]
         if k == T - 1:
             break
-        # driving field of step k
-        wk = xp.matmul(LM[:, k : k + 1, : k + 1], Z[:, : k + 1, :])[:, 0, :]
-        Sh[:, k, :] = wk * inv_sqrt_delta - dk
-        gk = xp.matmul(K[:, k : k + 1, : k + 1], Sh[:, : k + 1, :])[:, 0, :]
-        dgk = E[:, k, :] - xp.matmul(K[:, k : k + 1, : k + 1], Xh[:, : k + 1, :])[:, 0, :]
+        # driving field of step k: g_k = Σ_{l≤k} K[k, l] (w_l/√δ − Δ_l), w = L_M z
+        eta = xp.reshape(xp.matmul(pad(xp.reshape(A[:, k, : k + 1], (B, P, k + 1))), Z[:, : k + 1, :])[:, :P, :], (S, n))
+        gk = eta * inv_sqrt_delta - dk
+        if mem is not None:
+            gk = gk - mem
+        dgk = shared(E[:, k, :]) - yk  # ε_k − Σ_{l≤k} K[k, l] x_l
         # GD update of the path and of its tangent
+        if dt_steps is not None:
+            dt = dt_steps[:, k : k + 1]
         if model == "dln":
             da, db = net.tangent_step(pa, pb, da, db, gk, dgk, dt, dt * lam)
             pa, pb = net.step(pa, pb, gk, dt, dt * lam)
@@ -271,6 +433,16 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
             el = _time.perf_counter() - t0
             logger.info("%s step %d/%d (%.0f%%), %.1f s elapsed, ~%.1f s left", label, k + 1, T - 1,
                         100.0 * (k + 1) / (T - 1), el, el * ((T / (k + 1.0)) ** 2 - 1.0))
+    # second pass of the last row (the delayed reorthogonalisation has no next step to ride on)
+    m = T - 1
+    if m > 0:
+        c2 = xp.matmul(Q[:, :m, :], pend[:, :, None])[:, :, 0] + Qs[:, :m] * pend0[:, None]
+        rho = xp.sqrt(xp.maximum(bdot(pend, pend) + pend0 * pend0 - xp.sum(c2 * c2, axis=1), 0.0))
+        keep_m = rho > pivot_tol * xp.maximum(anorm_prev, tiny)
+        LM[:, m, :m] = LM[:, m, :m] + c2
+        LM[:, m, m] = xp.where(keep_m, rho, 0.0)
+        A[:, m, :m] = A[:, m, :m] + c2
+        A[:, m, m] = LM[:, m, m]
     if not bool(xp.all(xp.isfinite(dk))):  # never hand on silent NaNs: name the points
         from .simulate import DivergenceError
 
@@ -288,7 +460,7 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
     # final Gauss–Newton metric w of each path (uv: u² + v², pm: L²(u^{2L−2} + v^{2L−2})):
     # samples of the weight law for the spectral rate
     w = net.metric(pa, pb) if model == "dln" else xp.ones_like(bk)
-    return {"C_delta": CD, "G": G, "K": K, "LM": LM, "w": w}
+    return {"A": A, "LM": LM, "cd_diag": cd_diag, "G": G, "w": w}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -299,6 +471,7 @@ def solve_dmft(
     *,
     n_steps: int,
     dt: float | None = None,
+    dt_schedule=None,
     record_steps=None,
     n_paths: int = 20000,
     prior: dict | None = None,
@@ -324,6 +497,12 @@ def solve_dmft(
         (alias lam) and dt; see :func:`normalize_points`. All points share ``n_steps``.
     n_steps : number of GD steps; the solve covers T = n_steps + 1 states k = 0 … n_steps.
     dt : default step size for points without a ``dt`` key.
+    dt_schedule : optional step schedule dt_k, k = 0 … n_steps − 1, shape (n_steps,) (all points)
+        or (P, n_steps) (one per point), positive and finite; then the points carry no ``dt``.
+        The state after k steps is at time t_k = Σ_{j<k} dt_j (``schedule.step_times``), the
+        same convention as the simulator's ``dt_schedule``. The returned ``dt`` is then the last
+        step (the one the spectral decay rate refers to) and ``dt_schedule`` (P, n_steps) is
+        returned too. ValueError for a bad shape or value, or for points with ``dt`` as well.
     record_steps : sorted step indices at which observables are returned (default: all).
     n_paths : Monte-Carlo paths per point, split into ``n_batches`` independent replicas.
     prior : teacher prior dict (default Gauss–Bernoulli); ``model``: "dln" or "linear".
@@ -368,7 +547,23 @@ def solve_dmft(
     if pivot_tol is None:
         pivot_tol = 1e-12 if dt_np == np.float64 else 1e-5
     net = dln_state.network_state(network, depth)
+    sched = None
+    if dt_schedule is not None:
+        rows = [points] if isinstance(points, dict) else list(points)
+        if dt is not None or any("dt" in r for r in rows):
+            raise ValueError("dt_schedule: give either dt (keyword or point key) or dt_schedule, not both")
+        sched = np.asarray(dt_schedule, dtype=float)
+        dt = 1.0  # placeholder, replaced by the schedule below
     par = normalize_points(points, dt)
+    if sched is not None:
+        P0 = par["delta"].size
+        if sched.ndim == 1:
+            sched = np.broadcast_to(sched, (P0, sched.size))
+        if sched.shape != (P0, int(n_steps)) or not np.all(np.isfinite(sched)) or np.any(sched <= 0):
+            raise ValueError(f"dt_schedule: need positive finite step sizes of shape ({n_steps},) or "
+                             f"({P0}, {n_steps}), got shape {np.shape(dt_schedule)}")
+        sched = np.ascontiguousarray(sched)
+        par["dt"] = sched[:, -1].copy()
     a_min = net.alpha_min(dt_np)
     if model == "dln" and np.min(par["alpha"]) < a_min:
         where = "" if net.network == "uv" else f" for network {net.network!r} of depth {net.depth}"
@@ -389,19 +584,20 @@ def solve_dmft(
     if n < 2:
         raise ValueError(f"n_paths/n_batches = {n}: too few paths per replica")
 
-    per_point = memory_bytes(1, n * n_batches, n_steps, n_batches, dtype)
+    per_point = memory_bytes(1, n * n_batches, n_steps, n_batches, dtype, return_matrices)
+    shared_bytes = memory_bytes(0, n * n_batches, n_steps, n_batches, dtype, return_matrices)
     if memory_budget_bytes is None:
         chunk = P
     else:
-        chunk = int(memory_budget_bytes // per_point)
-        if chunk < 1:
+        chunk = int((memory_budget_bytes - shared_bytes) // (per_point - shared_bytes))
+        if per_point > memory_budget_bytes:
             raise MemoryError(
                 f"DMFT run needs {per_point / 1e9:.3g} GB per point (n_paths={n * n_batches}, "
                 f"T={T}, n_batches={n_batches}, {dtype}), above memory_budget_bytes="
                 f"{memory_budget_bytes / 1e9:.3g} GB; lower n_paths or n_steps, use float32, or "
                 f"raise the budget"
             )
-        chunk = min(chunk, P)
+        chunk = max(1, min(chunk, P))
 
     # host results keep the run dtype (a float32 solve returns float32 observables)
     w_final = np.zeros((P, n_batches * n), dtype=dt_np)
@@ -410,46 +606,68 @@ def solve_dmft(
     mats = {k: np.zeros((P, T, T), dtype=dt_np) for k in ("C_delta", "C_r", "G", "K")} if return_matrices else None
     progress_every = max(1, (T - 1) // 10) if progress else 0
 
+    # Random inputs of replica b (host, documented streams): noise z and probes ε from the stream
+    # (seed, b, 1), shared by every point (common random numbers, so the passes that read them are
+    # matrix–matrix products across points); the teacher β* of a point from (seed, b), as before.
+    Zs = np.empty((n_batches, T, n))
+    Es = np.empty((n_batches, T, n))
+    for bidx in range(n_batches):
+        rng = np.random.default_rng([seed, bidx, 1])
+        Zs[bidx] = _noise_matrix(n, T, rng, variance_reduction, rademacher=False)
+        Es[bidx] = _noise_matrix(n, T, rng, variance_reduction, rademacher=True)
+    Zd, Ed = to_device(xp, Zs, dt_np), to_device(xp, Es, dt_np)
+    del Zs, Es
     for c0 in range(0, P, chunk):
         idx = np.arange(c0, min(P, c0 + chunk))
-        S = idx.size * n_batches
+        Pc = idx.size
+        S = Pc * n_batches
         bs = np.empty((S, n))
-        Zs = np.empty((S, T, n))
-        Es = np.empty((S, T, n))
-        for j, i in enumerate(idx):
-            for bidx in range(n_batches):
-                s = j * n_batches + bidx
+        for bidx in range(n_batches):
+            for j, i in enumerate(idx):
                 rng = np.random.default_rng([seed, bidx])  # common random numbers across points
                 if variance_reduction:
-                    bs[s] = _stratified_teacher(prior, par["rho"][i], n, rng)
+                    bs[bidx * Pc + j] = _stratified_teacher(prior, par["rho"][i], n, rng)
                 else:
-                    bs[s] = _iid_teacher(prior, par["rho"][i], n, rng)
-                Zs[s] = _noise_matrix(n, T, rng, variance_reduction, rademacher=False)
-                Es[s] = _noise_matrix(n, T, rng, variance_reduction, rademacher=True)
-        sys_par = {k: to_device(xp, np.repeat(par[k][idx], n_batches), dt_np) for k in POINT_KEYS}
+                    bs[bidx * Pc + j] = _iid_teacher(prior, par["rho"][i], n, rng)
+        sys_par = {k: to_device(xp, np.tile(par[k][idx], n_batches), dt_np) for k in POINT_KEYS}
+        if sched is not None:
+            sys_par["dt_steps"] = to_device(xp, np.tile(sched[idx], (n_batches, 1)), dt_np)
         kind = model if model != "dln" or net.network == "uv" else f"dln/{net.network}{net.depth}"
         label = f"dmft[{kind}] points {idx[0]}..{idx[-1]} of {P}"
         logger.info("%s: %d systems x %d paths, T=%d", label, S, n, T)
         res = _sweep(
-            xp, xp_dtype(xp, dt_np), model, sys_par, to_device(xp, bs, dt_np), to_device(xp, Zs, dt_np),
-            to_device(xp, Es, dt_np), T, pivot_tol, progress_every, label, net,
+            xp, xp_dtype(xp, dt_np), model, sys_par, to_device(xp, bs, dt_np), Zd, Ed, T, pivot_tol,
+            progress_every, label, net, keep_matrices=return_matrices,
         )
-        del Zs, Es
-        A = xp.matmul(res["K"], res["LM"])  # = √δ L
+
+        def to_points(arr):  # (S, ...) replica-major -> (Pc, B, ...) host array
+            a = to_numpy(arr)
+            return np.swapaxes(a.reshape(n_batches, Pc, *a.shape[1:]), 0, 1)
+
+        A = res["A"]  # K L_M = √δ L
         e_tr = 0.5 * xp.sum(A * A, axis=2)  # C_r[k, k] / 2
-        e_te = 0.5 * xp.linalg.diagonal(res["C_delta"])
-        out_tr[idx] = to_numpy(e_tr).reshape(idx.size, n_batches, T)[:, :, rec]
-        out_te[idx] = to_numpy(e_te).reshape(idx.size, n_batches, T)[:, :, rec]
-        w_final[idx] = to_numpy(res["w"]).reshape(idx.size, n_batches * n)
+        e_te = 0.5 * res["cd_diag"]
+        out_tr[idx] = to_points(e_tr)[:, :, rec]
+        out_te[idx] = to_points(e_te)[:, :, rec]
+        w_final[idx] = to_points(res["w"]).reshape(Pc, n_batches * n)
         if return_matrices:
             Cr = xp.matmul(A, xp.matrix_transpose(A))
-            for name, arr in (("C_delta", res["C_delta"]), ("C_r", Cr), ("G", res["G"]), ("K", res["K"])):
-                mats[name][idx] = to_numpy(arr).reshape(idx.size, n_batches, T, T).mean(axis=1)
+            sig2 = (sys_par["sigma"] * sys_par["sigma"])[:, None, None]
+            CD = xp.matmul(res["LM"], xp.matrix_transpose(res["LM"])) - sig2
+            eye = xp.eye(T, dtype=CD.dtype)
+            CD = CD * (1.0 - eye) + res["cd_diag"][:, :, None] * eye  # diagonal ⟨Δ_k²⟩ directly
+            K = xp.linalg.inv(eye + res["G"] / sys_par["delta"][:, None, None])  # K = (I + G/δ)⁻¹
+            for name, arr in (("C_delta", CD), ("C_r", Cr), ("G", res["G"]), ("K", K)):
+                mats[name][idx] = to_points(arr).mean(axis=1)
         del res, A
 
     out = {k: par[k].copy() for k in POINT_KEYS}
     out["step"] = rec.copy()
-    out["time"] = par["dt"][:, None] * rec[None, :]
+    if sched is None:
+        out["time"] = par["dt"][:, None] * rec[None, :]
+    else:
+        out["time"] = np.concatenate([np.zeros((P, 1)), np.cumsum(sched, axis=1)], axis=1)[:, rec]
+        out["dt_schedule"] = sched.copy()
     out["e_train_batches"] = out_tr
     out["e_test_batches"] = out_te
     for name, arr in (("e_train", out_tr), ("e_test", out_te)):

@@ -56,27 +56,43 @@ def mp_quadrature(delta: float, n_nodes: int = 4000):
 
 
 def linear_gd_errors(
-    *, delta: float, dt: float, steps, m2: float, sigma: float = 0.0, weight_decay: float = 0.0,
-    n_nodes: int | None = None,
+    *, delta: float, dt: float | None = None, steps, m2: float, sigma: float = 0.0, weight_decay: float = 0.0,
+    n_nodes: int | None = None, dt_schedule=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(E_train(k), E_test(k)) at the given steps k for the d → ∞ linear model.
 
     m2 = E[β*²] (e.g. ``priors.second_moment(prior, rho)``). ``n_nodes`` defaults to a count
-    that resolves q^{2k} over the spectrum for the largest k requested.
+    that resolves q^{2k} over the spectrum for the largest k requested. Constant step ``dt``,
+    or a step schedule ``dt_schedule`` (dt_j, j < max(steps)): then, per eigenvalue s, the
+    accumulated gain f_{k+1} = (1 − dt_k (s + λ)) f_k + dt_k, f_0 = 0 (for constant dt
+    f_k = (1 − q^k)/(s + λ), q = 1 − dt (s + λ)), and Δ = −(1 − s f_k) β̃* + f_k · noise.
     """
     steps = np.asarray(steps, dtype=np.int64)
     lam = float(weight_decay)
     a, b = mp_edges(delta)
+    if (dt is None) == (dt_schedule is None):
+        raise ValueError("linear_gd_errors: give exactly one of dt and dt_schedule")
+    t_max = steps.max() * dt if dt_schedule is None else float(np.sum(np.asarray(dt_schedule)[: steps.max()]))
     if n_nodes is None:
-        n_nodes = int(min(200000, max(4000, 40 * steps.max() * dt * (b - a))))
+        n_nodes = int(min(200000, max(4000, 40 * t_max * (b - a))))
     s, w = mp_quadrature(delta, n_nodes)
     sl = s + lam
-    q = 1.0 - dt * sl
-    k = steps[:, None].astype(float)
-    qk = np.power(q[None, :], k)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        frac = np.where(sl[None, :] > 0, (1.0 - qk) / sl[None, :], k * dt)  # (1 − q^k)/(s + λ)
-    shrink = qk + lam * frac  # coefficient of −β̃*
+    if dt_schedule is None:
+        q = 1.0 - dt * sl
+        k = steps[:, None].astype(float)
+        qk = np.power(q[None, :], k)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            frac = np.where(sl[None, :] > 0, (1.0 - qk) / sl[None, :], k * dt)  # (1 − q^k)/(s + λ)
+        shrink = qk + lam * frac  # coefficient of −β̃*
+    else:
+        sched = np.asarray(dt_schedule, dtype=float)
+        frac = np.zeros((steps.size, s.size))
+        f = np.zeros_like(s)
+        for j in range(steps.max() + 1):
+            frac[steps == j] = f
+            if j < steps.max():
+                f = (1.0 - sched[j] * sl) * f + sched[j]
+        shrink = 1.0 - s[None, :] * frac
     e_d2 = m2 * shrink**2 + sigma**2 * (s / delta)[None, :] * frac**2
     e_bd = sigma * (s / delta)[None, :] * frac
     e_test = 0.5 * (e_d2 @ w)

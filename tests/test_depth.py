@@ -250,7 +250,7 @@ def test_dmft_pm_depth3_matches_simulation():
 def test_dmft_divergence_near_a_deep_escape_names_its_causes():
     """Near the saddle escape of a depth-4 network, 401 paths per replica diverge (docs/dmft.md,
     "Depth-L networks"): the solver stops with the points and both causes named, never NaNs;
-    the same 3208 paths in 4 replicas stay finite to t = 8 (measured E_test 0.0918 ± 0.0017)."""
+    the same 3208 paths in 2 replicas stay finite to t = 8 (measured E_test 0.0934)."""
     from dln_kernels.dmft import solve_dmft
     from dln_kernels.simulate import DivergenceError
 
@@ -259,7 +259,7 @@ def test_dmft_divergence_near_a_deep_escape_names_its_causes():
     point = {"alpha": 0.1, "delta": 0.6, "rho": 0.2}
     with pytest.raises(DivergenceError, match=r"alpha=\[0.1\].*401 paths per replica.*stability bound.*raise n_paths"):
         solve_dmft(point, n_batches=8, **kw)
-    r = solve_dmft(point, n_batches=4, **kw)
+    r = solve_dmft(point, n_batches=2, **kw)
     assert np.all(np.isfinite(r["e_test"])) and 0.08 < r["e_test"][0, -1] < 0.1
 
 

@@ -455,7 +455,7 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
             "after a saddle escape (|beta| ~ 3 for teacher values +-1 at L = 4); reduce dt. (2) Too few paths per replica (n_paths/n_batches): when "
             "a deep network (L >= 3, small alpha) escapes its saddle, a replica's response estimate "
             "rests on the few paths that escaped first (measured at L = 4, alpha = 0.1, dt = 0.02: "
-            "401 paths per replica diverged, 802 did not); raise n_paths or lower n_batches"
+            "401 and 802 paths per replica diverged, 1604 did not); raise n_paths or lower n_batches"
         )
     # final Gauss–Newton metric w of each path (uv: u² + v², pm: L²(u^{2L−2} + v^{2L−2})):
     # samples of the weight law for the spectral rate

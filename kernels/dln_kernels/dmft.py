@@ -29,6 +29,13 @@ At step k (all rows < k of every matrix are final):
 
 Afterwards C_r = (K L_M)(K L_M)ᵀ; E_train(k) = C_r[k, k]/2, E_test(k) = C_Δ[k, k]/2.
 
+Mini-batch SGD (theory.md §5.2, per-point ``batch_fraction`` b < 1): the selection noise adds the
+diagonal D_k = ((1 − b)/b)·C_r[k, k], computed in step 4 from c_k = ‖(K L_M)[k, :]‖² +
+Σ_{l<k} K[k, l]² D_l (= C_r[k, k], causal); step 5 uses w̃_k = L_M[k, :] z + √D_k z'_k with an
+extra noise row z' (orthonormal, orthogonal to z and to β* where the replica has ≥ 2T + 1 paths),
+so Cov(η) = K(M + D)Kᵀ/δ; afterwards C_r = (K L_M)(K L_M)ᵀ + (I − K) D (I − K)ᵀ. Points with
+b = 1 have D = 0 and are solved by exactly the operations of full-batch GD.
+
 Monte-Carlo error: the N paths of a point are split into ``n_batches`` independent replicas
 (each a complete, self-consistent solve with N/n_batches paths, run side by side); the estimate is
 the replica mean and the standard error is the replica standard deviation / √n_batches.
@@ -45,7 +52,7 @@ Memory (bytes, per call, ``itemsize`` = 8 for float64):
     itemsize · P · (5 · N · T  +  6 · B · T²)
 
 for P points, N paths per point, B batches and T = n_steps + 1: five N×T path histories
-(Gram–Schmidt basis q, tangent x, s, z, ε) and six T×T matrices per replica (C_Δ, G, K, L_M and
+(Gram–Schmidt basis q, tangent x, s, z, ε; six with the SGD noise rows z' when b < 1) and six T×T matrices per replica (C_Δ, G, K, L_M and
 two work matrices). Time is O(N T²) per point: eight passes over an N×k history at step k. Points are processed in chunks that fit ``memory_budget_bytes``; a single point that
 does not fit raises ``MemoryError`` naming the budget.
 """
@@ -66,8 +73,8 @@ from .spectral_rate import edge_rate
 logger = logging.getLogger("dln_kernels.dmft")
 
 MODELS = ("dln", "linear")
-POINT_KEYS = ("alpha", "delta", "rho", "sigma", "weight_decay", "dt")
-POINT_DEFAULTS = {"alpha": 1.0, "rho": 1.0, "sigma": 0.0, "weight_decay": 0.0}
+POINT_KEYS = ("alpha", "delta", "rho", "sigma", "weight_decay", "dt", "batch_fraction")
+POINT_DEFAULTS = {"alpha": 1.0, "rho": 1.0, "sigma": 0.0, "weight_decay": 0.0, "batch_fraction": 1.0}
 N_HISTORIES = 5
 N_MATRICES = 6
 
@@ -79,8 +86,10 @@ def normalize_points(points, dt=None) -> dict:
     """Parameter points as a dict of float64 arrays of equal length P.
 
     ``points`` is a list of dicts, or a dict of scalars / equal-length lists (broadcast). Keys:
-    alpha, delta, rho, sigma, weight_decay (alias ``lam``), dt. ``delta`` is required; ``dt`` may
-    come from the keyword; the others default to alpha = 1, rho = 1, sigma = 0, weight_decay = 0.
+    alpha, delta, rho, sigma, weight_decay (alias ``lam``), dt, batch_fraction (mini-batch SGD,
+    theory.md §5). ``delta`` is required; ``dt`` may come from the keyword; the others default to
+    alpha = 1, rho = 1, sigma = 0, weight_decay = 0, batch_fraction = 1 (full-batch GD).
+    Raises ValueError naming the key and value for a batch_fraction outside (0, 1].
     """
     if isinstance(points, dict):
         items = {k: np.atleast_1d(np.asarray(v, dtype=float)) for k, v in points.items()}
@@ -110,14 +119,19 @@ def normalize_points(points, dt=None) -> dict:
         raise ValueError("points: delta and dt must be positive")
     if np.any((out["rho"] < 0) | (out["rho"] > 1)):
         raise ValueError("points: rho must lie in [0, 1]")
+    bad = out["batch_fraction"][~((out["batch_fraction"] > 0) & (out["batch_fraction"] <= 1))]
+    if bad.size:
+        raise ValueError(f"points: batch_fraction {bad[0]:g} is outside (0, 1]")
     return out
 
 
-def memory_bytes(n_points: int, n_paths: int, n_steps: int, n_batches: int = 8, dtype: str = "float64") -> int:
-    """Bytes the solver holds for ``n_points`` points (see the module docstring)."""
+def memory_bytes(n_points: int, n_paths: int, n_steps: int, n_batches: int = 8, dtype: str = "float64",
+                 sgd: bool = False) -> int:
+    """Bytes the solver holds for ``n_points`` points (see the module docstring); ``sgd``: with
+    the extra noise rows of batch fractions b < 1."""
     T = n_steps + 1
     item = np.dtype(resolve_dtype(dtype)).itemsize
-    return int(item * n_points * (N_HISTORIES * n_paths * T + N_MATRICES * n_batches * T * T))
+    return int(item * n_points * ((N_HISTORIES + int(sgd)) * n_paths * T + N_MATRICES * n_batches * T * T))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -178,16 +192,41 @@ def _noise_matrix(n: int, T: int, rng: np.random.Generator, orthogonal: bool, ra
     return rng.standard_normal((T, n))
 
 
+def _selection_noise(Z: np.ndarray, beta_star: np.ndarray, rng: np.random.Generator, orthogonal: bool) -> np.ndarray:
+    """T×n SGD noise rows z' (theory.md §5.2, step 5): independent of z.
+
+    orthogonal: rows orthonormal (squared norm n) and, where n ≥ 2T + 1, orthogonal to the rows
+    of ``Z`` and to the teacher vector too (the empirical cross-correlations vanish exactly;
+    needed to resolve small SGD effects, theory.md §5 Checks 8); else rows i.i.d. N(0, 1).
+    """
+    T, n = Z.shape
+    if not orthogonal:
+        return rng.standard_normal((T, n))
+    if n < 2 * T + 1:
+        return _noise_matrix(n, T, rng, True, rademacher=False)
+    basis = np.concatenate([Z.T / math.sqrt(n), (beta_star / max(np.linalg.norm(beta_star), 1e-300))[:, None]], axis=1)
+    q0, _ = np.linalg.qr(basis)  # orthonormal span of z's rows and β*
+    g = rng.standard_normal((n, T))
+    for _ in range(2):  # project out that span (twice: numerically orthogonal)
+        g = g - q0 @ (q0.T @ g)
+    q, r = np.linalg.qr(g)
+    q *= np.sign(np.diag(r))
+    return np.ascontiguousarray(q.T) * math.sqrt(n)
+
+
 # ----------------------------------------------------------------------------------------------
 # core sweep for one chunk of systems (points × batches)
 # ----------------------------------------------------------------------------------------------
-def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every, label, net=None):
+def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every, label, net=None, Zp=None):
     """Run the forward sweep for S independent systems. Arrays are on the backend.
 
-    par: dict of (S,) arrays alpha, delta, sigma, weight_decay, dt. beta_star (S, n);
-    Z, E (S, T, n). ``net``: the DLN state kernels (``dln_state.network_state``; default uv).
-    Returns dict of (S, T, T) matrices C_delta, G, K, LM and the (S, n) final Gauss–Newton
-    metric ``w`` of the paths (uv: u² + v²; pm: L²(u^{2L−2} + v^{2L−2}); linear: 1).
+    par: dict of (S,) arrays alpha, delta, sigma, weight_decay, dt (and batch_fraction when
+    ``Zp`` is given). beta_star (S, n); Z, E (S, T, n). ``net``: the DLN state kernels
+    (``dln_state.network_state``; default uv). ``Zp`` (S, T, n): the SGD noise rows z' (theory.md
+    §5.2), None for full-batch GD.
+    Returns dict of (S, T, T) matrices C_delta, G, K, LM, the (S, n) final Gauss–Newton
+    metric ``w`` of the paths (uv: u² + v²; pm: L²(u^{2L−2} + v^{2L−2}); linear: 1) and, with
+    ``Zp``, the (S, T) selection-noise diagonal ``D``.
     """
     if net is None:
         net = dln_state.network_state("uv", 2)
@@ -208,6 +247,9 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
     LM = xp.zeros((S, T, T), dtype=dtype)  # factor of M (a dropped, dependent direction is a zero column)
     sig = par["sigma"]
     inv_sqrt_n = 1.0 / math.sqrt(n)
+    if Zp is not None:  # selection noise D_k = ((1 − b)/b) C_r[k, k] (theory.md §5.2)
+        D = xp.zeros((S, T), dtype=dtype)
+        d_coef = (1.0 - par["batch_fraction"]) / par["batch_fraction"]
 
     if model == "dln":  # uv: exact coordinates (a, b) = (u + v, u − v); pm: (u, v); see dln_state
         pa, pb = net.init(xp, par["alpha"][:, None], (S, n), dtype)
@@ -253,10 +295,16 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
         CD[:, k, : k + 1] = xp.matmul(LM[:, k : k + 1, : k + 1], xp.matrix_transpose(LM[:, : k + 1, : k + 1]))[:, 0, :] - (sig * sig)[:, None]
         CD[:, k, k] = xp.sum(dk * dk, axis=1) / n
         CD[:, : k + 1, k] = CD[:, k, : k + 1]
+        if Zp is not None:  # c_k = C_r[k, k] = ‖(K L_M)[k]‖² + Σ_{l<k} K[k, l]² D_l, then D_k
+            kl = xp.matmul(K[:, k : k + 1, : k + 1], LM[:, : k + 1, : k + 1])[:, 0, :]
+            ck = xp.sum(kl * kl, axis=1) + xp.sum(K[:, k, :k] * K[:, k, :k] * D[:, :k], axis=1)
+            D[:, k] = d_coef * ck
         if k == T - 1:
             break
         # driving field of step k
         wk = xp.matmul(LM[:, k : k + 1, : k + 1], Z[:, : k + 1, :])[:, 0, :]
+        if Zp is not None:  # w̃_k = L_M[k] z + √D_k z'_k: Cov(η) = K (M + D) Kᵀ/δ
+            wk = wk + xp.sqrt(D[:, k])[:, None] * Zp[:, k, :]
         Sh[:, k, :] = wk * inv_sqrt_delta - dk
         gk = xp.matmul(K[:, k : k + 1, : k + 1], Sh[:, : k + 1, :])[:, 0, :]
         dgk = E[:, k, :] - xp.matmul(K[:, k : k + 1, : k + 1], Xh[:, : k + 1, :])[:, 0, :]
@@ -283,7 +331,10 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
     # final Gauss–Newton metric w of each path (uv: u² + v², pm: L²(u^{2L−2} + v^{2L−2})):
     # samples of the weight law for the spectral rate
     w = net.metric(pa, pb) if model == "dln" else xp.ones_like(bk)
-    return {"C_delta": CD, "G": G, "K": K, "LM": LM, "w": w}
+    out = {"C_delta": CD, "G": G, "K": K, "LM": LM, "w": w}
+    if Zp is not None:
+        out["D"] = D
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -316,7 +367,8 @@ def solve_dmft(
     Parameters
     ----------
     points : list of dicts or dict of lists with keys alpha, delta, rho, sigma, weight_decay
-        (alias lam) and dt; see :func:`normalize_points`. All points share ``n_steps``.
+        (alias lam), dt and batch_fraction (b < 1: mini-batch SGD, theory.md §5.2); see
+        :func:`normalize_points`. All points share ``n_steps``.
     n_steps : number of GD steps; the solve covers T = n_steps + 1 states k = 0 … n_steps.
     dt : default step size for points without a ``dt`` key.
     record_steps : sorted step indices at which observables are returned (default: all).
@@ -326,7 +378,8 @@ def solve_dmft(
         or ``"pm"`` (β = u^L − v^L, L = depth ≥ 2, theory.md §6). Ignored by the linear model
         (but still validated).
     seed : base seed; batch b draws from the stream (seed, b), the same for every point (common
-        random numbers across points, so a point's result does not depend on its batch-mates).
+        random numbers across points, so a point's result does not depend on its batch-mates);
+        the SGD noise rows z' of a point with batch_fraction < 1 from the stream (seed, b, 1).
     backend, dtype : array backend ("numpy" | "cupy" | "auto") and float type.
     variance_reduction : orthogonal noise/probe rows and stratified teachers (see module doc).
     return_matrices : also return replica-averaged T×T matrices C_delta, C_r, G, K per point.
@@ -351,7 +404,8 @@ def solve_dmft(
         in time units (E_train ∝ exp(−rate · t)), fitted on the reliable late part (NaN when
         there is none); ``decay_window`` (P, 2): the step window used;
         ``decay_rate_spectral`` (P,): the same rate from the spectral edge at the final state,
-        free of the noise floor (λ = 0 only, else NaN; see :func:`spectral_decay_rate`);
+        free of the noise floor (λ = 0 and batch_fraction = 1 only, else NaN; see
+        :func:`spectral_decay_rate`);
         with return_matrices: ``C_delta``, ``C_r``, ``G``, ``K`` (P, T, T).
     """
     if model not in MODELS:
@@ -384,7 +438,7 @@ def solve_dmft(
     if n < 2:
         raise ValueError(f"n_paths/n_batches = {n}: too few paths per replica")
 
-    per_point = memory_bytes(1, n * n_batches, n_steps, n_batches, dtype)
+    per_point = memory_bytes(1, n * n_batches, n_steps, n_batches, dtype, sgd=bool(np.any(par["batch_fraction"] < 1)))
     if memory_budget_bytes is None:
         chunk = P
     else:
@@ -408,9 +462,11 @@ def solve_dmft(
     for c0 in range(0, P, chunk):
         idx = np.arange(c0, min(P, c0 + chunk))
         S = idx.size * n_batches
+        sgd = bool(np.any(par["batch_fraction"][idx] < 1))  # else exactly the full-batch solve
         bs = np.empty((S, n))
         Zs = np.empty((S, T, n))
         Es = np.empty((S, T, n))
+        Zps = np.zeros((S, T, n)) if sgd else None
         for j, i in enumerate(idx):
             for bidx in range(n_batches):
                 s = j * n_batches + bidx
@@ -421,6 +477,8 @@ def solve_dmft(
                     bs[s] = _iid_teacher(prior, par["rho"][i], n, rng)
                 Zs[s] = _noise_matrix(n, T, rng, variance_reduction, rademacher=False)
                 Es[s] = _noise_matrix(n, T, rng, variance_reduction, rademacher=True)
+                if sgd and par["batch_fraction"][i] < 1:
+                    Zps[s] = _selection_noise(Zs[s], bs[s], np.random.default_rng([seed, bidx, 1]), variance_reduction)
         sys_par = {k: to_device(xp, np.repeat(par[k][idx], n_batches), dt_np) for k in POINT_KEYS}
         kind = model if model != "dln" or net.network == "uv" else f"dln/{net.network}{net.depth}"
         label = f"dmft[{kind}] points {idx[0]}..{idx[-1]} of {P}"
@@ -428,16 +486,23 @@ def solve_dmft(
         res = _sweep(
             xp, xp_dtype(xp, dt_np), model, sys_par, to_device(xp, bs, dt_np), to_device(xp, Zs, dt_np),
             to_device(xp, Es, dt_np), T, pivot_tol, progress_every, label, net,
+            Zp=None if Zps is None else to_device(xp, Zps, dt_np),
         )
-        del Zs, Es
+        del Zs, Es, Zps
         A = xp.matmul(res["K"], res["LM"])  # = √δ L
         e_tr = 0.5 * xp.sum(A * A, axis=2)  # C_r[k, k] / 2
+        if sgd:  # + diag((I − K) D (I − K)ᵀ)/2 = Σ_{l<k} K[k, l]² D_l / 2
+            Ks = xp.tril(res["K"], k=-1)
+            e_tr = e_tr + 0.5 * xp.matmul(Ks * Ks, res["D"][:, :, None])[:, :, 0]
         e_te = 0.5 * xp.linalg.diagonal(res["C_delta"])
         out_tr[idx] = to_numpy(e_tr).reshape(idx.size, n_batches, T)[:, :, rec]
         out_te[idx] = to_numpy(e_te).reshape(idx.size, n_batches, T)[:, :, rec]
         w_final[idx] = to_numpy(res["w"]).reshape(idx.size, n_batches * n)
         if return_matrices:
             Cr = xp.matmul(A, xp.matrix_transpose(A))
+            if sgd:
+                Ks = xp.tril(res["K"], k=-1)
+                Cr = Cr + xp.matmul(Ks * res["D"][:, None, :], xp.matrix_transpose(Ks))
             for name, arr in (("C_delta", res["C_delta"]), ("C_r", Cr), ("G", res["G"]), ("K", res["K"])):
                 mats[name][idx] = to_numpy(arr).reshape(idx.size, n_batches, T, T).mean(axis=1)
         del res, A
@@ -494,6 +559,7 @@ def spectral_decay_rate(w_final: np.ndarray, par: dict) -> np.ndarray:
     non-finite paths."""
     rate = np.full(w_final.shape[0], np.nan)
     ok = (par["weight_decay"] == 0) & np.all(np.isfinite(w_final), axis=1) & np.all(w_final > 0, axis=1)
+    ok &= par.get("batch_fraction", np.ones_like(par["weight_decay"])) == 1  # GD's edge; SGD: no formula here
     if ok.any():
         rate[ok] = edge_rate(w_final[ok], par["delta"][ok], par["dt"][ok])[0]
     return rate

@@ -6,6 +6,7 @@ import os
 
 from dln_kernels.sweep import ConfigError, check_sweep, make_chunks, make_dmft_chunks, sim_chunk_bytes, time_grid
 from dln_kernels.problem import n_samples
+from dln_kernels.registry import implicit
 
 SWEEPS = config["sweeps"]
 SELECTED = [config["sweep"]] if isinstance(config["sweep"], str) else list(config["sweep"])
@@ -52,15 +53,19 @@ def sweep_part(sweep, keep):
     """Canonical param of the sweep keys that a rule reads, and nothing else (so a job re-runs
     when, and only when, something it computes from changes). Provenance still records the full
     sweep (scripts read it from the config, which is not part of the job's identity)."""
-    part = {k: SWEEPS[sweep][k] for k in keep}
+    part = {k: SWEEPS[sweep][k] for k in keep if SWEEPS[sweep].get(k) != IMPLICIT_KEYS.get(k, object())}
     if "grid" in part:  # the order in which grid values are written is not part of the meaning
-        part["grid"] = {a: sorted(v) for a, v in part["grid"].items()}
+        # (and an axis at its implicit default, e.g. batch_fraction [1.0], is not part of it either)
+        part["grid"] = {a: sorted(v) for a, v in part["grid"].items() if not implicit(a, v)}
     return canonical(part)
 
 
 # The sweep keys each kind of job reads (grid values reach the kernels through the chunk param).
 SIM_KEYS = ("model", "network", "prior", "d", "seeds", "base_seed", "dt", "t_max", "output", "backend", "dtype",
-            "threads", "save_beta")
+            "threads", "save_beta", "batch_sampling")
+# Keys added after sweeps existed: a job's params leave them out at these (default) values, so the
+# jobs of such sweeps keep their identity (the kernels read the same default).
+IMPLICIT_KEYS = {"batch_sampling": "bernoulli"}
 DMFT_KEYS = ("model", "network", "prior", "dt", "t_max", "output", "backend", "dtype", "threads", "dmft")
 AGGREGATE_KEYS = ("grid", "seeds", "base_seed", "backend", "dtype")
 

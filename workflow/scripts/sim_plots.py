@@ -19,7 +19,8 @@ LABELS = {"e_train": r"$E_\mathrm{train}$", "e_test": r"$E_\mathrm{test}$"}
 
 def _fixed_slice(ds):
     """Select the first value of ρ, σ, λ; return the slice and a text naming what was fixed."""
-    sel = {a: ds[a].values[0] for a in OTHER_AXES if a in ds.dims}
+    # the batch fraction at its largest value (full-batch GD where the sweep has it)
+    sel = {a: ds[a].values[-1 if a == "batch_fraction" else 0] for a in OTHER_AXES if a in ds.dims}
     text = ", ".join(f"{AXES[a].symbol}={v:g}" for a, v in sel.items())
     return ds.sel(sel), text
 

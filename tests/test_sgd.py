@@ -277,3 +277,41 @@ def test_dln_sgd_dmft_matches_simulation_small():
             ok = ~out[key + "_below_floor"][j]
             tol = 4.5 * np.hypot(se_s, out[key + "_se"][j]) + 2.0 / d * m
             assert np.all((np.abs(m - out[key][j]) < tol)[ok]), (bs[j], key, m, out[key][j])
+
+
+# ------------------------------------------------------------------------------------------
+# phenomenon: noise vs solution (effective initialisation)
+# ------------------------------------------------------------------------------------------
+def test_effective_alpha_inverts_the_reference_curve():
+    from dln_kernels.phenomena_measure import effective_alpha
+
+    alphas = np.array([0.01, 0.1, 1.0, 10.0])
+    ref = np.log(alphas) + 10.0  # increasing in α, linear in ln α: interpolation is exact
+    e = np.log(np.array([0.05, 0.5, 3.0])) + 10.0
+    np.testing.assert_allclose(effective_alpha(alphas, ref, e), [0.05, 0.5, 3.0], rtol=1e-12)
+    assert np.isnan(effective_alpha(alphas, ref, [ref[-1] + 1.0])[0])  # outside the range
+    assert np.all(np.isnan(effective_alpha(alphas, np.array([1.0, 2.0, 1.5, 3.0]), [1.7])))  # not monotone
+
+
+def test_sgd_noise_measure_recovers_a_known_effective_alpha():
+    """Synthetic Datasets where SGD at (α, b) ends exactly like GD at α·c_b, c_b = b^0.5."""
+    import xarray as xr
+
+    from dln_kernels.phenomena_measure import sgd_noise_measure
+
+    alphas, bs, seeds, t = [0.01, 0.03, 0.1, 0.3, 1.0], [0.05, 0.2, 1.0], [0, 1, 2], np.array([0.0, 1.0, 2.0])
+    final = lambda a: 0.01 + 0.02 * np.log(a / 0.001)  # noqa: E731  (increasing, linear in ln α)
+    vals = np.array([[final(a * b**0.5) for b in bs] for a in alphas])  # (α, b)
+    curve = vals[:, :, None] * np.array([3.0, 2.0, 1.0])  # ends at the final value
+    sims = xr.Dataset({"e_test": (("alpha", "delta", "batch_fraction", "seed", "time"),
+                                  np.broadcast_to(curve[:, None, :, None, :], (5, 1, 3, 3, 3)).copy())},
+                      coords={"alpha": alphas, "delta": [0.8], "batch_fraction": bs, "seed": seeds, "time": t})
+    dmft = xr.Dataset({"e_test": (("alpha", "delta", "batch_fraction", "time"), curve[:, None]),
+                       "e_test_se": (("alpha", "delta", "batch_fraction", "time"), 0 * curve[:, None])},
+                      coords={"alpha": alphas, "delta": [0.8], "batch_fraction": bs, "time": t})
+    tab = sgd_noise_measure(sims, dmft)["table"]
+    for b in (0.05, 0.2):
+        rows = tab[(tab.batch_fraction == b) & (tab.alpha * b**0.5 >= 0.01)]
+        np.testing.assert_allclose(rows.alpha_eff_ratio_sim, b**0.5, rtol=1e-9)
+        np.testing.assert_allclose(rows.alpha_eff_ratio_dmft, b**0.5, rtol=1e-9)
+    assert np.allclose(tab[tab.batch_fraction == 1.0].alpha_eff_ratio_sim, 1.0)

@@ -168,6 +168,7 @@ PHENOMENON_KINDS = {
         "extra_outputs": {"summary": "results/{sweep}/phenomena/grokking_delay_fit.csv"},
     },
     "tradeoff": {"sweep": "tradeoff", "caption": "tradeoff", "label": "rate vs generalisation"},
+    "sgd_noise": {"sweep": "sgd", "caption": "sgd_noise", "label": "mini-batch noise vs solution"},
 }
 
 # Which phenomenon figures each named sweep draws, in table order (`final_targets` adds them).

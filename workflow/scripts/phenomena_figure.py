@@ -2,7 +2,7 @@
 
 import matplotlib.pyplot as plt
 from _common import json_param, setup_logging
-from phenomena_plots import grokking_curves, grokking_delay, incremental, lazy_time, search_phase, tradeoff
+from phenomena_plots import grokking_curves, grokking_delay, incremental, lazy_time, search_phase, sgd_noise, tradeoff
 
 from dln_kernels.io import open_netcdf
 
@@ -25,6 +25,8 @@ elif kind == "grokking_delay":
     log.info("delay fit:\n%s", summary.to_string())
 elif kind == "tradeoff":
     fig, tab = tradeoff(sims, dmft)
+elif kind == "sgd_noise":
+    fig, tab = sgd_noise(sims, dmft)
 else:
     raise ValueError(f"unknown phenomenon figure {kind!r}")
 fig.savefig(smk.output.fig, dpi=130, bbox_inches="tight")

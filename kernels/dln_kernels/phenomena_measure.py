@@ -470,3 +470,25 @@ def sgd_noise_measure(sims, dmft) -> dict:
     rho = float(sims["rho"].values[0]) if "rho" in sims.dims else float("nan")
     return {"table": pd.DataFrame(rows), "delta": delta, "rho": rho, "t_final": float(sims["time"].values[-1]),
             "b_ref": b_ref}
+
+
+# ----------------------------------------------------------------------------------------------
+# (g) step size vs solution: the effective initialisation of discrete GD (Even et al. 2023)
+# ----------------------------------------------------------------------------------------------
+def effective_scale_summary(scale, alpha: float) -> dict:
+    """Summary of the effective initialisation c_i = α²·Π_k (1 − dt² g_{k,i}²) of ``uv`` runs
+    (``simulate_grid(save_scale=True)``'s ``scale_final``, λ = 0), over the last axis (coordinates)
+    and any leading axes (seeds).
+
+    Returns ``alpha_eff`` = √(exp(mean ln c)) (the uniform scale with the same geometric mean,
+    at which the static theory is evaluated), ``gain_mean`` = mean of −ln(c/α²) (the "gain" of
+    Even et al.), and the 10 / 50 / 90 % quantiles of c/α². Raises ValueError for c ≤ 0 (a step
+    past the (1 − dt² g²) > 0 regime, where the scale changes sign).
+    """
+    c = np.asarray(scale, dtype=float).ravel() / float(alpha) ** 2
+    if np.any(c <= 0):
+        raise ValueError(f"scale: {int(np.sum(c <= 0))} coordinates with u² − v² ≤ 0 (dt·|g| ≥ 1 at some step)")
+    gain = -np.log(c)
+    q10, q50, q90 = np.quantile(c, [0.1, 0.5, 0.9])
+    return {"alpha_eff": float(alpha) * math.exp(-0.5 * gain.mean()), "gain_mean": float(gain.mean()),
+            "c_ratio_q10": float(q10), "c_ratio_median": float(q50), "c_ratio_q90": float(q90)}

@@ -86,6 +86,7 @@ def gd_stack(
     batch_fraction=None,
     selection_rngs=None,
     batch_sampling: str = "bernoulli",
+    save_scale: bool = False,
 ):
     """Integrate G×b runs; return observables at ``record_steps`` as host arrays.
 
@@ -111,6 +112,10 @@ def gd_stack(
     §5.1 (module docstring); ``selection_rngs``: G NumPy generators of the selection streams (one
     block of n uniforms per step each; needed when any b < 1); ``batch_sampling``: "bernoulli"
     (each sample on its own with probability b) or "fixed" (a uniform subset of round(b n)).
+    ``save_scale`` (network uv only): also return ``scale_final`` (G, b, d), the final
+    c_i = u_i² − v_i² = a_i b_i. Each uv step multiplies it by (1 − dt λ)² − dt² g_{k,i}², so for
+    λ = 0 it is α²·Π_k (1 − dt² g_{k,i}²): the effective initialisation scale of Even et al. 2023
+    (gradient flow keeps it at α²).
 
     Raises ValueError for an unknown model, network, depth or batch_sampling, and DivergenceError (naming α and λ
     of the first bad run) as soon as a recorded training error is not finite.
@@ -206,6 +211,10 @@ def gd_stack(
         result["beta_final"] = to_numpy(xp.matrix_transpose(beta))  # (G, b, d)
     if record_beta:
         result["beta"] = to_numpy(beta_hist)
+    if save_scale:
+        if model != "dln" or net.network != "uv":
+            raise ValueError("save_scale: the effective scale u² − v² is defined for network uv only")
+        result["scale_final"] = to_numpy(xp.matrix_transpose(ua * ub))  # (G, b, d): (u + v)(u − v)
     return result
 
 
@@ -248,6 +257,7 @@ def simulate_members(
     network: str = "uv",
     depth: int = 2,
     batch_sampling: str = "bernoulli",
+    save_scale: bool = False,
 ) -> dict:
     """Runs of G instances (one data group each) with b members each; host arrays (G, b, …).
 
@@ -284,7 +294,7 @@ def simulate_members(
         xp, X, dev(bstars), dev(ys), par("alpha"), par("weight_decay"), dt_schedule, record_steps,
         delta=X.shape[1] / X.shape[2],  # n/d of the actual design: the algorithm's 1/δ
         model=model, save_beta=save_beta, record_beta=record_beta, progress_every=progress_every,
-        network=network, depth=depth, batch_fraction=bf, batch_sampling=batch_sampling,
+        network=network, depth=depth, batch_fraction=bf, batch_sampling=batch_sampling, save_scale=save_scale,
         selection_rngs=None if bf is None or np.all(bf == 1.0) else [inst.selection_rng() for inst in instances],
     )
 
@@ -327,6 +337,7 @@ def simulate_grid(
     depth: int = 2,
     batch_fraction=None,
     batch_sampling: str = "bernoulli",
+    save_scale: bool = False,
 ) -> dict:
     """All runs of a product grid at one δ (a convenience for tests, benchmarks and notebooks).
 
@@ -339,7 +350,8 @@ def simulate_grid(
     ``network``, ``depth``: the DLN family (model "dln" only; ``"uv"`` depth 2 or ``"pm"`` depth
     L ≥ 2), see :func:`gd_stack`. ``batch_fraction`` (mini-batch SGD, theory.md §5.1): values of
     b; when given, the outputs get an n_b axis after n_wd (runs of a seed share the selection
-    uniforms); ``batch_sampling``: "bernoulli" or "fixed".
+    uniforms); ``batch_sampling``: "bernoulli" or "fixed"; ``save_scale``: also ``scale_final``
+    (trailing d axis), the final u² − v² of every coordinate (see :func:`gd_stack`).
     """
     prior = prior or {"kind": "gauss_bernoulli"}
     network, depth = dln_state.validate_network(network, depth)
@@ -362,7 +374,7 @@ def simulate_grid(
         xp, instances, rows, model=model, delta=delta, prior=prior, dt_schedule=dt_schedule,
         record_steps=record_steps, dtype=resolve_dtype(dtype), save_beta=save_beta,
         record_beta=record_beta, progress_every=progress_every, network=network, depth=depth,
-        batch_sampling=batch_sampling,
+        batch_sampling=batch_sampling, save_scale=save_scale,
     )
     lead = (len(seeds), *[len(a) for a in axes])
     out = {name: arr.reshape(lead + arr.shape[2:]) for name, arr in res.items()}

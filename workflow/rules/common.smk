@@ -128,7 +128,7 @@ def dmft_chunk_of(wildcards):
 
 
 def dmft_mem_mb(wildcards):
-    """Host memory of a DMFT job in MB: 300 + memory_bytes(P, n_paths, n_steps, n_batches, dtype) / 1e6,
+    """Host memory of a DMFT job in MB: 300 + memory_bytes(P, n_paths, n_steps, n_batches, dtype, sgd) / 1e6,
 
     the solver's own formula (dln_kernels.dmft.memory_bytes) for the job's P points, capped by
     ``dmft.memory_budget_gb`` (the solver batches to stay within it).
@@ -136,7 +136,9 @@ def dmft_mem_mb(wildcards):
     from dln_kernels.dmft import memory_bytes
 
     sweep, cfg = SWEEPS[wildcards.sweep], SWEEPS[wildcards.sweep]["dmft"]
-    need = memory_bytes(len(dmft_chunk_of(wildcards)["points"]), cfg["n_paths"], time_grid(sweep)[0], cfg["n_batches"], sweep["dtype"])
+    points = dmft_chunk_of(wildcards)["points"]
+    sgd = any(p.get("batch_fraction", 1.0) < 1 for p in points)  # one more path history (the SGD noise rows)
+    need = memory_bytes(len(points), cfg["n_paths"], time_grid(sweep)[0], cfg["n_batches"], sweep["dtype"], sgd=sgd)
     return 300 + int(min(need, cfg["memory_budget_gb"] * 1e9) / 1e6)
 
 

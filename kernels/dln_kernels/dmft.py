@@ -332,6 +332,8 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
     # samples of the weight law for the spectral rate
     w = net.metric(pa, pb) if model == "dln" else xp.ones_like(bk)
     out = {"C_delta": CD, "G": G, "K": K, "LM": LM, "w": w}
+    if model == "dln" and net.network == "uv":  # final u² − v² = a·b of each path: the effective scale
+        out["scale"] = pa * pb
     if Zp is not None:
         out["D"] = D
     return out
@@ -406,6 +408,9 @@ def solve_dmft(
         ``decay_rate_spectral`` (P,): the same rate from the spectral edge at the final state,
         free of the noise floor (λ = 0 and batch_fraction = 1 only, else NaN; see
         :func:`spectral_decay_rate`);
+        ``alpha_eff`` (P,): √(geometric mean over the paths of the final u² − v²), the effective
+        initialisation scale α·Π_k(1 − dt² g_k²)^{1/2} of discrete GD/SGD (λ = 0; network uv
+        only, NaN otherwise; see ``phenomena_measure.effective_scale_summary``);
         with return_matrices: ``C_delta``, ``C_r``, ``G``, ``K`` (P, T, T).
     """
     if model not in MODELS:
@@ -454,6 +459,7 @@ def solve_dmft(
 
     # host results keep the run dtype (a float32 solve returns float32 observables)
     w_final = np.zeros((P, n_batches * n), dtype=dt_np)
+    scale_final = np.full((P, n_batches * n), np.nan, dtype=dt_np)
     out_tr = np.zeros((P, n_batches, rec.size), dtype=dt_np)
     out_te = np.zeros((P, n_batches, rec.size), dtype=dt_np)
     mats = {k: np.zeros((P, T, T), dtype=dt_np) for k in ("C_delta", "C_r", "G", "K")} if return_matrices else None
@@ -498,6 +504,8 @@ def solve_dmft(
         out_tr[idx] = to_numpy(e_tr).reshape(idx.size, n_batches, T)[:, :, rec]
         out_te[idx] = to_numpy(e_te).reshape(idx.size, n_batches, T)[:, :, rec]
         w_final[idx] = to_numpy(res["w"]).reshape(idx.size, n_batches * n)
+        if "scale" in res:
+            scale_final[idx] = to_numpy(res["scale"]).reshape(idx.size, n_batches * n)
         if return_matrices:
             Cr = xp.matmul(A, xp.matrix_transpose(A))
             if sgd:
@@ -522,6 +530,10 @@ def solve_dmft(
     rate, rate_se, window = decay_rate(out["time"], out_tr, out["e_train_below_floor"])
     out["decay_rate"], out["decay_rate_se"], out["decay_window"] = rate.astype(dt_np), rate_se.astype(dt_np), window
     out["decay_rate_spectral"] = spectral_decay_rate(w_final, par).astype(dt_np)
+    # effective initialisation (network uv): c = u² − v² of the paths at the last step, which each
+    # step multiplies by (1 − dt λ)² − dt² g²; α_eff = √(geometric mean of c) (NaN otherwise)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["alpha_eff"] = np.sqrt(np.exp(np.mean(np.log(scale_final.astype(np.float64)), axis=1)))
     out["n_paths"] = np.asarray(n * n_batches)
     out["n_batches"] = np.asarray(n_batches)
     if return_matrices:

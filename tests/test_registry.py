@@ -18,9 +18,16 @@ def test_everything_derived_by_name(base_config):
     assert sweep.DMFT_OBSERVABLES == observables("dmft")
     assert set(sweep.STATIC_VARIABLES.values()) == set(observables("static"))
     cfg = resolved(base_config)["sweeps"]["tiny"]
+    # runs by axis name; an axis at its implicit default (batch_fraction [1.0]) is left out
+    explicit = {a for a in GRID_AXES if not AXES[a].implicit_default}
     for chunk in sweep.make_chunks(cfg):
-        assert all(set(m) == set(MEMBER_AXES) for m in chunk["members"])  # runs by axis name
+        assert all(set(m) == set(MEMBER_AXES) & explicit for m in chunk["members"])
     for chunk in sweep.make_dmft_chunks(cfg):
+        assert all(set(p) == explicit for p in chunk["points"])
+    sgd = {**cfg, "grid": {**cfg["grid"], "batch_fraction": [0.5, 1.0]}}
+    for chunk in sweep.make_chunks(sgd):
+        assert all(set(m) == set(MEMBER_AXES) for m in chunk["members"])
+    for chunk in sweep.make_dmft_chunks(sgd):
         assert all(set(p) == set(GRID_AXES) for p in chunk["points"])
     # every recorded quantity of every producer is described (long_name, units)
     for o in OBSERVABLES.values():

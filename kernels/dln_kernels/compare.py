@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-POINT_DIMS = ("alpha", "delta", "rho", "sigma", "weight_decay")
+from .registry import GRID_AXES
+
+POINT_DIMS = GRID_AXES  # every grid axis the Datasets hold (depth, batch_fraction included), by name
 
 
 def deviation_table(sims, theory, variables=("e_train", "e_test")):
@@ -23,8 +25,9 @@ def deviation_table(sims, theory, variables=("e_train", "e_test")):
     sem = sims.std("seed", ddof=1) / np.sqrt(n_seed)
     rows = []
     times = sims["time"].values
-    for idx in np.ndindex(*(sims.sizes[d] for d in POINT_DIMS)):
-        point = {d: float(sims[d].values[i]) for d, i in zip(POINT_DIMS, idx)}
+    dims = tuple(d for d in POINT_DIMS if d in sims.dims)
+    for idx in np.ndindex(*(sims.sizes[d] for d in dims)):
+        point = {d: sims[d].values[i].item() for d, i in zip(dims, idx)}
         for var in variables:
             th = theory[var].sel(point).values
             ok = (times > 0) & np.isfinite(th) & (th > 0)

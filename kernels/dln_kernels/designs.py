@@ -29,7 +29,7 @@ entries have variance 1/d on average over the pool (mean of X_ij² = 1/d after c
 convention of docs/theory.md, under which the Gaussian DMFT is the d → ∞ prediction.
 
 Rows of a data design for run seed s are the first n of one permutation of the pool (drawn
-without replacement from the stream ``SeedSequence(base_seed, spawn_key=(s, 3, design seed))``),
+without replacement from the stream ``SeedSequence(base_seed, spawn_key=(s, 4, design seed))``; key 3 is the SGD selection stream),
 so X at a smaller δ is the leading rows of X at a larger one (common random numbers along δ, as
 for the Gaussian). A δ that needs more rows than the pool holds is refused before compute.
 """
@@ -280,7 +280,7 @@ class RowSource:
         self.design = design
         self.x_stream = x_stream
         if design["kind"] in DATA_KINDS:
-            seq = np.random.SeedSequence(entropy=int(base_seed), spawn_key=(int(seed), 3, int(design["seed"])))
+            seq = np.random.SeedSequence(entropy=int(base_seed), spawn_key=(int(seed), 4, int(design["seed"])))
             self._perm = None
             self._perm_rng = np.random.default_rng(seq)
 

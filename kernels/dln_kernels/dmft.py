@@ -41,6 +41,13 @@ docs/dmft.md, "Matrix–matrix across points").
 
 Afterwards C_r = A Aᵀ; E_train(k) = C_r[k, k]/2 = |A[k]|²/2, E_test(k) = C_Δ[k, k]/2.
 
+Mini-batch SGD (theory.md §5.2, per-point ``batch_fraction`` b < 1): the selection noise adds the
+diagonal D_k = ((1 − b)/b)·C_r[k, k] with C_r[k, k] = |A[k]|² + Σ_{l<k} AD[k, l]² (causal),
+AD = K·diag(√D) built by rows from G like A; the field becomes (A[k]·z + AD[k]·z')/√δ with one
+more noise history z' per point (orthonormal, orthogonal to z and to β* where the replica has
+≥ 2T + 1 paths), so Cov(η) = K(M + D)Kᵀ/δ; afterwards C_r = A Aᵀ + (I − K) D (I − K)ᵀ. Points
+with b = 1 have D = 0; a chunk of b = 1 points only is solved by exactly the full-batch code.
+
 Monte-Carlo error: the N paths of a point are split into ``n_batches`` independent replicas
 (each a complete, self-consistent solve with N/n_batches paths, run side by side); the estimate is
 the replica mean and the standard error is the replica standard deviation / √n_batches.
@@ -62,6 +69,8 @@ for P points, N paths per point, B batches and T = n_steps + 1: two N×T path hi
 point (Gram–Schmidt basis q, y = K x), the shared noise z and probes ε (N×T each, once per
 call), and two T×T matrices per replica (L_M and A = K L_M; four more, G, K, C_Δ, C_r, with
 ``return_matrices``). T = 5000, N = 20000, B = 8, one point: 3.2 GB + 3.2 GB = 6.4 GB.
+Mini-batch SGD (a point with b < 1 in the chunk) adds one N×T history per point (its noise
+rows z') and one T×T matrix per replica (K·diag(√D)).
 Time is O(N T²) per point (three per-point matrix–vector passes and two shared matrix–matrix
 passes over an N×k history at step k) plus O(B T³) for the rows of A = K L_M. Points are
 processed in chunks that fit ``memory_budget_bytes``; a single point that does not fit raises
@@ -84,8 +93,8 @@ from .spectral_rate import edge_rate
 logger = logging.getLogger("dln_kernels.dmft")
 
 MODELS = ("dln", "linear")
-POINT_KEYS = ("alpha", "delta", "rho", "sigma", "weight_decay", "dt")
-POINT_DEFAULTS = {"alpha": 1.0, "rho": 1.0, "sigma": 0.0, "weight_decay": 0.0}
+POINT_KEYS = ("alpha", "delta", "rho", "sigma", "weight_decay", "dt", "batch_fraction")
+POINT_DEFAULTS = {"alpha": 1.0, "rho": 1.0, "sigma": 0.0, "weight_decay": 0.0, "batch_fraction": 1.0}
 N_HISTORIES = 2  # per point: Gram–Schmidt basis Q, tangent history x
 N_SHARED = 2  # per job: noise z and probes ε (shared by the points of a job)
 N_MATRICES = 2  # per replica: L_M and A = K L_M
@@ -101,8 +110,10 @@ def normalize_points(points, dt=None) -> dict:
     """Parameter points as a dict of float64 arrays of equal length P.
 
     ``points`` is a list of dicts, or a dict of scalars / equal-length lists (broadcast). Keys:
-    alpha, delta, rho, sigma, weight_decay (alias ``lam``), dt. ``delta`` is required; ``dt`` may
-    come from the keyword; the others default to alpha = 1, rho = 1, sigma = 0, weight_decay = 0.
+    alpha, delta, rho, sigma, weight_decay (alias ``lam``), dt, batch_fraction (mini-batch SGD,
+    theory.md §5). ``delta`` is required; ``dt`` may come from the keyword; the others default to
+    alpha = 1, rho = 1, sigma = 0, weight_decay = 0, batch_fraction = 1 (full-batch GD).
+    Raises ValueError naming the key and value for a batch_fraction outside (0, 1].
     """
     if isinstance(points, dict):
         items = {k: np.atleast_1d(np.asarray(v, dtype=float)) for k, v in points.items()}
@@ -132,17 +143,22 @@ def normalize_points(points, dt=None) -> dict:
         raise ValueError("points: delta and dt must be positive")
     if np.any((out["rho"] < 0) | (out["rho"] > 1)):
         raise ValueError("points: rho must lie in [0, 1]")
+    bad = out["batch_fraction"][~((out["batch_fraction"] > 0) & (out["batch_fraction"] <= 1))]
+    if bad.size:
+        raise ValueError(f"points: batch_fraction {bad[0]:g} is outside (0, 1]")
     return out
 
 
 def memory_bytes(n_points: int, n_paths: int, n_steps: int, n_batches: int = 8, dtype: str = "float64",
-                 return_matrices: bool = False) -> int:
+                 return_matrices: bool = False, sgd: bool = False) -> int:
     """Bytes the solver holds for ``n_points`` points solved together (see the module docstring):
-    itemsize · (P · (2 N T + m B T²) + 2 N T), m = 2 (6 with ``return_matrices``)."""
+    itemsize · (P · (h N T + m B T²) + 2 N T), h = 2 (3 with ``sgd``: the noise rows z' of
+    batch fractions b < 1), m = 2 (+1 with ``sgd``: K·diag(√D); +4 with ``return_matrices``)."""
     T = n_steps + 1
     item = np.dtype(resolve_dtype(dtype)).itemsize
-    m = N_MATRICES + (N_MATRICES_RETURNED if return_matrices else 0)
-    return int(item * (n_points * (N_HISTORIES * n_paths * T + m * n_batches * T * T) + N_SHARED * n_paths * T))
+    m = N_MATRICES + int(sgd) + (N_MATRICES_RETURNED if return_matrices else 0)
+    h = N_HISTORIES + int(sgd)
+    return int(item * (n_points * (h * n_paths * T + m * n_batches * T * T) + N_SHARED * n_paths * T))
 
 
 def sweep_work(n_points: int, n_paths: int, n_steps: int, n_batches: int = 8, dtype: str = "float64") -> dict:
@@ -229,11 +245,33 @@ def _noise_matrix(n: int, T: int, rng: np.random.Generator, orthogonal: bool, ra
     return rng.standard_normal((T, n))
 
 
+def _selection_noise(Z: np.ndarray, beta_star: np.ndarray, rng: np.random.Generator, orthogonal: bool) -> np.ndarray:
+    """T×n SGD noise rows z' (theory.md §5.2, step 5): independent of z.
+
+    orthogonal: rows orthonormal (squared norm n) and, where n ≥ 2T + 1, orthogonal to the rows
+    of ``Z`` and to the teacher vector too (the empirical cross-correlations vanish exactly;
+    needed to resolve small SGD effects, theory.md §5 Checks 8); else rows i.i.d. N(0, 1).
+    """
+    T, n = Z.shape
+    if not orthogonal:
+        return rng.standard_normal((T, n))
+    if n < 2 * T + 1:
+        return _noise_matrix(n, T, rng, True, rademacher=False)
+    basis = np.concatenate([Z.T / math.sqrt(n), (beta_star / max(np.linalg.norm(beta_star), 1e-300))[:, None]], axis=1)
+    q0, _ = np.linalg.qr(basis)  # orthonormal span of z's rows and β*
+    g = rng.standard_normal((n, T))
+    for _ in range(2):  # project out that span (twice: numerically orthogonal)
+        g = g - q0 @ (q0.T @ g)
+    q, r = np.linalg.qr(g)
+    q *= np.sign(np.diag(r))
+    return np.ascontiguousarray(q.T) * math.sqrt(n)
+
+
 # ----------------------------------------------------------------------------------------------
 # core sweep for one chunk of systems (replicas × points)
 # ----------------------------------------------------------------------------------------------
 def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every, label, net=None,
-           keep_matrices=False):
+           keep_matrices=False, Zp=None):
     """Run the forward sweep for S = B·P systems (B replicas of P points). Arrays are on the backend.
 
     Systems are replica-major: system s = b·P + j is replica b of point j. par: dict of (S,)
@@ -243,13 +281,20 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
     ``net``: the DLN state kernels (``dln_state.network_state``; default uv).
     Returns dict of (S, T, T) matrices A = K L_M and LM, the (S, T) diagonal ``cd_diag`` = ⟨Δ_k²⟩, the (S, n)
     final Gauss–Newton metric ``w`` of the paths (uv: u² + v²; pm: L²(u^{2L−2} + v^{2L−2});
-    linear: 1), and with ``keep_matrices`` also G (S, T, T).
+    linear: 1), for the uv network the (S, n) final u² − v² of the paths (``scale``), with
+    ``keep_matrices`` also G (S, T, T).
+
+    Mini-batch SGD (theory.md §5.2): with ``Zp`` (S, T, n), the per-point noise rows z' of the
+    selection noise, a point of batch fraction b < 1 (``par["batch_fraction"]``) adds the diagonal
+    D_k = ((1 − b)/b)·C_r[k, k] to the field's covariance, K(M + D)Kᵀ/δ: the field gains
+    AD[k]·z'/√δ with AD = K·diag(√D), whose rows follow from G by the same forward substitution
+    as A's, and C_r[k, k] = |A[k]|² + Σ_{l<k} AD[k, l]² (causal: D_k from rows < k of AD and
+    the current row of A). Returns ``AD`` (S, T, T) as well. Points with b = 1 have D = 0.
 
     Passes over the N×k histories at step k (see docs/dmft.md, "Matrix–matrix across points"):
     the G row (shared ε, GEMM), the field LM-part A[k]·z (shared z, GEMM), two over the per-point
     Gram–Schmidt basis Q (delayed reorthogonalisation, 2 and 3 right-hand sides) and one over the
-    per-point tangent history (δg). A per-point term of the field covariance would enter where
-    the row A[k] meets z (the field) and in the final quadratic form for E_train.
+    per-point tangent history (δg); with SGD one more over the per-point z' (field).
     """
     if net is None:
         net = dln_state.network_state("uv", 2)
@@ -273,6 +318,9 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
     sig = par["sigma"]
     sqrt_n = math.sqrt(n)
     inv_sqrt_n = 1.0 / sqrt_n
+    if Zp is not None:  # selection noise D_k = ((1 − b)/b) C_r[k, k] (theory.md §5.2)
+        AD = xp.zeros((S, T, T), dtype=dtype)  # K·diag(√D), by rows like A
+        d_coef = (1.0 - par["batch_fraction"]) / par["batch_fraction"]
 
     if model == "dln":  # uv: exact coordinates (a, b) = (u + v, u − v); pm: (u, v); see dln_state
         pa, pb = net.init(xp, par["alpha"][:, None], (S, n), dtype)
@@ -412,10 +460,17 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
             A[:, k, :k] = Ap + c
         LM[:, k, k] = xp.where(keep, rn, 0.0)
         A[:, k, k] = LM[:, k, k]
+        if Zp is not None:  # AD[k, :k] = −(1/δ) G[k, :k] AD[:k, :k]; D_k from C_r[k, k] (causal)
+            if k > 0:
+                AD[:, k, :k] = -xp.matmul(grow[:, None, :], AD[:, :k, :k])[:, 0, :] / delta
+            ck = xp.sum(A[:, k, : k + 1] * A[:, k, : k + 1], axis=1) + xp.sum(AD[:, k, :k] * AD[:, k, :k], axis=1)
+            AD[:, k, k] = xp.sqrt(d_coef * ck)
         if k == T - 1:
             break
         # driving field of step k: g_k = Σ_{l≤k} K[k, l] (w_l/√δ − Δ_l), w = L_M z
         eta = xp.reshape(xp.matmul(pad(xp.reshape(A[:, k, : k + 1], (B, P, k + 1))), Z[:, : k + 1, :])[:, :P, :], (S, n))
+        if Zp is not None:  # w̃ = L_M z + √D z': Cov(η) = K (M + D) Kᵀ/δ
+            eta = eta + xp.matmul(AD[:, k : k + 1, : k + 1], Zp[:, : k + 1, :])[:, 0, :]
         gk = eta * inv_sqrt_delta - dk
         if mem is not None:
             gk = gk - mem
@@ -460,7 +515,12 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
     # final Gauss–Newton metric w of each path (uv: u² + v², pm: L²(u^{2L−2} + v^{2L−2})):
     # samples of the weight law for the spectral rate
     w = net.metric(pa, pb) if model == "dln" else xp.ones_like(bk)
-    return {"A": A, "LM": LM, "cd_diag": cd_diag, "G": G, "w": w}
+    out = {"A": A, "LM": LM, "cd_diag": cd_diag, "G": G, "w": w}
+    if model == "dln" and net.network == "uv":  # final u² − v² = a·b of each path: the effective scale
+        out["scale"] = pa * pb
+    if Zp is not None:
+        out["AD"] = AD
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -494,7 +554,8 @@ def solve_dmft(
     Parameters
     ----------
     points : list of dicts or dict of lists with keys alpha, delta, rho, sigma, weight_decay
-        (alias lam) and dt; see :func:`normalize_points`. All points share ``n_steps``.
+        (alias lam), dt and batch_fraction (b < 1: mini-batch SGD, theory.md §5.2); see
+        :func:`normalize_points`. All points share ``n_steps``.
     n_steps : number of GD steps; the solve covers T = n_steps + 1 states k = 0 … n_steps.
     dt : default step size for points without a ``dt`` key.
     dt_schedule : optional step schedule dt_k, k = 0 … n_steps − 1, shape (n_steps,) (all points)
@@ -510,7 +571,8 @@ def solve_dmft(
         or ``"pm"`` (β = u^L − v^L, L = depth ≥ 2, theory.md §6). Ignored by the linear model
         (but still validated).
     seed : base seed; batch b draws from the stream (seed, b), the same for every point (common
-        random numbers across points, so a point's result does not depend on its batch-mates).
+        random numbers across points, so a point's result does not depend on its batch-mates);
+        the SGD noise rows z' of a point with batch_fraction < 1 from the stream (seed, b, 2).
     backend, dtype : array backend ("numpy" | "cupy" | "auto") and float type.
     variance_reduction : orthogonal noise/probe rows and stratified teachers (see module doc).
     return_matrices : also return replica-averaged T×T matrices C_delta, C_r, G, K per point.
@@ -535,7 +597,11 @@ def solve_dmft(
         in time units (E_train ∝ exp(−rate · t)), fitted on the reliable late part (NaN when
         there is none); ``decay_window`` (P, 2): the step window used;
         ``decay_rate_spectral`` (P,): the same rate from the spectral edge at the final state,
-        free of the noise floor (λ = 0 only, else NaN; see :func:`spectral_decay_rate`);
+        free of the noise floor (λ = 0 and batch_fraction = 1 only, else NaN; see
+        :func:`spectral_decay_rate`);
+        ``alpha_eff`` (P,): √(geometric mean over the paths of the final u² − v²), the effective
+        initialisation scale α·Π_k(1 − dt² g_k²)^{1/2} of discrete GD/SGD (λ = 0; network uv
+        only, NaN otherwise; see ``phenomena_measure.effective_scale_summary``);
         with return_matrices: ``C_delta``, ``C_r``, ``G``, ``K`` (P, T, T).
     """
     if model not in MODELS:
@@ -584,8 +650,9 @@ def solve_dmft(
     if n < 2:
         raise ValueError(f"n_paths/n_batches = {n}: too few paths per replica")
 
-    per_point = memory_bytes(1, n * n_batches, n_steps, n_batches, dtype, return_matrices)
-    shared_bytes = memory_bytes(0, n * n_batches, n_steps, n_batches, dtype, return_matrices)
+    any_sgd = bool(np.any(par["batch_fraction"] < 1))
+    per_point = memory_bytes(1, n * n_batches, n_steps, n_batches, dtype, return_matrices, sgd=any_sgd)
+    shared_bytes = memory_bytes(0, n * n_batches, n_steps, n_batches, dtype, return_matrices, sgd=any_sgd)
     if memory_budget_bytes is None:
         chunk = P
     else:
@@ -601,6 +668,7 @@ def solve_dmft(
 
     # host results keep the run dtype (a float32 solve returns float32 observables)
     w_final = np.zeros((P, n_batches * n), dtype=dt_np)
+    scale_final = np.full((P, n_batches * n), np.nan, dtype=dt_np)
     out_tr = np.zeros((P, n_batches, rec.size), dtype=dt_np)
     out_te = np.zeros((P, n_batches, rec.size), dtype=dt_np)
     mats = {k: np.zeros((P, T, T), dtype=dt_np) for k in ("C_delta", "C_r", "G", "K")} if return_matrices else None
@@ -616,12 +684,15 @@ def solve_dmft(
         Zs[bidx] = _noise_matrix(n, T, rng, variance_reduction, rademacher=False)
         Es[bidx] = _noise_matrix(n, T, rng, variance_reduction, rademacher=True)
     Zd, Ed = to_device(xp, Zs, dt_np), to_device(xp, Es, dt_np)
+    Zs_host = Zs if np.any(par["batch_fraction"] < 1) else None  # z' is made orthogonal to z
     del Zs, Es
     for c0 in range(0, P, chunk):
         idx = np.arange(c0, min(P, c0 + chunk))
         Pc = idx.size
         S = Pc * n_batches
+        sgd = bool(np.any(par["batch_fraction"][idx] < 1))  # else exactly the full-batch solve
         bs = np.empty((S, n))
+        Zps = np.zeros((S, T, n)) if sgd else None
         for bidx in range(n_batches):
             for j, i in enumerate(idx):
                 rng = np.random.default_rng([seed, bidx])  # common random numbers across points
@@ -629,6 +700,12 @@ def solve_dmft(
                     bs[bidx * Pc + j] = _stratified_teacher(prior, par["rho"][i], n, rng)
                 else:
                     bs[bidx * Pc + j] = _iid_teacher(prior, par["rho"][i], n, rng)
+                if sgd and par["batch_fraction"][i] < 1:
+                    # z' of the point: its own stream (seed, b, 2), orthogonal to the replica's
+                    # shared z and to the point's β* where it can be (theory.md §5 Checks 8), so
+                    # it does not depend on the point's batch-mates
+                    Zps[bidx * Pc + j] = _selection_noise(Zs_host[bidx], bs[bidx * Pc + j],
+                                                          np.random.default_rng([seed, bidx, 2]), variance_reduction)
         sys_par = {k: to_device(xp, np.tile(par[k][idx], n_batches), dt_np) for k in POINT_KEYS}
         if sched is not None:
             sys_par["dt_steps"] = to_device(xp, np.tile(sched[idx], (n_batches, 1)), dt_np)
@@ -638,7 +715,9 @@ def solve_dmft(
         res = _sweep(
             xp, xp_dtype(xp, dt_np), model, sys_par, to_device(xp, bs, dt_np), Zd, Ed, T, pivot_tol,
             progress_every, label, net, keep_matrices=return_matrices,
+            Zp=None if Zps is None else to_device(xp, Zps, dt_np),
         )
+        del Zps
 
         def to_points(arr):  # (S, ...) replica-major -> (Pc, B, ...) host array
             a = to_numpy(arr)
@@ -646,12 +725,19 @@ def solve_dmft(
 
         A = res["A"]  # K L_M = √δ L
         e_tr = 0.5 * xp.sum(A * A, axis=2)  # C_r[k, k] / 2
+        if sgd:  # + diag((I − K) D (I − K)ᵀ)/2 = Σ_{l<k} K[k, l]² D_l / 2
+            ADs = xp.tril(res["AD"], k=-1)
+            e_tr = e_tr + 0.5 * xp.sum(ADs * ADs, axis=2)
         e_te = 0.5 * res["cd_diag"]
         out_tr[idx] = to_points(e_tr)[:, :, rec]
         out_te[idx] = to_points(e_te)[:, :, rec]
         w_final[idx] = to_points(res["w"]).reshape(Pc, n_batches * n)
+        if "scale" in res:
+            scale_final[idx] = to_points(res["scale"]).reshape(Pc, n_batches * n)
         if return_matrices:
             Cr = xp.matmul(A, xp.matrix_transpose(A))
+            if sgd:
+                Cr = Cr + xp.matmul(ADs, xp.matrix_transpose(ADs))
             sig2 = (sys_par["sigma"] * sys_par["sigma"])[:, None, None]
             CD = xp.matmul(res["LM"], xp.matrix_transpose(res["LM"])) - sig2
             eye = xp.eye(T, dtype=CD.dtype)
@@ -680,6 +766,10 @@ def solve_dmft(
     rate, rate_se, window = decay_rate(out["time"], out_tr, out["e_train_below_floor"])
     out["decay_rate"], out["decay_rate_se"], out["decay_window"] = rate.astype(dt_np), rate_se.astype(dt_np), window
     out["decay_rate_spectral"] = spectral_decay_rate(w_final, par).astype(dt_np)
+    # effective initialisation (network uv): c = u² − v² of the paths at the last step, which each
+    # step multiplies by (1 − dt λ)² − dt² g²; α_eff = √(geometric mean of c) (NaN otherwise)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["alpha_eff"] = np.sqrt(np.exp(np.mean(np.log(scale_final.astype(np.float64)), axis=1)))
     out["n_paths"] = np.asarray(n * n_batches)
     out["n_batches"] = np.asarray(n_batches)
     if return_matrices:
@@ -717,6 +807,7 @@ def spectral_decay_rate(w_final: np.ndarray, par: dict) -> np.ndarray:
     non-finite paths."""
     rate = np.full(w_final.shape[0], np.nan)
     ok = (par["weight_decay"] == 0) & np.all(np.isfinite(w_final), axis=1) & np.all(w_final > 0, axis=1)
+    ok &= par.get("batch_fraction", np.ones_like(par["weight_decay"])) == 1  # GD's edge; SGD: no formula here
     if ok.any():
         rate[ok] = edge_rate(w_final[ok], par["delta"][ok], par["dt"][ok])[0]
     return rate

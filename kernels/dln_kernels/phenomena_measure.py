@@ -51,11 +51,12 @@ CONVERGED_FRACTION = 1e-3  # "converged" at t_max: DMFT E_train ≤ 1e-3 E_train
 # curves out of the Datasets
 # ----------------------------------------------------------------------------------------------
 def select_curve(ds, **sel):
-    """The part of ``ds`` at the selection ``sel`` (coordinate values), with ρ, σ and λ
-    (``rho``, ``sigma``, ``weight_decay``) at their first value unless given in ``sel``."""
-    for a in ("rho", "sigma", "weight_decay"):
+    """The part of ``ds`` at the selection ``sel`` (coordinate values), with ρ, σ, λ and the depth
+    (``rho``, ``sigma``, ``weight_decay``, ``depth``) at their first value and the batch fraction at
+    its largest (full-batch GD where the sweep has it) unless given in ``sel``."""
+    for a in ("rho", "sigma", "weight_decay", "depth", "batch_fraction"):
         if a in ds.dims and a not in sel:
-            sel[a] = ds[a].values[0]
+            sel[a] = ds[a].values[-1 if a == "batch_fraction" else 0]
     return ds.sel(sel)
 
 
@@ -564,3 +565,82 @@ def universality_measure(sims, dmft) -> dict:
                         "final_dmft": float(select_curve(dmft, alpha=alpha, delta=delta)[var].values[-1]),
                     })
     return {"table": pd.DataFrame(rows), "curves": curves, "t": t}
+# h. mini-batch SGD: does the selection noise act like a smaller α? (docs/phenomena.md, h; theory.md §5)
+# ----------------------------------------------------------------------------------------------
+def effective_alpha(alphas, e_ref, e) -> np.ndarray:
+    """α_eff such that the reference (full-batch) final error curve ``e_ref(α)`` equals ``e``:
+    linear interpolation in (ln α, E) on the reference curve. Needs ``e_ref`` strictly monotone
+    in α (else all NaN); NaN where ``e`` lies outside the reference range.
+
+    Shapes: alphas, e_ref (A,) with alphas ascending; e (...,). Returns α_eff shaped like ``e``.
+    """
+    alphas, e_ref, e = (np.asarray(x, dtype=float) for x in (alphas, e_ref, e))
+    d = np.diff(e_ref)
+    if not (np.all(d > 0) or np.all(d < 0)) or not np.all(np.isfinite(e_ref)):
+        return np.full(e.shape, np.nan)
+    order = np.argsort(e_ref)
+    la = np.interp(e, e_ref[order], np.log(alphas)[order], left=np.nan, right=np.nan)
+    return np.exp(la)
+
+
+def sgd_noise_measure(sims, dmft) -> dict:
+    """Final E_test vs α for each batch fraction b at the first δ (ρ, σ, λ at their first value),
+    simulation and DMFT, and the effective initialisation of each SGD run: the α_eff at which
+    full-batch GD (b = the largest b of the sweep, 1 in the shipped sweep) ends at the same
+    E_test (:func:`effective_alpha`, on the simulations' seed mean and on the DMFT separately).
+    α_eff/α < 1: the noise acts like a smaller initialisation.
+
+    Returns a dict: ``table`` (per (b, α): final_e_test_sim_mean, final_e_test_sim_se,
+    final_e_test_dmft, final_e_test_dmft_se, dmft_below_floor, alpha_eff_sim, alpha_eff_dmft
+    and their ratios to α), ``delta``, ``rho``, ``t_final``, ``b_ref``.
+    """
+    delta = float(sims["delta"].values[0])
+    alphas = np.sort(sims["alpha"].values.astype(float))
+    bs = np.sort(sims["batch_fraction"].values.astype(float))
+    b_ref = float(bs[-1])
+    fin = {}
+    for b in bs:
+        for a in alphas:
+            te = seed_curves(sims, "e_test", alpha=a, delta=delta, batch_fraction=b)[:, -1]
+            th = select_curve(dmft, alpha=a, delta=delta, batch_fraction=b)
+            fin[(b, a)] = (te.mean(), te.std(ddof=1) / math.sqrt(te.size) if te.size > 1 else np.nan,
+                           float(th["e_test"].values[-1]), float(th["e_test_se"].values[-1]),
+                           bool(th["e_test_below_floor"].values[-1]) if "e_test_below_floor" in th else False)
+    ref_sim = np.array([fin[(b_ref, a)][0] for a in alphas])
+    ref_dmft = np.array([fin[(b_ref, a)][2] for a in alphas])
+    rows = []
+    for b in bs:
+        e_sim = np.array([fin[(b, a)][0] for a in alphas])
+        e_th = np.array([fin[(b, a)][2] for a in alphas])
+        eff_sim, eff_th = effective_alpha(alphas, ref_sim, e_sim), effective_alpha(alphas, ref_dmft, e_th)
+        for i, a in enumerate(alphas):
+            m, se, th, th_se, below = fin[(b, a)]
+            rows.append({"batch_fraction": b, "alpha": a, "final_e_test_sim_mean": m, "final_e_test_sim_se": se,
+                         "final_e_test_dmft": th, "final_e_test_dmft_se": th_se, "dmft_below_floor": below,
+                         "alpha_eff_sim": eff_sim[i], "alpha_eff_dmft": eff_th[i],
+                         "alpha_eff_ratio_sim": eff_sim[i] / a, "alpha_eff_ratio_dmft": eff_th[i] / a})
+    rho = float(sims["rho"].values[0]) if "rho" in sims.dims else float("nan")
+    return {"table": pd.DataFrame(rows), "delta": delta, "rho": rho, "t_final": float(sims["time"].values[-1]),
+            "b_ref": b_ref}
+
+
+# ----------------------------------------------------------------------------------------------
+# (g) step size vs solution: the effective initialisation of discrete GD (Even et al. 2023)
+# ----------------------------------------------------------------------------------------------
+def effective_scale_summary(scale, alpha: float) -> dict:
+    """Summary of the effective initialisation c_i = α²·Π_k (1 − dt² g_{k,i}²) of ``uv`` runs
+    (``simulate_grid(save_scale=True)``'s ``scale_final``, λ = 0), over the last axis (coordinates)
+    and any leading axes (seeds).
+
+    Returns ``alpha_eff`` = √(exp(mean ln c)) (the uniform scale with the same geometric mean,
+    at which the static theory is evaluated), ``gain_mean`` = mean of −ln(c/α²) (the "gain" of
+    Even et al.), and the 10 / 50 / 90 % quantiles of c/α². Raises ValueError for c ≤ 0 (a step
+    past the (1 − dt² g²) > 0 regime, where the scale changes sign).
+    """
+    c = np.asarray(scale, dtype=float).ravel() / float(alpha) ** 2
+    if np.any(c <= 0):
+        raise ValueError(f"scale: {int(np.sum(c <= 0))} coordinates with u² − v² ≤ 0 (dt·|g| ≥ 1 at some step)")
+    gain = -np.log(c)
+    q10, q50, q90 = np.quantile(c, [0.1, 0.5, 0.9])
+    return {"alpha_eff": float(alpha) * math.exp(-0.5 * gain.mean()), "gain_mean": float(gain.mean()),
+            "c_ratio_q10": float(q10), "c_ratio_median": float(q50), "c_ratio_q90": float(q90)}

@@ -6,7 +6,13 @@ the teacher noise and the label noise, so that
 - X for sample ratio δ is the first n = round(δ·d) rows of one long stream: runs at different δ
   share their leading rows (common random numbers along δ);
 - β* for every ρ and prior is built from the same uniforms/normals (see ``priors``);
-- ξ for n samples is the first n entries of one stream, shared by every σ.
+- ξ for n samples is the first n entries of one stream, shared by every σ;
+- the mini-batch selections of SGD (theory.md §5) come from a fourth stream, the child
+  (base_seed, seed, 3) of the same root (``selection_rng``): step k takes the k-th block of n
+  uniforms U_μ(k), and a run with batch fraction b uses sample μ iff U_μ(k) < b (or, for
+  fixed-size batches, iff U_μ(k) is among the round(b·n) smallest). All runs of a data group
+  share these uniforms (common random numbers along b; one mask along α, σ, ρ, λ). Full-batch
+  runs never draw from it.
 
 Instances are drawn on the host with NumPy, so both backends see the same data.
 
@@ -39,6 +45,7 @@ class Instance:
     _x: np.ndarray | None = None
     _xi: np.ndarray | None = None
     rows: object = None  # designs.RowSource of a non-Gaussian design; None: i.i.d. N(0, 1/d)
+    selection_seq: np.random.SeedSequence | None = None
 
     def _grow(self, n: int) -> None:
         have = 0 if self._x is None else self._x.shape[0]
@@ -67,6 +74,13 @@ class Instance:
     def teacher(self, prior: dict, rho: float) -> np.ndarray:
         return teacher_from_noise(prior, rho, self.teacher_noise)
 
+    def selection_rng(self) -> np.random.Generator:
+        """A fresh generator of the mini-batch selection stream (module docstring): each call
+        starts the stream from its beginning, so every run of the instance sees the same U."""
+        if self.selection_seq is None:
+            raise ValueError("this instance has no selection stream (draw it with draw_instance)")
+        return np.random.default_rng(self.selection_seq)
+
 
 def draw_instance(d: int, seed: int, base_seed: int = 0, design: dict | None = None) -> Instance:
     """The instance for seed index ``seed`` of a sweep with ``base_seed``.
@@ -85,10 +99,14 @@ def draw_instance(d: int, seed: int, base_seed: int = 0, design: dict | None = N
         rows = RowSource(design, seed, base_seed, x_stream)
     if design is not None and int(design["d"]) != int(d):
         raise ValueError(f"draw_instance: design {design.get('name')!r} has d={design['d']}, not {d}")
+    # the fourth child of root, made without spawning (which would change nothing above, but
+    # keeps the stream's key explicit): SeedSequence(base_seed, spawn_key=(seed, 3))
+    sel_seq = np.random.SeedSequence(entropy=int(base_seed), spawn_key=(int(seed), 3))
     return Instance(
         d=int(d),
         x_stream=x_stream,
         teacher_noise=prior_noise(np.random.default_rng(teacher_seq), int(d)),
         xi_stream=np.random.default_rng(xi_seq),
         rows=rows,
+        selection_seq=sel_seq,
     )

@@ -27,7 +27,9 @@ class Axis:
     inside a group (outermost first); it fixes the order of runs in a job and so their last bits.
     ``stages``: which computations read it. ``splits_dmft``: the DMFT solves each value of the
     axis separately (it changes the path update, so points cannot share a sweep); DMFT jobs then
-    group points by its value first.
+    group points by its value first. ``implicit_default``: an axis added after sweeps
+    existed; while a sweep holds only its default value the axis is left out of chunk contents
+    (so of chunk names and job params), so such sweeps keep their jobs and bits.
     """
 
     name: str
@@ -41,6 +43,7 @@ class Axis:
     stages: frozenset
     stack_rank: int | None = None
     splits_dmft: bool = False
+    implicit_default: bool = False
 
     def schema(self) -> dict:
         """The JSON-schema property of this axis (a non-empty list of unique values)."""
@@ -68,12 +71,26 @@ AXES = {
         Axis("depth", "L", "network depth L >= 2 (network pm; network uv is depth 2 only)",
              "depth L of the diagonal network (beta = u^L - v^L for network pm)", "integer", {"minimum": 2}, (2,),
              "chunk", _ALL, splits_dmft=True),
+        # mini-batch SGD (theory.md §5): every sample is selected with probability b at each step;
+        # b = 1 is full-batch GD. A member axis: the runs of a data group share one uniform per
+        # sample and step (common random numbers along b, and masks shared along α, σ, ρ, λ).
+        # The gradient-flow (static) limit does not depend on it.
+        Axis("batch_fraction", "b", "mini-batch fraction b in (0, 1]: each sample is used at each step with probability b "
+             "(1: full-batch gradient descent)", "mini-batch fraction (selection probability of a sample per step)",
+             "number", {"exclusiveMinimum": 0, "maximum": 1}, (1.0,), "member", frozenset({SIMULATE, DMFT}),
+             stack_rank=4, implicit_default=True),
     )
 }
 
 GRID_AXES = tuple(AXES)
 MEMBER_AXES = tuple(sorted((a.name for a in AXES.values() if a.role == "member"), key=lambda n: AXES[n].stack_rank))
 CHUNK_AXES = tuple(a.name for a in AXES.values() if a.role == "chunk")
+
+
+def implicit(axis: str, values) -> bool:
+    """True if ``axis`` is left out of chunk contents for these grid values (see ``Axis``)."""
+    a = AXES[axis]
+    return a.implicit_default and sorted(float(v) for v in values) == sorted(float(v) for v in a.default)
 
 
 def axes_for(stage: str) -> tuple:

@@ -49,8 +49,17 @@ def hessian_edge(delta: float) -> float:
 
 
 def curvature_scale(model: str, alpha: float, delta: float, weight_decay: float, prior: dict,
-                    network: str = "uv", depth: int = 2) -> float:
+                    network: str = "uv", depth: int = 2, batch_fraction: float = 1.0) -> float:
     """Estimate of the largest curvature the iteration meets.
+
+    Mini-batch SGD (theory.md §5.1, batch fraction b): the step-k gradient is that of the
+    sub-problem of the |S| ≈ b·n selected rows, scaled by 1/(bδ): its data Hessian
+    X_Sᵀ X_S/(bδ) has rows N(0, 1/d) at sample ratio |S|/d = bδ, so its top eigenvalue is the
+    Marchenko–Pastur edge at bδ, (1 + 1/√(bδ))², instead of (1 + 1/√δ)². Every formula below
+    takes H = hessian_edge(b·δ): each step is then a stable GD step of its own mini-batch
+    problem. (Fixed-size batches: |S|/d = round(b n)/d, the same to O(1/n).) This is stricter
+    than the lazy mean-square estimate of theory.md §5 Remarks, dt·w/(bδ) ≲ 2, since
+    (1 + 1/√(bδ))² > 1/(bδ); for b = 1 it is the full-batch bound.
 
     Linear model: the top of the data Hessian, (1 + 1/√δ)², plus λ. DLN ``uv``: in (u, v) the
     Gauss–Newton curvature of coordinate i is (u_i² + v_i²)·H = √(c² + 4β_i²)·H with c = α²; β
@@ -61,7 +70,7 @@ def curvature_scale(model: str, alpha: float, delta: float, weight_decay: float,
     H·L²((b + α^L)^{(2L−2)/L} + α^{2L−2}) + λ (for L = 2: H(4b + 8α²), the uv estimate at
     α_uv = 2α with the doubled step of the conversion).
     """
-    h = hessian_edge(delta)
+    h = hessian_edge(batch_fraction * delta)
     if model == "linear":
         return h + weight_decay
     b = max_magnitude(prior)
@@ -72,6 +81,8 @@ def curvature_scale(model: str, alpha: float, delta: float, weight_decay: float,
 
 
 def stability_bound(model: str, alpha: float, delta: float, weight_decay: float, prior: dict,
-                    network: str = "uv", depth: int = 2) -> float:
-    """Largest stable constant step, 2 / curvature (gradient descent diverges beyond it)."""
-    return 2.0 / curvature_scale(model, alpha, delta, weight_decay, prior, network, depth)
+                    network: str = "uv", depth: int = 2, batch_fraction: float = 1.0) -> float:
+    """Largest stable constant step, 2 / curvature (gradient descent diverges beyond it); for
+    mini-batch SGD with batch fraction b the curvature of a b·δ mini-batch (see
+    :func:`curvature_scale`)."""
+    return 2.0 / curvature_scale(model, alpha, delta, weight_decay, prior, network, depth, batch_fraction)

@@ -8,6 +8,14 @@ The algorithm is the one of the theory reference, section 1 (same discrete steps
                  v_{k+1} = v_k + dt_k (−L v_k^{L−1} ⊙ g_k − λ v_k),  β = u^L − v^L,  u₀ = v₀ = α
     linear: β_{k+1} = β_k + dt_k (g_k − λ β_k)
 
+Mini-batch SGD (theory.md §5.1), batch fraction b ∈ (0, 1]: g_k = Xᵀ(s(k) ⊙ r_k)/(b δ) with the
+selection s_μ(k) = [U_μ(k) < b] (Bernoulli(b), i.i.d. over μ and k) from one uniform per sample and
+step shared by the runs of a data group (``problem.Instance.selection_rng``). Fixed-size batches
+(``batch_sampling="fixed"``): s_μ(k) = 1 for the m = round(b n) samples of smallest U_μ(k) (a
+uniform subset of size m), and g_k = Xᵀ(s ⊙ r_k)/((m/n) δ), unbiased. E_train is over all n
+samples. When every run of a call has b = 1 the selection is skipped entirely (no draws): the
+operations are those of full-batch GD, bit for bit.
+
 Batching: ``gd_stack`` integrates a stack of G data groups with b runs each. Arrays are laid out
 (G, d, b): the b runs of a group share X (and ξ), so the two matrix–vector products per step of
 every run become two matrix–matrix products per group. G = 1 with b = B is "shared data"; G = B
@@ -29,13 +37,14 @@ import numpy as np
 
 from . import dln_state
 from .backend import get_namespace, resolve_dtype, to_device, to_numpy
-from .problem import draw_instance
+from .problem import draw_instance, n_samples
 from .registry import observables
 from .schedule import step_times
 
 log = logging.getLogger("dln_kernels.simulate")
 
 MODELS = ("dln", "linear")
+BATCH_SAMPLING = ("bernoulli", "fixed")
 # What each model records, from the registry (by name): "sim:dln" and "sim:linear" producers.
 OBSERVABLES = {model: observables(f"sim:{model}") for model in MODELS}
 
@@ -74,6 +83,10 @@ def gd_stack(
     progress_every: float | None = None,
     network: str = "uv",
     depth: int = 2,
+    batch_fraction=None,
+    selection_rngs=None,
+    batch_sampling: str = "bernoulli",
+    save_scale: bool = False,
 ):
     """Integrate G×b runs; return observables at ``record_steps`` as host arrays.
 
@@ -95,11 +108,22 @@ def gd_stack(
     deviation of the network's gradient-flow invariant: uv |u² − v² − α²|/α²; pm L = 2
     |u v/α² − 1|; pm L ≥ 3 |(u^{2−L} + v^{2−L})/(2α^{2−L}) − 1|.
 
-    Raises ValueError for an unknown model, network or depth, and DivergenceError (naming α and λ
+    ``batch_fraction`` (host array (G, b) in (0, 1], or None: all 1): mini-batch SGD of theory.md
+    §5.1 (module docstring); ``selection_rngs``: G NumPy generators of the selection streams (one
+    block of n uniforms per step each; needed when any b < 1); ``batch_sampling``: "bernoulli"
+    (each sample on its own with probability b) or "fixed" (a uniform subset of round(b n)).
+    ``save_scale`` (network uv only): also return ``scale_final`` (G, b, d), the final
+    c_i = u_i² − v_i² = a_i b_i. Each uv step multiplies it by (1 − dt λ)² − dt² g_{k,i}², so for
+    λ = 0 it is α²·Π_k (1 − dt² g_{k,i}²): the effective initialisation scale of Even et al. 2023
+    (gradient flow keeps it at α²).
+
+    Raises ValueError for an unknown model, network, depth or batch_sampling, and DivergenceError (naming α and λ
     of the first bad run) as soon as a recorded training error is not finite.
     """
     if model not in MODELS:
         raise ValueError(f"model: unknown value {model!r}; expected one of {MODELS}")
+    if batch_sampling not in BATCH_SAMPLING:
+        raise ValueError(f"batch_sampling: unknown value {batch_sampling!r}; expected one of {BATCH_SAMPLING}")
     net = dln_state.network_state(network, depth)
     G, n, d = X.shape
     b = beta_star.shape[2]
@@ -123,6 +147,20 @@ def gd_stack(
     out = {name: xp.empty((G, b, R), dtype=dtype) for name in names}
     beta_hist = xp.empty((G, b, R, d), dtype=dtype) if record_beta else None
     params = {"alpha": alpha, "weight_decay": weight_decay}
+    sgd = batch_fraction is not None and bool(np.any(np.asarray(batch_fraction) < 1.0))
+    if sgd:
+        host = _host_dtype(xp, dtype)
+        bf = np.asarray(batch_fraction, dtype=np.float64).reshape(G, b)
+        if selection_rngs is None or len(selection_rngs) != G:
+            raise ValueError("selection_rngs: need one generator per data group for batch_fraction < 1")
+        if batch_sampling == "fixed":
+            m_batch = np.rint(bf * n).astype(np.int64)  # round(b n) samples per step
+            scale = m_batch / n  # m/n: the unbiased normalisation of a fixed-size batch
+        else:
+            scale = bf
+        params["batch_fraction"] = to_device(xp, bf[:, None, :], host)
+        # b δ per run as an array of the run dtype (b = 1 runs divide by δ itself, as in GD)
+        bdelta = to_device(xp, (scale * delta)[:, None, :].astype(host), host)
     t0 = last_log = _time.perf_counter()
 
     for k in range(n_steps + 1):
@@ -141,7 +179,17 @@ def gd_stack(
             _finite_or_raise(xp, e_train, k, params)
         if k == n_steps:
             break
-        g = xp.matmul(Xt, r) / delta
+        if sgd:
+            U = np.stack([rng.random(n) for rng in selection_rngs])  # (G, n): step k's uniforms
+            if batch_sampling == "fixed":
+                rank = np.argsort(np.argsort(U, axis=1, kind="stable"), axis=1, kind="stable")
+                mask = rank[:, :, None] < m_batch[:, None, :]
+            else:
+                mask = U[:, :, None] < bf[:, None, :]
+            s_k = to_device(xp, mask, host)  # (G, n, b)
+            g = xp.matmul(Xt, s_k * r) / bdelta
+        else:
+            g = xp.matmul(Xt, r) / delta
         dt = steps[k]
         if model == "dln":
             ua, ub = net.step(ua, ub, g, dt, dt * weight_decay)
@@ -163,6 +211,10 @@ def gd_stack(
         result["beta_final"] = to_numpy(xp.matrix_transpose(beta))  # (G, b, d)
     if record_beta:
         result["beta"] = to_numpy(beta_hist)
+    if save_scale:
+        if model != "dln" or net.network != "uv":
+            raise ValueError("save_scale: the effective scale u² − v² is defined for network uv only")
+        result["scale_final"] = to_numpy(xp.matrix_transpose(ua * ub))  # (G, b, d): (u + v)(u − v)
     return result
 
 
@@ -204,19 +256,29 @@ def simulate_members(
     progress_every: float | None = None,
     network: str = "uv",
     depth: int = 2,
+    batch_sampling: str = "bernoulli",
+    save_scale: bool = False,
 ) -> dict:
     """Runs of G instances (one data group each) with b members each; host arrays (G, b, …).
 
     ``members[g]`` holds the runs of instance g by axis name: {"rho", "sigma", "alpha",
-    "weight_decay"} → (b,) arrays; all groups must have the same b. Runs of a group share X and ξ,
+    "weight_decay"} → (b,) arrays, optionally "batch_fraction" (default 1: full-batch GD; mini-batch
+    SGD otherwise, theory.md §5.1, selections from the instance's selection stream, sampling
+    ``batch_sampling``); all groups must have the same b. Runs of a group share X and ξ,
     and their teachers share noise. ``dtype`` (NumPy float type) is the run dtype: the host data
     are rounded to it once. ``network``, ``depth``: the DLN family (model "dln" only), see
-    :func:`gd_stack`. Raises ValueError for α below ``dln_state.alpha_min`` (before compute).
+    :func:`gd_stack`. Raises ValueError for α below ``dln_state.alpha_min``, for a batch fraction
+    outside (0, 1] and for b·n < 1 (less than one sample per step on average), before compute.
     """
     network, depth = dln_state.validate_network(network, depth)
     col = lambda m, a: np.asarray(m[a], dtype=float)  # noqa: E731
     if model == "dln":
         _check_alpha(np.concatenate([col(m, "alpha") for m in members]), dtype, network, depth)
+    bf = None
+    if any("batch_fraction" in m for m in members):
+        bf = np.stack([np.broadcast_to(col(m, "batch_fraction") if "batch_fraction" in m else 1.0,
+                                       col(m, "alpha").shape) for m in members])
+        check_batch_fraction(bf, n_samples(delta, instances[0].d))
     Xs, bstars, ys = [], [], []
     for inst, m in zip(instances, members):
         X = inst.design(delta)
@@ -232,8 +294,22 @@ def simulate_members(
         xp, X, dev(bstars), dev(ys), par("alpha"), par("weight_decay"), dt_schedule, record_steps,
         delta=X.shape[1] / X.shape[2],  # n/d of the actual design: the algorithm's 1/δ
         model=model, save_beta=save_beta, record_beta=record_beta, progress_every=progress_every,
-        network=network, depth=depth,
+        network=network, depth=depth, batch_fraction=bf, batch_sampling=batch_sampling, save_scale=save_scale,
+        selection_rngs=None if bf is None or np.all(bf == 1.0) else [inst.selection_rng() for inst in instances],
     )
+
+
+def check_batch_fraction(batch_fraction, n: int, key: str = "batch_fraction") -> None:
+    """ValueError naming ``key`` and the value for b ∉ (0, 1] or b·n < 1 (n samples)."""
+    bf = np.asarray(batch_fraction, dtype=float).ravel()
+    bad = bf[~((bf > 0) & (bf <= 1))]
+    if bad.size:
+        raise ValueError(f"{key}: {bad[0]:g} is outside (0, 1] (the probability that a sample is used at a step)")
+    if bf.min() * n < 1:
+        raise ValueError(
+            f"{key}: {bf.min():g} uses b·n = {bf.min() * n:.3g} < 1 samples per step on average "
+            f"(n = {n}); raise it to at least {1.0 / n:.3g} or raise d or delta"
+        )
 
 
 def simulate_grid(
@@ -259,6 +335,9 @@ def simulate_grid(
     progress_every: float | None = None,
     network: str = "uv",
     depth: int = 2,
+    batch_fraction=None,
+    batch_sampling: str = "bernoulli",
+    save_scale: bool = False,
 ) -> dict:
     """All runs of a product grid at one δ (a convenience for tests, benchmarks and notebooks).
 
@@ -269,13 +348,17 @@ def simulate_grid(
     d) axes when ``record_beta``). Observables have the float type ``dtype``. ``share_data=False`` gives every
     run its own instance instead (used to measure what sharing buys).
     ``network``, ``depth``: the DLN family (model "dln" only; ``"uv"`` depth 2 or ``"pm"`` depth
-    L ≥ 2), see :func:`gd_stack`.
+    L ≥ 2), see :func:`gd_stack`. ``batch_fraction`` (mini-batch SGD, theory.md §5.1): values of
+    b; when given, the outputs get an n_b axis after n_wd (runs of a seed share the selection
+    uniforms); ``batch_sampling``: "bernoulli" or "fixed"; ``save_scale``: also ``scale_final``
+    (trailing d axis), the final u² − v² of every coordinate (see :func:`gd_stack`).
     """
     prior = prior or {"kind": "gauss_bernoulli"}
     network, depth = dln_state.validate_network(network, depth)
     xp = get_namespace(backend)
-    axes = [list(np.atleast_1d(a).astype(float)) for a in (rho, sigma, alpha, weight_decay)]
-    names = ("rho", "sigma", "alpha", "weight_decay")  # the output's axis order (documented above)
+    values = [rho, sigma, alpha, weight_decay] + ([] if batch_fraction is None else [batch_fraction])
+    axes = [list(np.atleast_1d(a).astype(float)) for a in values]
+    names = ("rho", "sigma", "alpha", "weight_decay", "batch_fraction")[: len(axes)]  # output axis order
     grid = dict(zip(names, (m.ravel() for m in np.meshgrid(*axes, indexing="ij"))))  # (b,) per axis
     seeds = [int(s) for s in np.atleast_1d(seeds)]
     dt_schedule = np.full(n_steps, float(dt))
@@ -291,6 +374,7 @@ def simulate_grid(
         xp, instances, rows, model=model, delta=delta, prior=prior, dt_schedule=dt_schedule,
         record_steps=record_steps, dtype=resolve_dtype(dtype), save_beta=save_beta,
         record_beta=record_beta, progress_every=progress_every, network=network, depth=depth,
+        batch_sampling=batch_sampling, save_scale=save_scale,
     )
     lead = (len(seeds), *[len(a) for a in axes])
     out = {name: arr.reshape(lead + arr.shape[2:]) for name, arr in res.items()}

@@ -23,7 +23,7 @@ from .designs import DesignError, check_rows, is_default, resolve_designs
 from .dln_state import alpha_min
 from .priors import validate_prior
 from .problem import draw_instance, n_samples
-from .registry import AXES, CHUNK_AXES, GRID_AXES, MEMBER_AXES, OBSERVABLES, observables  # by name
+from .registry import AXES, CHUNK_AXES, GRID_AXES, MEMBER_AXES, OBSERVABLES, STATIC, implicit, observables  # by name
 from .schedule import n_steps_for, output_steps, stability_bound
 from .simulate import simulate_members
 
@@ -145,6 +145,10 @@ def _number_as_text(text: str, kind: str) -> str | None:
 def check_sweep(name: str, sweep: dict) -> None:
     """Checks beyond the JSON schema; raise ConfigError naming the key and the value."""
     key = f"sweeps.{name}"
+    for b in sweep["grid"].get("batch_fraction", [1.0]):  # the schema says so too; API users skip it
+        if not 0 < b <= 1:
+            raise ConfigError(f"{key}.grid.batch_fraction: {b} is outside (0, 1] (the probability that a "
+                              "sample is used at a step)")
     try:
         validate_prior(sweep["prior"])
     except ValueError as exc:
@@ -173,15 +177,25 @@ def check_sweep(name: str, sweep: dict) -> None:
             )
     alpha_max = max(grid["alpha"])
     wd_max = max(grid["weight_decay"])
+    b_min = min(grid.get("batch_fraction", [1.0]))
     for delta in grid["delta"]:
+        n = n_samples(delta, sweep["d"])
+        if b_min * n < 1:
+            raise ConfigError(
+                f"{key}.grid.batch_fraction: {b_min} gives b·n = {b_min * n:.3g} < 1 samples per step "
+                f"on average at delta={delta} (n={n}); use batch_fraction >= {1.0 / n:.3g} or a larger d"
+            )
         for L in depths:
-            bound = stability_bound(sweep["model"], alpha_max, delta, wd_max, sweep["prior"], network, L)
+            bound = stability_bound(sweep["model"], alpha_max, delta, wd_max, sweep["prior"], network, L, b_min)
             if dt > bound:
                 depth_text = f", network={network}, depth={L}" if network == "pm" else ""
+                sgd_text = (f", batch_fraction={b_min}: the bound of a mini-batch of ratio b·delta"
+                            if b_min < 1 else "")
                 raise ConfigError(
                     f"{key}.dt: {dt} exceeds the stability bound {bound:.4g} for the largest "
                     f"alpha={alpha_max}, delta={delta}, weight_decay={wd_max} "
-                    f"(model={sweep['model']}{depth_text}); use dt <= {bound:.3g} or a smaller alpha"
+                    f"(model={sweep['model']}{depth_text}{sgd_text}); use dt <= {bound:.3g} or a smaller alpha"
+                    + (" or a larger batch_fraction" if b_min < 1 else "")
                 )
     check_sim_memory(key, sweep)
     if sweep["dmft"]["enabled"]:
@@ -248,7 +262,8 @@ def check_dmft(key: str, sweep: dict) -> None:
 
     cfg = sweep["dmft"]
     n_steps = time_grid(sweep)[0]
-    need = memory_bytes(1, cfg["n_paths"], n_steps, cfg["n_batches"], sweep["dtype"])
+    need = memory_bytes(1, cfg["n_paths"], n_steps, cfg["n_batches"], sweep["dtype"],
+                        sgd=min(sweep["grid"].get("batch_fraction", [1.0])) < 1)
     if need > cfg["memory_budget_gb"] * 1e9:
         raise ConfigError(
             f"{key}.dmft.memory_budget_gb: {cfg['memory_budget_gb']} GB is less than the "
@@ -266,11 +281,26 @@ def time_grid(sweep: dict):
     return n_steps, dt_schedule, steps, steps * float(sweep["dt"])
 
 
+def explicit_axes(sweep: dict, names=GRID_AXES) -> tuple:
+    """The axes of ``names`` that chunk contents hold: all but those at an implicit default
+    (``registry.implicit``: a newer axis such as batch_fraction at [1.0] is left out, so sweeps
+    written before it keep their chunk names, job params and bits)."""
+    g = sweep["grid"]
+    return tuple(a for a in names if not implicit(a, g.get(a, AXES[a].default)))
+
+
+def axis_value(record: dict, axis: str):
+    """A chunk record's value of ``axis``, the registry default for an implicit one."""
+    return record[axis] if axis in record else AXES[axis].default[0]
+
+
 def members(sweep: dict) -> list:
     """The runs of a data group, [{axis: value}] by axis name: every combination of the member
-    axes' sorted values (the order in which grid values are written does not matter)."""
+    axes' sorted values (the order in which grid values are written does not matter); axes at an
+    implicit default are left out (:func:`explicit_axes`)."""
     g = sweep["grid"]
-    return _records(MEMBER_AXES, itertools.product(*(sorted(g[a]) for a in MEMBER_AXES)))
+    names = explicit_axes(sweep, MEMBER_AXES)
+    return _records(names, itertools.product(*(sorted(g[a]) for a in names)))
 
 
 def _records(names, rows) -> list:
@@ -330,7 +360,8 @@ def make_chunks(sweep: dict) -> list:
     the design fixes X and d); the default design adds no key, so its chunks are as before.
     """
     g = sweep["grid"]
-    axes = [sorted(g[a]) for a in MEMBER_AXES]
+    names = explicit_axes(sweep, MEMBER_AXES)
+    axes = [sorted(g[a]) for a in names]
     n_members = math.prod(len(v) for v in axes)
     size = int(sweep["chunk_size"])
     seeds = list(range(int(sweep["seeds"])))
@@ -344,7 +375,7 @@ def make_chunks(sweep: dict) -> list:
         else:
             for s in seeds:
                 for piece in _pieces(axes, size):
-                    chunks.append({**at, "seeds": [s], "members": _records(MEMBER_AXES, piece)})
+                    chunks.append({**at, "seeds": [s], "members": _records(names, piece)})
     for c in chunks:
         c["name"] = chunk_name(c)
     return chunks
@@ -364,21 +395,23 @@ def run_chunk(sweep: dict, chunk: dict, progress_every: float | None = 10.0) -> 
     """Simulate one chunk. Returns per-run parameter columns and (runs, times) observables."""
     xp = get_namespace(sweep["backend"])
     _, dt_schedule, steps, times = time_grid(sweep)
-    runs = {a: np.array([m[a] for m in chunk["members"]], dtype=float) for a in MEMBER_AXES}  # by name
+    runs = {a: np.array([axis_value(m, a) for m in chunk["members"]], dtype=float) for a in MEMBER_AXES}  # by name
     instances = [draw_instance(chunk_d(sweep, chunk), s, sweep["base_seed"], chunk.get("design"))
                  for s in chunk["seeds"]]
     res = simulate_members(
         xp, instances, [runs] * len(instances), model=sweep["model"], delta=chunk["delta"],
         prior=sweep["prior"], dt_schedule=dt_schedule, record_steps=steps,
         dtype=resolve_dtype(sweep["dtype"]), save_beta=sweep["save_beta"],
-        progress_every=progress_every, **_network_kw(sweep, chunk["depth"]),
+        progress_every=progress_every, batch_sampling=sweep.get("batch_sampling", "bernoulli"),
+        **_network_kw(sweep, chunk["depth"]),
     )
     n_runs = len(instances) * len(chunk["members"])
     out = {name: arr.reshape(n_runs, *arr.shape[2:]) for name, arr in res.items()}
     out["params"] = {
         "seed": np.repeat(np.asarray(chunk["seeds"], dtype=np.int64), len(chunk["members"])),
         **{a: np.full(n_runs, chunk[a], dtype=_column_type(a)) for a in CHUNK_AXES},
-        **{a: np.tile(runs[a], len(instances)) for a in MEMBER_AXES},
+        # the axes the chunk names (an implicit axis at its default is not a column, as before it existed)
+        **{a: np.tile(runs[a], len(instances)) for a in MEMBER_AXES if a in chunk["members"][0]},
     }
     out["step"], out["time"] = steps, times
     out["backend"] = backend_name(xp)
@@ -392,7 +425,7 @@ def make_dmft_chunks(sweep: dict) -> list:
     g = sweep["grid"]
     # axes the DMFT solves one value at a time go first, so a job's points share one solve
     # (with one value, as in every depth-2 sweep, the pieces and their order are unchanged)
-    order = sorted(GRID_AXES, key=lambda a: not AXES[a].splits_dmft)
+    order = sorted(explicit_axes(sweep), key=lambda a: not AXES[a].splits_dmft)
     pieces = _pieces([sorted(g[a]) for a in order], int(sweep["dmft"]["points_per_job"]))
     chunks = [{"points": _records(order, p)} for p in pieces]
     for c in chunks:
@@ -406,7 +439,7 @@ def run_dmft_chunk(sweep: dict, chunk: dict, progress: bool = True) -> dict:
 
     cfg = sweep["dmft"]
     n_steps, _, steps, times = time_grid(sweep)
-    points = {a: np.array([p[a] for p in chunk["points"]], dtype=_column_type(a)) for a in GRID_AXES}
+    points = {a: np.array([axis_value(p, a) for p in chunk["points"]], dtype=_column_type(a)) for a in GRID_AXES}
     # one solve per depth (the path update depends on it); results go back in the chunk's order
     parts = []
     for L in np.unique(points["depth"]):
@@ -428,7 +461,7 @@ def run_dmft_chunk(sweep: dict, chunk: dict, progress: bool = True) -> dict:
         for idx, part in parts:
             res[name][idx] = part[name]
     out = {name: res[name] for name in DMFT_OBSERVABLES if name in res}
-    out["params"] = points
+    out["params"] = {a: v for a, v in points.items() if a in chunk["points"][0]}  # as run_chunk
     out["step"], out["time"] = steps, times
     out["backend"] = backend_name(get_namespace(sweep["backend"]))
     return out
@@ -452,6 +485,9 @@ def static_on_grid(coords: dict, prior: dict, network: str = "uv") -> dict:
     from .static_depth import solve_static_depth
 
     mesh = dict(zip(GRID_AXES, np.meshgrid(*(np.asarray(coords[a], dtype=float) for a in GRID_AXES), indexing="ij")))
+    for a in GRID_AXES:  # axes the long-time theory does not read (e.g. the batch fraction: the
+        if STATIC not in AXES[a].stages:  # gradient-flow limit is the same for every b)
+            mesh.pop(a)
     if network == "pm":
         res = solve_static_depth(**mesh, prior=prior)  # axes by name
     else:
@@ -472,7 +508,7 @@ def static_grids(sweep: dict) -> dict:
     ``delta_rho``: dense δ × dense ρ at the sweep's α, σ, λ (recovery diagram).
     """
     g, st = sweep["grid"], sweep["static"]
-    own = {a: sorted(g[a]) for a in GRID_AXES}
+    own = {a: sorted(g.get(a, AXES[a].default)) for a in GRID_AXES}  # an implicit axis may be absent
     # The dense axes also hold the sweep's own values, so simulations are compared with the
     # theory at exactly their parameters (no nearest-neighbour look-up).
     dense_alpha = np.union1d(np.geomspace(*st["alpha_range"], st["n_alpha"]), own["alpha"])

@@ -7,6 +7,7 @@ import os
 from dln_kernels.designs import is_default
 from dln_kernels.sweep import ConfigError, check_sweep, chunk_d, make_chunks, make_dmft_chunks, sim_chunk_bytes, time_grid
 from dln_kernels.problem import n_samples
+from dln_kernels.registry import implicit
 
 SWEEPS = config["sweeps"]
 SELECTED = [config["sweep"]] if isinstance(config["sweep"], str) else list(config["sweep"])
@@ -55,9 +56,12 @@ def sweep_part(sweep, keep):
     sweep (scripts read it from the config, which is not part of the job's identity)."""
     # a design key at its default (one i.i.d. Gaussian) is left out: sweeps written before
     # designs existed keep their params, so their jobs do not re-run
-    part = {k: SWEEPS[sweep][k] for k in keep if not (k == "design" and is_default(SWEEPS[sweep].get(k)))}
+    part = {k: SWEEPS[sweep][k] for k in keep
+            if not (k == "design" and is_default(SWEEPS[sweep].get(k)))
+            and SWEEPS[sweep].get(k) != IMPLICIT_KEYS.get(k, object())}
     if "grid" in part:  # the order in which grid values are written is not part of the meaning
-        part["grid"] = {a: sorted(v) for a, v in part["grid"].items()}
+        # (and an axis at its implicit default, e.g. batch_fraction [1.0], is not part of it either)
+        part["grid"] = {a: sorted(v) for a, v in part["grid"].items() if not implicit(a, v)}
     return canonical(part)
 
 
@@ -67,7 +71,10 @@ def sweep_part(sweep, keep):
 # chunks only. DMFT_KEYS hold no design: the DMFT is the Gaussian theory, one solve serves every
 # design of a sweep. The aggregation reads the list (the ``design`` dim of simulations.nc).
 SIM_KEYS = ("model", "network", "prior", "d", "seeds", "base_seed", "dt", "t_max", "output", "backend", "dtype",
-            "threads", "save_beta")
+            "threads", "save_beta", "batch_sampling")
+# Keys added after sweeps existed: a job's params leave them out at these (default) values, so the
+# jobs of such sweeps keep their identity (the kernels read the same default).
+IMPLICIT_KEYS = {"batch_sampling": "bernoulli"}
 DMFT_KEYS = ("model", "network", "prior", "dt", "t_max", "output", "backend", "dtype", "threads", "dmft")
 AGGREGATE_KEYS = ("grid", "seeds", "base_seed", "backend", "dtype", "design")
 
@@ -130,7 +137,7 @@ def dmft_chunk_of(wildcards):
 
 
 def dmft_mem_mb(wildcards):
-    """Host memory of a DMFT job in MB: 300 + memory_bytes(P, n_paths, n_steps, n_batches, dtype) / 1e6,
+    """Host memory of a DMFT job in MB: 300 + memory_bytes(P, n_paths, n_steps, n_batches, dtype, sgd) / 1e6,
 
     the solver's own formula (dln_kernels.dmft.memory_bytes) for the job's P points, capped by
     ``dmft.memory_budget_gb`` (the solver batches to stay within it).
@@ -138,7 +145,9 @@ def dmft_mem_mb(wildcards):
     from dln_kernels.dmft import memory_bytes
 
     sweep, cfg = SWEEPS[wildcards.sweep], SWEEPS[wildcards.sweep]["dmft"]
-    need = memory_bytes(len(dmft_chunk_of(wildcards)["points"]), cfg["n_paths"], time_grid(sweep)[0], cfg["n_batches"], sweep["dtype"])
+    points = dmft_chunk_of(wildcards)["points"]
+    sgd = any(p.get("batch_fraction", 1.0) < 1 for p in points)  # one more path history (the SGD noise rows)
+    need = memory_bytes(len(points), cfg["n_paths"], time_grid(sweep)[0], cfg["n_batches"], sweep["dtype"], sgd=sgd)
     return 300 + int(min(need, cfg["memory_budget_gb"] * 1e9) / 1e6)
 
 
@@ -177,6 +186,7 @@ PHENOMENON_KINDS = {
         "extra_outputs": {"fits": "results/{sweep}/phenomena/depth_escape_fit.csv"},
     },
     "universality": {"sweep": "universality", "caption": "universality", "label": "real designs vs Gaussian DMFT"},
+    "sgd_noise": {"sweep": "sgd", "caption": "sgd_noise", "label": "mini-batch noise vs solution"},
 }
 
 # Which phenomenon figures each named sweep draws, in table order (`final_targets` adds them).

@@ -9,6 +9,7 @@ from phenomena_plots import (
     incremental,
     lazy_time,
     search_phase,
+    sgd_noise,
     tradeoff,
     universality,
 )
@@ -40,6 +41,8 @@ elif kind == "depth_escape":
     log.info("power-law fits:\n%s", fits.to_string())
 elif kind == "universality":
     fig, tab = universality(sims, dmft)
+elif kind == "sgd_noise":
+    fig, tab = sgd_noise(sims, dmft)
 else:
     raise ValueError(f"unknown phenomenon figure {kind!r}")
 fig.savefig(smk.output.fig, dpi=130, bbox_inches="tight")

@@ -25,8 +25,9 @@ def _drawn(ds, axis) -> bool:
 
 def _fixed_slice(ds):
     """Select the first value of the axes that are not drawn (ρ, σ, λ; the depth if it has one
-    value); return the slice and a text naming what was fixed."""
-    sel = {a: ds[a].values[0] for a in OTHER_AXES if a in ds.dims and not _drawn(ds, a)}
+    value; the batch fraction at its largest value, full-batch GD where the sweep has it); return
+    the slice and a text naming what was fixed."""
+    sel = {a: ds[a].values[-1 if a == "batch_fraction" else 0] for a in OTHER_AXES if a in ds.dims and not _drawn(ds, a)}
     text = ", ".join(f"{AXES[a].symbol}={v:g}" for a, v in sel.items())
     return ds.sel(sel), text
 

@@ -29,6 +29,7 @@ import tracemalloc
 import numpy as np
 
 from dln_kernels.dmft import memory_bytes, solve_dmft, sweep_work
+from bench_simulate import best_of  # best of n wall-clock timings (one helper for both benchmarks)
 
 
 def run_sweep(point, n_steps, n_paths, n_batches=8):
@@ -105,28 +106,19 @@ def fixed_point_iteration(point, n_steps, n_paths, damping=0.5, max_iter=200, ta
     return e_tr, e_te, it, time.perf_counter() - t0, hist
 
 
-def best_time(fn, repeat=3):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def machine_rates(n_gemm=1000, copy_mb=256):
     """(GEMM GFLOP/s, copy GB/s read+write, matrix–vector GB/s) of this machine, float64."""
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((n_gemm, n_gemm)), rng.standard_normal((n_gemm, n_gemm))
     np.matmul(a, b)
-    gemm = 2.0 * n_gemm**3 / best_time(lambda: np.matmul(a, b)) / 1e9
+    gemm = 2.0 * n_gemm**3 / best_of(lambda: np.matmul(a, b)) / 1e9
     x = np.ones(int(copy_mb * 2**20) // 8)
     y = np.empty_like(x)
     np.copyto(y, x)
-    copy = 2.0 * x.nbytes / best_time(lambda: np.copyto(y, x)) / 1e9
+    copy = 2.0 * x.nbytes / best_of(lambda: np.copyto(y, x)) / 1e9
     m = rng.standard_normal((4000, 4000))
     v = rng.standard_normal(4000)
-    gemv = m.nbytes / best_time(lambda: m @ v) / 1e9
+    gemv = m.nbytes / best_of(lambda: m @ v) / 1e9
     return gemm, copy, gemv
 
 

@@ -87,7 +87,7 @@ import numpy as np
 
 from . import dln_state
 from .backend import backend_name, get_namespace, resolve_dtype, to_device, to_numpy, xp_dtype
-from .priors import second_moment, validate_prior
+from .priors import validate_prior
 from .spectral_rate import edge_rate
 
 logger = logging.getLogger("dln_kernels.dmft")

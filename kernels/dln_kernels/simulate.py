@@ -159,6 +159,7 @@ def gd_stack(
         else:
             scale = bf
         params["batch_fraction"] = to_device(xp, bf[:, None, :], host)
+        bf64 = to_device(xp, bf[:, None, :], np.float64)  # the Bernoulli threshold, compared in float64
         # b δ per run as an array of the run dtype (b = 1 runs divide by δ itself, as in GD)
         bdelta = to_device(xp, (scale * delta)[:, None, :].astype(host), host)
     t0 = last_log = _time.perf_counter()
@@ -183,10 +184,9 @@ def gd_stack(
             U = np.stack([rng.random(n) for rng in selection_rngs])  # (G, n): step k's uniforms
             if batch_sampling == "fixed":
                 rank = np.argsort(np.argsort(U, axis=1, kind="stable"), axis=1, kind="stable")
-                mask = rank[:, :, None] < m_batch[:, None, :]
-            else:
-                mask = U[:, :, None] < bf[:, None, :]
-            s_k = to_device(xp, mask, host)  # (G, n, b)
+                s_k = to_device(xp, rank[:, :, None] < m_batch[:, None, :], host)  # (G, n, b)
+            else:  # one (G, n) copy per step; the b runs' masks are made on the device
+                s_k = xp.astype(to_device(xp, U[:, :, None], np.float64) < bf64, params["batch_fraction"].dtype)
             g = xp.matmul(Xt, s_k * r) / bdelta
         else:
             g = xp.matmul(Xt, r) / delta

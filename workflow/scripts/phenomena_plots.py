@@ -205,7 +205,7 @@ def grokking_curves(sims, dmft):
     fig.suptitle(f"Grokking-like delay: lazy fit of the training data, late drop of the test error "
                  f"(▼: measured t_test; δ={delta:g}, ρ={float(sims['rho'].values[0]):g})", y=1.0)
     fig.tight_layout()
-    return fig, tab, m["fits"]
+    return fig, tab
 
 
 def grokking_delay(sims, dmft):
@@ -295,7 +295,7 @@ def tradeoff(sims, dmft):
     fig.suptitle(f"Convergence rate vs generalisation at δ={m['delta']:g}, ρ={m['rho']:g}, "
                  "parametric in α: small α generalises better and converges more slowly", y=1.0)
     fig.tight_layout()
-    return fig, tab, m["fits"]
+    return fig, tab
 
 
 # ----------------------------------------------------------------------------------------------
@@ -355,7 +355,6 @@ def depth_escape(sims, dmft, prior):
                  f"dt={m['dt']:g})", y=1.0)
     fig.tight_layout()
     return fig, tab, m["fits"]
-    return fig, tab
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .io import point_times
 from .registry import GRID_AXES
 
 POINT_DIMS = GRID_AXES  # every grid axis the Datasets hold (depth, batch_fraction included), by name
@@ -24,10 +25,10 @@ def deviation_table(sims, theory, variables=("e_train", "e_test")):
     mean = sims.mean("seed")
     sem = sims.std("seed", ddof=1) / np.sqrt(n_seed)
     rows = []
-    times = sims["time"].values
     dims = tuple(d for d in POINT_DIMS if d in sims.dims)
     for idx in np.ndindex(*(sims.sizes[d] for d in dims)):
         point = {d: sims[d].values[i].item() for d, i in zip(dims, idx)}
+        times = point_times(sims, point)
         for var in variables:
             th = theory[var].sel(point).values
             ok = (times > 0) & np.isfinite(th) & (th > 0)

@@ -168,13 +168,22 @@ def aggregate_chunks(paths, sweep: dict, attrs: dict, schema: str = CHUNK_SCHEMA
     if not chunks:
         raise ChunkFileError("no chunks to aggregate")
     time, step = chunks[0][1]["time"], chunks[0][1]["step"]
+    # per-point steps (schedule.py): a time row per run; the files get the dim ``step`` and a
+    # ``time`` coordinate over the grid axes (not the seed: a point's steps do not depend on it)
+    per_point = np.ndim(time) == 2
+    rec = "step" if per_point else "time"
+    grid_axes = [a for a in axes if a != "seed"]
+    point_time = np.full(tuple(len(coords[a]) for a in grid_axes) + (len(step),), np.nan) if per_point else None
     first = chunks[0][1]["observables"]
     shape = tuple(len(coords[a]) for a in axes)
     # observables keep their stored float type (a float32 sweep aggregates to float32)
     data = {n: np.full(shape + first[n].shape[1:], np.nan, dtype=_float_type(first[n])) for n in first}
     filled = np.zeros(shape, dtype=np.int64)
     for path, ch in chunks:
-        if not np.array_equal(ch["time"], time):
+        if per_point:
+            if np.ndim(ch["time"]) != 2 or not np.array_equal(ch["step"], step):
+                raise ChunkFileError(f"{path}: step grid differs from {chunks[0][0]}; rerun the sweep")
+        elif not np.array_equal(ch["time"], time):
             raise ChunkFileError(f"{path}: time grid differs from {chunks[0][0]}; rerun the sweep")
         idx = []
         for a in axes:
@@ -193,6 +202,12 @@ def aggregate_chunks(paths, sweep: dict, attrs: dict, schema: str = CHUNK_SCHEMA
                 raise ChunkFileError(f"{path}: {a} values {np.unique(vals[coords[a][pos] != vals])} are not on this sweep's grid")
             idx.append(pos)
         idx = tuple(idx)
+        if per_point:
+            gidx = tuple(i for a, i in zip(axes, idx) if a != "seed")
+            prev = point_time[gidx]
+            if np.any(np.isfinite(prev) & (prev != ch["time"])):
+                raise ChunkFileError(f"{path}: a point's times differ between its runs; rerun the sweep")
+            point_time[gidx] = ch["time"]
         np.add.at(filled, idx, 1)
         for n in data:
             obs = np.asarray(ch["observables"][n])
@@ -205,12 +220,29 @@ def aggregate_chunks(paths, sweep: dict, attrs: dict, schema: str = CHUNK_SCHEMA
         raise ChunkFileError(f"grid cell {cell} was computed {filled[tuple(bad)]} times (expected once)")
     variables = {}
     for n, arr in data.items():
-        dims = tuple(axes) + (("time",) if arr.ndim > len(axes) and arr.shape[len(axes)] == len(time) else ())
+        dims = tuple(axes) + ((rec,) if arr.ndim > len(axes) and arr.shape[len(axes)] == len(step) else ())
         dims = dims + tuple(f"{n}_dim{i}" for i in range(arr.ndim - len(dims)))
         variables[n] = (dims, arr.astype(bool) if n in _BOOLEAN else arr)
-    ds = xr.Dataset(variables, coords={**coords, "time": time, "step": ("time", step)}, attrs=attrs)
+    if per_point:
+        time_coords = {"step": step, "time": (tuple(grid_axes) + ("step",), point_time)}
+    else:
+        time_coords = {"time": time, "step": ("time", step)}
+    ds = xr.Dataset(variables, coords={**coords, **time_coords}, attrs=attrs)
     _describe(ds)
     return ds
+
+
+def record_dim(ds) -> str:
+    """The dim of the recorded steps: ``time`` when every point shares its steps, ``step`` when the
+    points have their own step sizes (then ``time`` is a coordinate over the grid axes and step)."""
+    return "step" if "step" in ds.dims else "time"
+
+
+def point_times(ds, point: dict) -> np.ndarray:
+    """Recorded times (T,) of the point ``point`` {axis: value} (axes ``time`` does not depend on,
+    e.g. the seed, are ignored; with a shared time axis every point gets the same array)."""
+    t = ds["time"]
+    return np.asarray(t.sel({k: v for k, v in point.items() if k in t.dims and k != "time"}).values, dtype=float)
 
 
 def _float_type(a) -> type:

@@ -82,9 +82,26 @@ def seed_geometric_mean(curves, floor: float = 1e-300) -> np.ndarray:
 
 
 def sweep_dt(ds) -> float:
-    """The sweep's constant step: dt = time[-1] / step[-1]."""
+    """The sweep's constant step: dt = time[-1] / step[-1] (a shared time axis only)."""
     t, k = ds["time"].values, ds["step"].values
     return float(t[-1] / k[-1])
+
+
+def curve_times(ds, alphas, delta: float) -> np.ndarray:
+    """Recorded times of each α at δ (the other axes as :func:`select_curve` fixes them):
+    (n_α, n_times); the rows are equal when the sweep's points share one time axis."""
+    return np.array([select_curve(ds, alpha=a, delta=delta)["time"].values for a in alphas], dtype=float)
+
+
+def curve_dt(ds, alphas, delta: float) -> np.ndarray:
+    """The constant step of each α at δ, time[-1]/step[-1] (per point under an alpha_rule schedule)."""
+    return curve_times(ds, alphas, delta)[:, -1] / float(ds["step"].values[-1])
+
+
+# Split of a merged timescales sweep (one α range, per-α steps): the search-phase measurement
+# reads α ≤ 1, the lazy-time measurement α ≥ 2 (docs/phenomena.md a–b).
+SEARCH_PHASE_MAX_ALPHA = 1.0
+LAZY_PHASE_MIN_ALPHA = 2.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -95,11 +112,13 @@ def seed_crossing_slopes(t, curves, x, fraction: float, transform=lambda v: v):
     curve and the slope of ``transform``\\(t_f) against ``x`` (:func:`dln_kernels.phenomena.line_fit`,
     unweighted).
 
-    ``curves``: (n_seeds, n_x, n_times). Returns (times (n_seeds, n_x), mean slope over seeds,
-    its standard error: sd/√n over the seeds with a finite slope, NaN with fewer than 2)."""
+    ``t``: recorded times, (n_times,) or per curve (n_x, n_times); ``curves``: (n_seeds, n_x,
+    n_times). Returns (times (n_seeds, n_x), mean slope over seeds, its standard error: sd/√n
+    over the seeds with a finite slope, NaN with fewer than 2)."""
     times, slopes = [], []
+    tx = np.broadcast_to(np.asarray(t, dtype=float), curves.shape[1:])
     for seed_curves_ in curves:
-        ts = np.array([crossing_time(t, e, fraction * e[0]) for e in seed_curves_])
+        ts = np.array([crossing_time(tt, e, fraction * e[0]) for tt, e in zip(tx, seed_curves_)])
         times.append(ts)
         slopes.append(line_fit(x, transform(ts))["slope"])
     times, slopes = np.array(times), np.array(slopes)
@@ -112,13 +131,15 @@ def train_crossings(sims, dmft, alphas, delta: float, t, fraction: float):
     """At one δ, for each α of ``alphas``: the DMFT E_train curves and their Monte-Carlo s.e.
     (n_α, n_times), the DMFT crossing times of E_train = ``fraction``·E_train(0) and their s.e.
     (:func:`dln_kernels.phenomena.crossing_time_se`: half the distance between the crossings of
-    E ∓ s.e.), and the simulations' E_train curves (n_seeds, n_α, n_times).
+    E ∓ s.e.), and the simulations' E_train curves (n_seeds, n_α, n_times). ``t``: the recorded
+    times, (n_times,) or per α (n_α, n_times) (:func:`curve_times`).
 
     Returns (e_dmft, e_dmft_se, t_dmft, t_dmft_se, e_sim)."""
     e_th = np.array([select_curve(dmft, alpha=a, delta=delta)["e_train"].values for a in alphas])
     se_th = np.array([select_curve(dmft, alpha=a, delta=delta)["e_train_se"].values for a in alphas])
-    t_th = np.array([crossing_time(t, e, fraction * e[0]) for e in e_th])
-    t_th_se = np.array([crossing_time_se(t, e, s, fraction * e[0]) for e, s in zip(e_th, se_th)])
+    tx = np.broadcast_to(np.asarray(t, dtype=float), e_th.shape)
+    t_th = np.array([crossing_time(tt, e, fraction * e[0]) for tt, e in zip(tx, e_th)])
+    t_th_se = np.array([crossing_time_se(tt, e, s, fraction * e[0]) for tt, e, s in zip(tx, e_th, se_th)])
     curves = np.array([[select_curve(sims, alpha=a, delta=delta, seed=s)["e_train"].values for a in alphas]
                        for s in sims["seed"].values])
     return e_th, se_th, t_th, t_th_se, curves
@@ -127,10 +148,13 @@ def train_crossings(sims, dmft, alphas, delta: float, t, fraction: float):
 # ----------------------------------------------------------------------------------------------
 # a. search phase (docs/phenomena.md, a)
 # ----------------------------------------------------------------------------------------------
-def search_slope_theory(sims, prior: dict, delta: float, fraction):
+def search_slope_theory(sims, prior: dict, delta: float, fraction, dt: float | None = None):
     """Leading-order slope d t_f / d ln(1/α) (:func:`dln_kernels.phenomena.search_slope`) at the
-    sweep's ρ, σ (first values) and dt, for one drop fraction or an array of them."""
-    rho, sigma, dt = float(sims["rho"].values[0]), float(sims["sigma"].values[0]), sweep_dt(sims)
+    sweep's ρ, σ (first values) and dt (default the sweep's constant step; give the
+    search-phase step, ``search_phase_measure(...)["dt"]``, for per-point steps), for one drop
+    fraction or an array of them."""
+    rho, sigma = float(sims["rho"].values[0]), float(sims["sigma"].values[0])
+    dt = sweep_dt(sims) if dt is None else float(dt)
     if np.ndim(fraction):
         return np.array([search_slope(f, delta, rho, sigma, prior, dt) for f in fraction])
     return search_slope(fraction, delta, rho, sigma, prior, dt)
@@ -154,31 +178,36 @@ def search_phase_measure(sims, dmft, prior: dict) -> dict:
       ``t_sim`` (t_{1/2}, seeds × α), ``fit_dmft`` (line fit of t_{1/2} over the fitted α) and
       ``slope_leading_order`` (at f = ½).
     """
-    t, dt = sims["time"].values, sweep_dt(sims)
     alphas = sims["alpha"].values
+    alphas = alphas[alphas <= SEARCH_PHASE_MAX_ALPHA]  # a merged timescales sweep: its search side
     L = np.log(1 / alphas)
     fit = alphas <= SEARCH_FIT_MAX_ALPHA
     rho = float(sims["rho"].values[0])
     sigma = float(sims["sigma"].values[0])
+    # the step of the fitted α (under an alpha_rule schedule dt = c/(α² + b) is constant there
+    # to O(α²/b); the largest relative spread is reported in ``dt_spread``)
+    dts = curve_dt(sims, alphas[fit], sims["delta"].values[0])
+    dt = float(np.median(dts))
     rows, per_delta = [], []
     for delta in sims["delta"].values:
+        t = curve_times(sims, alphas, delta)
         e_th, se_th, t_th, t_th_se, curves = train_crossings(sims, dmft, alphas, delta, t, SEARCH_FRACTION)
-        t_sim_all = np.array([[crossing_time(t, e, SEARCH_FRACTION * e[0]) for e in sc] for sc in curves])
+        t_sim_all = np.array([[crossing_time(tt, e, SEARCH_FRACTION * e[0]) for tt, e in zip(t, sc)] for sc in curves])
         f_th = line_fit(L[fit], t_th[fit], np.maximum(t_th_se[fit], 1e-3))
         pred = search_slope(SEARCH_FRACTION, delta, rho, sigma, prior, dt)
         per_delta.append({"delta": delta, "t_dmft": t_th, "t_dmft_se": t_th_se, "t_sim": t_sim_all,
                           "fit_dmft": f_th, "slope_leading_order": pred})
         for f in np.array(SLOPE_FRACTIONS):
-            tt = np.array([crossing_time(t, e, f * e[0]) for e in e_th])
-            tt_se = np.array([crossing_time_se(t, e, s, f * e[0]) for e, s in zip(e_th, se_th)])
+            tt = np.array([crossing_time(tk, e, f * e[0]) for tk, e in zip(t, e_th)])
+            tt_se = np.array([crossing_time_se(tk, e, s, f * e[0]) for tk, e, s in zip(t, e_th, se_th)])
             ft = line_fit(L[fit], tt[fit], np.maximum(tt_se[fit], 1e-3))
-            _, s_sim, s_sim_se = seed_crossing_slopes(t, curves[:, fit], L[fit], f)
+            _, s_sim, s_sim_se = seed_crossing_slopes(t[fit], curves[:, fit], L[fit], f)
             p = search_slope(f, delta, rho, sigma, prior, dt)
             rows.append({"delta": delta, "fraction": f, "slope_dmft": ft["slope"], "slope_dmft_se": ft["slope_se"],
                          "slope_sim": s_sim, "slope_sim_se": s_sim_se, "slope_leading_order": p,
                          "rel_dev_dmft": ft["slope"] / p - 1})
     return {"table": pd.DataFrame(rows), "L": L, "fit": fit, "rho": rho, "sigma": sigma, "dt": dt,
-            "per_delta": per_delta}
+            "dt_spread": float(np.ptp(dts) / dt), "alpha": alphas, "per_delta": per_delta}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -188,10 +217,14 @@ def lazy_time_theory(sims, prior: dict, delta: float, alpha, fraction: float = L
     """Lazy-limit t_f for each α (:func:`dln_kernels.phenomena.lazy_time_prediction`: linear
     regression with step dt·α², Marchenko–Pastur) at the sweep's ρ (E[β*²] =
     :func:`dln_kernels.priors.second_moment`), σ, dt and number of steps round(t_max/dt)."""
-    t, dt = sims["time"].values, sweep_dt(sims)
     rho, sigma = float(sims["rho"].values[0]), float(sims["sigma"].values[0])
-    n_steps = int(round(t[-1] / dt))
-    return lazy_time_prediction(alpha, delta, second_moment(prior, rho), dt, sigma, fraction, n_steps)
+    n_steps = int(sims["step"].values[-1])
+    alpha = np.atleast_1d(np.asarray(alpha, dtype=float))
+    grid = sims["alpha"].values.astype(float)
+    # each α's own step (one value for a constant-dt sweep), log-interpolated between grid values
+    dts = np.exp(np.interp(np.log(alpha), np.log(grid), np.log(curve_dt(sims, grid, delta))))
+    return np.concatenate([lazy_time_prediction(a, delta, second_moment(prior, rho), dt, sigma, fraction, n_steps)
+                           for a, dt in zip(alpha, dts)])
 
 
 def lazy_time_measure(sims, dmft, prior: dict) -> dict:
@@ -209,11 +242,14 @@ def lazy_time_measure(sims, dmft, prior: dict) -> dict:
     - ``per_delta``: per δ a dict with ``delta``, ``t_dmft``, ``t_dmft_se``, ``t_sim`` (seeds × α),
       ``fit_dmft``, ``slope_sim``, ``slope_sim_se``, ``pred`` (per α), ``fit_pred``.
     """
-    t, dt = sims["time"].values, sweep_dt(sims)
     alphas = sims["alpha"].values
+    alphas = alphas[alphas >= LAZY_PHASE_MIN_ALPHA] if alphas.max() >= LAZY_PHASE_MIN_ALPHA else alphas
     rho, sigma = float(sims["rho"].values[0]), float(sims["sigma"].values[0])
+    dt = curve_dt(sims, alphas, sims["delta"].values[0])
+    dt = float(dt[0]) if np.ptp(dt) == 0 else dt  # per α under an alpha_rule schedule
     rows, per_delta = [], []
     for delta in sims["delta"].values:
+        t = curve_times(sims, alphas, delta)
         e_th, se_th, t_th, t_th_se, curves = train_crossings(sims, dmft, alphas, delta, t, LAZY_FRACTION)
         t_sim, s_sim, s_sim_se = seed_crossing_slopes(t, curves, np.log(alphas), LAZY_FRACTION, np.log)
         pred = lazy_time_theory(sims, prior, delta, alphas, LAZY_FRACTION)
@@ -226,7 +262,8 @@ def lazy_time_measure(sims, dmft, prior: dict) -> dict:
                          "t_lazy_sim_mean": ts.mean(), "t_lazy_sim_sd": ts.std(ddof=1), "t_lazy_linear_pred": p})
         rows.append({"delta": delta, "alpha": np.nan, "slope_dmft": f_th["slope"], "slope_dmft_se": f_th["slope_se"],
                      "slope_sim": s_sim, "slope_sim_se": s_sim_se, "slope_pred": f_pred["slope"]})
-    return {"table": pd.DataFrame(rows), "rho": rho, "sigma": sigma, "dt": dt, "per_delta": per_delta}
+    return {"table": pd.DataFrame(rows), "rho": rho, "sigma": sigma, "dt": dt, "alpha": alphas,
+            "per_delta": per_delta}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -644,3 +681,61 @@ def effective_scale_summary(scale, alpha: float) -> dict:
     q10, q50, q90 = np.quantile(c, [0.1, 0.5, 0.9])
     return {"alpha_eff": float(alpha) * math.exp(-0.5 * gain.mean()), "gain_mean": float(gain.mean()),
             "c_ratio_q10": float(q10), "c_ratio_median": float(q50), "c_ratio_q90": float(q90)}
+
+
+# ----------------------------------------------------------------------------------------------
+# a + b. one timescale sweep from the search phase to the lazy phase (docs/phenomena.md, a–b)
+# ----------------------------------------------------------------------------------------------
+def timescales_measure(sims, dmft, prior: dict) -> dict:
+    """t_{1/2} (first time E_train ≤ ½ E_train(0)) over the whole α range of a sweep whose steps
+    follow α (``schedule: alpha_rule``), per δ, against both leading orders:
+
+    - search phase (small α): t_{1/2} ≈ s·ln(1/α) + c with the leading-order slope
+      s = :func:`dln_kernels.phenomena.search_slope` and c matched to the DMFT's mean over the
+      fitted α ≤ ``SEARCH_FIT_MAX_ALPHA`` (the slope is the prediction, the offset is not);
+    - lazy phase (large α): :func:`lazy_time_theory`, linear regression with step dt·α² at each
+      α's own dt (t ∝ 1/α² as dt·α² → 0).
+
+    The crossover α_× is where the two leading orders meet (geometric interpolation between
+    grid values; NaN if they do not cross on the grid).
+
+    Returns a dict: ``table`` (per (δ, α): dt, t_end, t_half_dmft ± se, t_half_sim mean ± se
+    over seeds, search and lazy predictions; then per δ a row with α = NaN and alpha_cross),
+    ``per_delta`` (arrays for the figure: ``t_dmft``, ``t_dmft_se``, ``t_sim`` seeds × α,
+    ``search``, ``lazy``, ``alpha_cross``, ``times`` (α × n_times), ``e_dmft`` (α × n_times,
+    E_train/E_train(0), NaN below the floor)), ``alpha``, ``rho``, ``sigma``.
+    """
+    alphas = sims["alpha"].values.astype(float)
+    rho, sigma = float(sims["rho"].values[0]), float(sims["sigma"].values[0])
+    fit = alphas <= SEARCH_FIT_MAX_ALPHA
+    rows, per_delta = [], []
+    for delta in sims["delta"].values:
+        t = curve_times(sims, alphas, delta)
+        dts = t[:, -1] / float(sims["step"].values[-1])
+        e_th, se_th, t_th, t_th_se, curves = train_crossings(sims, dmft, alphas, delta, t, SEARCH_FRACTION)
+        t_sim = np.array([[crossing_time(tt, e, SEARCH_FRACTION * e[0]) for tt, e in zip(t, sc)] for sc in curves])
+        n_seed = t_sim.shape[0]
+        slope = search_slope(SEARCH_FRACTION, delta, rho, sigma, prior, float(np.median(dts[fit])) if fit.any() else 0.0)
+        L = np.log(1 / alphas)
+        offset = float(np.nanmean(t_th[fit] - slope * L[fit])) if fit.any() else np.nan
+        search = np.where(alphas <= SEARCH_PHASE_MAX_ALPHA, slope * L + offset, np.nan)
+        lazy = lazy_time_theory(sims, prior, delta, alphas, SEARCH_FRACTION)
+        diff = np.log(np.maximum(slope * L + offset, 1e-300)) - np.log(lazy)
+        cross = np.nan
+        for i in range(len(alphas) - 1):  # lazy time falls below the search asymptote's value
+            if np.isfinite(diff[i]) and np.isfinite(diff[i + 1]) and diff[i] * diff[i + 1] < 0:
+                w = diff[i] / (diff[i] - diff[i + 1])
+                cross = float(np.exp(np.log(alphas[i]) + w * (np.log(alphas[i + 1]) - np.log(alphas[i]))))
+                break
+        e_norm = np.array([masked_curve(dmft, "e_train", alpha=a, delta=delta) for a in alphas])
+        e_norm = e_norm / e_th[:, :1]
+        per_delta.append({"delta": delta, "t_dmft": t_th, "t_dmft_se": t_th_se, "t_sim": t_sim, "search": search,
+                          "lazy": lazy, "alpha_cross": cross, "times": t, "e_dmft": e_norm, "dt": dts,
+                          "search_slope": slope})
+        for i, a in enumerate(alphas):
+            rows.append({"delta": delta, "alpha": a, "dt": dts[i], "t_end": t[i, -1], "t_half_dmft": t_th[i],
+                         "t_half_dmft_se": t_th_se[i], "t_half_sim_mean": np.nanmean(t_sim[:, i]),
+                         "t_half_sim_se": np.nanstd(t_sim[:, i], ddof=1) / math.sqrt(n_seed) if n_seed > 1 else np.nan,
+                         "t_half_search_leading_order": search[i], "t_half_lazy_leading_order": lazy[i]})
+        rows.append({"delta": delta, "alpha": np.nan, "alpha_cross": cross, "search_slope": slope})
+    return {"table": pd.DataFrame(rows), "per_delta": per_delta, "alpha": alphas, "rho": rho, "sigma": sigma}

@@ -79,6 +79,12 @@ AXES = {
              "(1: full-batch gradient descent)", "mini-batch fraction (selection probability of a sample per step)",
              "number", {"exclusiveMinimum": 0, "maximum": 1}, (1.0,), "member", frozenset({SIMULATE, DMFT}),
              stack_rank=4, implicit_default=True),
+        # step-size multiplier (schedule.py): every step of the point's schedule times s. With
+        # values other than [1] each point has its own time axis (dim ``step``, 2-D ``time``).
+        Axis("dt_scale", "s", "step-size multiplier s > 0: the point's steps are s times the schedule's "
+             "(constant or alpha_rule schedules)", "step-size multiplier (dt of the point / dt of the schedule)",
+             "number", {"exclusiveMinimum": 0}, (1.0,), "member", frozenset({SIMULATE, DMFT}),
+             stack_rank=5, implicit_default=True),
     )
 }
 
@@ -174,7 +180,7 @@ OBSERVABLES = {
 # Coordinates that are not grid axes (descriptions for the aggregated files).
 COORDINATES = {
     "seed": ("seed index of the problem instance (X, beta*, xi)", "1"),
-    "time": ("time t_k = k dt", "1"),
+    "time": ("time t_k = sum of the steps dt_j, j < k (k dt for a constant step)", "1"),
     "step": ("gradient step index k", "1"),
 }
 

@@ -86,3 +86,122 @@ def stability_bound(model: str, alpha: float, delta: float, weight_decay: float,
     mini-batch SGD with batch fraction b the curvature of a b·δ mini-batch (see
     :func:`curvature_scale`)."""
     return 2.0 / curvature_scale(model, alpha, delta, weight_decay, prior, network, depth, batch_fraction)
+
+
+# ----------------------------------------------------------------------------------------------
+# step schedules of a sweep (config key ``schedule``; docs/file_formats.md "Time axis")
+# ----------------------------------------------------------------------------------------------
+SCHEDULE_KINDS = {
+    # kind: (required keys, optional keys)
+    "constant": ((), ()),
+    "alpha_rule": (("c", "b"), ("cap", "n_steps")),
+    "geometric": (("dt0", "ratio"), ("dt_max",)),
+    "piecewise": (("segments",), ()),
+}
+DEFAULT_SCHEDULE = {"kind": "constant"}
+RULE_CAP = 0.9  # alpha_rule: at most this fraction of the point's stability bound
+
+
+def check_schedule(spec: dict, key: str = "schedule") -> dict:
+    """The schedule ``spec`` with its kind's defaults, or ValueError naming ``key`` and the value.
+
+    Kinds (all step sizes in the sweep's time units):
+
+    - ``constant``: dt_k = ``dt`` (the sweep key) for every k, n_steps = round(t_max/dt);
+    - ``alpha_rule``: per point dt = min(c/(α² + b), cap·bound(point)), a dimensionless rule that
+      follows the time scale of the dynamics, 1/α² in the lazy phase and O(1) in the search phase
+      (docs/phenomena.md a–b), held below the point's stability bound (:func:`stability_bound`;
+      ``cap`` default 0.9); n_steps common to all points (``n_steps``, default
+      round(t_max/dt) of the sweep keys), so each point ends at its own t_max = n_steps·dt;
+    - ``geometric``: dt_k = min(dt0·ratio^k, dt_max) until t_max (the last step is shortened to
+      end on t_max); the same for every point;
+    - ``piecewise``: ``segments`` [[t_end, dt], …] with increasing t_end: steps of dt until
+      t_end (the last step of a segment is shortened to end on t_end); the last t_end is t_max.
+    """
+    if not isinstance(spec, dict) or spec.get("kind") not in SCHEDULE_KINDS:
+        kind = spec.get("kind") if isinstance(spec, dict) else spec
+        raise ValueError(f"{key}.kind: unknown value {kind!r}; expected one of {sorted(SCHEDULE_KINDS)}")
+    need, opt = SCHEDULE_KINDS[spec["kind"]]
+    for k in spec:
+        if k != "kind" and k not in need + opt:
+            raise ValueError(f"{key}.{k}: not a key of schedule kind {spec['kind']!r} (keys: {list(need + opt)})")
+    for k in need:
+        if k not in spec:
+            raise ValueError(f"{key}.{k}: required by schedule kind {spec['kind']!r}")
+    out = dict(spec)
+    for k in ("c", "b", "cap", "dt0", "ratio", "dt_max"):
+        if k in out:
+            v = out[k]
+            ok = isinstance(v, (int, float)) and math.isfinite(v) and (v > 0 if k != "b" else v >= 0)
+            if not ok or (k == "cap" and v > 1) or (k == "ratio" and v < 1):
+                rule = {"cap": "in (0, 1]", "ratio": ">= 1", "b": ">= 0"}.get(k, "> 0")
+                raise ValueError(f"{key}.{k}: {v!r} must be a finite number {rule}")
+    if "n_steps" in out and not (isinstance(out["n_steps"], int) and out["n_steps"] >= 1):
+        raise ValueError(f"{key}.n_steps: {out['n_steps']!r} must be an integer >= 1")
+    if out["kind"] == "alpha_rule":
+        out.setdefault("cap", RULE_CAP)
+    if out["kind"] == "piecewise":
+        seg = out["segments"]
+        try:
+            arr = np.asarray(seg, dtype=float)
+        except (TypeError, ValueError):
+            arr = np.empty((0,))
+        if arr.ndim != 2 or arr.shape[1] != 2 or len(arr) == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0) \
+                or np.any(np.diff(arr[:, 0]) <= 0):
+            raise ValueError(f"{key}.segments: {seg!r} must be a list of [t_end, dt] pairs, positive, "
+                             "with increasing t_end")
+    return out
+
+
+def is_per_point(schedule: dict) -> bool:
+    """Whether the step sizes depend on the grid point (then every point has its own time axis)."""
+    return schedule["kind"] == "alpha_rule"
+
+
+def shared_dt_schedule(schedule: dict, dt: float, t_max: float) -> np.ndarray:
+    """The step sizes (n_steps,) of a schedule that is the same for every point.
+
+    ``dt``, ``t_max``: the sweep keys. constant: round(t_max/dt) steps of dt (exactly today's
+    grid); geometric and piecewise: steps until t_max, the last one shortened to land on it.
+    """
+    kind = schedule["kind"]
+    if kind == "constant":
+        return np.full(n_steps_for(t_max, dt), float(dt))
+    if kind == "geometric":
+        dt0, r, cap = float(schedule["dt0"]), float(schedule["ratio"]), float(schedule.get("dt_max", math.inf))
+        if r == 1.0:
+            k = int(math.ceil(t_max / min(dt0, cap) - 1e-9))
+            steps = np.full(k, min(dt0, cap))
+        else:  # dt0 r^k < cap for k < k_cap, then cap
+            k_cap = int(math.floor(math.log(cap / dt0) / math.log(r))) + 1 if cap < math.inf else 10**9
+            k_geo = int(math.ceil(math.log1p(t_max * (r - 1) / dt0) / math.log(r)))  # geometric sum ≥ t_max
+            if k_geo <= k_cap:
+                steps = dt0 * r ** np.arange(k_geo)
+            else:
+                geo = dt0 * r ** np.arange(k_cap)
+                rest = t_max - geo.sum()
+                steps = np.concatenate([geo, np.full(max(1, int(math.ceil(rest / cap - 1e-9))), cap)])
+        return _land_on(steps, t_max)
+    if kind == "piecewise":
+        parts, t0 = [], 0.0
+        for t_end, h in schedule["segments"]:
+            span = float(t_end) - t0
+            parts.append(_land_on(np.full(max(1, int(math.ceil(span / float(h) - 1e-9))), float(h)), span))
+            t0 = float(t_end)
+        return np.concatenate(parts)
+    raise ValueError(f"schedule.kind: {kind!r} is per point; use point_dt")
+
+
+def _land_on(steps: np.ndarray, t_end: float) -> np.ndarray:
+    """``steps`` with trailing steps dropped / the last one shortened so that they sum to t_end."""
+    steps = np.asarray(steps, dtype=float)
+    cum = np.cumsum(steps)
+    k = int(np.searchsorted(cum, t_end * (1 - 1e-12)))  # first index with cum ≥ t_end
+    steps = steps[: k + 1].copy()
+    steps[-1] = t_end - (cum[k - 1] if k > 0 else 0.0)
+    return steps
+
+
+def rule_dt(schedule: dict, alpha: float, bound: float) -> float:
+    """dt of one point under ``alpha_rule``: min(c/(α² + b), cap·bound)."""
+    return min(float(schedule["c"]) / (alpha * alpha + float(schedule["b"])), float(schedule["cap"]) * bound)

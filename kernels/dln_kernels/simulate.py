@@ -92,7 +92,9 @@ def gd_stack(
 
     Shapes: X (G, n, d); beta_star (G, d, b); y (G, n, b); alpha, weight_decay (G, 1, b), all of
     one float dtype of the namespace ``xp``; dt_schedule: host array of the n_steps step sizes,
-    rounded to that dtype before use (a float32 run takes float32 steps); record_steps: sorted
+    (n_steps,) for every run or (n_steps, b) per member (the same in every group: per-point
+    schedules, schedule.py), rounded to that dtype before use (a float32 run takes float32
+    steps); record_steps: sorted
     ints in [0, n_steps]. ``delta`` = n/d of X (the algorithm's 1/δ).
 
     Returns host arrays of the run dtype: each name of ``OBSERVABLES[model]`` shaped (G, b, R); with ``save_beta`` also ``beta_final`` (G, b, d); with
@@ -127,13 +129,20 @@ def gd_stack(
     net = dln_state.network_state(network, depth)
     G, n, d = X.shape
     b = beta_star.shape[2]
-    n_steps = len(dt_schedule)
+    sched = np.asarray(dt_schedule)
+    n_steps = sched.shape[0]
+    if sched.ndim == 2 and sched.shape[1] != b:
+        raise ValueError(f"dt_schedule: per-run steps need shape (n_steps, {b}), got {sched.shape}")
     record_steps = np.asarray(record_steps, dtype=np.int64)
     record_index = {int(k): i for i, k in enumerate(record_steps)}
     Xt = xp.matrix_transpose(X)
     dtype = X.dtype
     # Python floats that hold values of the run dtype: they never promote an array (NEP 50)
-    steps = [float(s) for s in np.asarray(dt_schedule, dtype=_host_dtype(xp, dtype))]
+    if sched.ndim == 1:
+        steps = [float(s) for s in np.asarray(sched, dtype=_host_dtype(xp, dtype))]
+    else:  # per-run steps (n_steps, b): one (1, 1, b) device row per step, of the run dtype
+        dt_dev = to_device(xp, np.asarray(sched, dtype=np.float64)[:, None, None, :], _host_dtype(xp, dtype))
+        steps = [dt_dev[k, ...] for k in range(n_steps)]
     delta = float(_host_dtype(xp, dtype)(delta))
 
     if model == "dln":

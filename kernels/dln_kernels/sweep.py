@@ -24,7 +24,8 @@ from .dln_state import alpha_min
 from .priors import validate_prior
 from .problem import draw_instance, n_samples
 from .registry import AXES, CHUNK_AXES, GRID_AXES, MEMBER_AXES, OBSERVABLES, STATIC, implicit, observables  # by name
-from .schedule import n_steps_for, output_steps, stability_bound
+from .schedule import (DEFAULT_SCHEDULE, check_schedule, is_per_point, n_steps_for, output_steps, rule_dt,
+                       shared_dt_schedule, stability_bound, step_times)
 from .simulate import simulate_members
 
 
@@ -155,8 +156,15 @@ def check_sweep(name: str, sweep: dict) -> None:
         raise ConfigError(f"{key}.{exc}") from None
     check_designs(key, sweep)
     grid = sweep["grid"]
+    try:
+        sched = schedule_of(sweep)
+    except ValueError as exc:
+        raise ConfigError(f"{key}.{exc}") from None
+    if sched["kind"] in ("geometric", "piecewise") and per_point_times(sweep):
+        raise ConfigError(f"{key}.grid.dt_scale: {grid['dt_scale']} scales the steps of a constant or "
+                          f"alpha_rule schedule only, not of schedule kind {sched['kind']!r}")
     dt = float(sweep["dt"])
-    if sweep["t_max"] < dt:
+    if sched["kind"] == "constant" and sweep["t_max"] < dt:
         raise ConfigError(f"{key}.t_max: {sweep['t_max']} is shorter than one step dt={dt}")
     network = sweep["network"]
     depths = sorted(grid["depth"])
@@ -186,7 +194,11 @@ def check_sweep(name: str, sweep: dict) -> None:
                 f"on average at delta={delta} (n={n}); use batch_fraction >= {1.0 / n:.3g} or a larger d"
             )
         for L in depths:
+            if per_point_times(sweep):
+                continue  # every point against its own bound, below
             bound = stability_bound(sweep["model"], alpha_max, delta, wd_max, sweep["prior"], network, L, b_min)
+            if sched["kind"] != "constant":  # a shared schedule: its largest step
+                dt = float(np.max(time_grid(sweep)[1]))
             if dt > bound:
                 depth_text = f", network={network}, depth={L}" if network == "pm" else ""
                 sgd_text = (f", batch_fraction={b_min}: the bound of a mini-batch of ratio b·delta"
@@ -197,9 +209,28 @@ def check_sweep(name: str, sweep: dict) -> None:
                     f"(model={sweep['model']}{depth_text}{sgd_text}); use dt <= {bound:.3g} or a smaller alpha"
                     + (" or a larger batch_fraction" if b_min < 1 else "")
                 )
+    if per_point_times(sweep):
+        check_point_steps(key, sweep)
     check_sim_memory(key, sweep)
     if sweep["dmft"]["enabled"]:
         check_dmft(key, sweep)
+
+
+def check_point_steps(key: str, sweep: dict) -> None:
+    """Per-point steps (alpha_rule, dt_scale): every point's step below its own stability bound."""
+    grid = sweep["grid"]
+    names = [a for a in GRID_AXES if a in grid or AXES[a].default is not None]
+    for values in itertools.product(*(grid.get(a, AXES[a].default) for a in names)):
+        p = dict(zip(names, values))
+        dt = float(np.max(point_dt_schedule(sweep, p)))
+        bound = stability_bound(sweep["model"], p["alpha"], p["delta"], p["weight_decay"], sweep["prior"],
+                                sweep["network"], int(p["depth"]), p["batch_fraction"])
+        if dt > bound * (1 + 1e-12):
+            raise ConfigError(
+                f"{key}.grid.dt_scale: {p['dt_scale']} gives dt = {dt:.4g} above the stability bound {bound:.4g} "
+                f"at alpha={p['alpha']}, delta={p['delta']}, weight_decay={p['weight_decay']}, "
+                f"batch_fraction={p['batch_fraction']} (model={sweep['model']}); use smaller steps"
+            )
 
 
 def designs_of(sweep: dict) -> list | None:
@@ -273,12 +304,63 @@ def check_dmft(key: str, sweep: dict) -> None:
         )
 
 
+def schedule_of(sweep: dict) -> dict:
+    """The sweep's step schedule (key ``schedule``, default constant dt), checked
+    (:func:`dln_kernels.schedule.check_schedule`)."""
+    return check_schedule(sweep.get("schedule", DEFAULT_SCHEDULE))
+
+
+def per_point_times(sweep: dict) -> bool:
+    """Whether points of the sweep have their own step sizes, hence their own time axes: an
+    ``alpha_rule`` schedule or a ``dt_scale`` axis with values other than [1]. Their files then
+    have the dim ``step`` and a ``time`` coordinate per point (docs/file_formats.md)."""
+    return is_per_point(schedule_of(sweep)) or not implicit("dt_scale", sweep["grid"].get("dt_scale", [1.0]))
+
+
+def n_steps_of(sweep: dict) -> int:
+    """Number of steps of every run of the sweep (common to all points).
+
+    constant: round(t_max/(dt·s_min)) with s_min the smallest ``dt_scale`` (so the point with the
+    smallest step reaches t_max; without the axis exactly round(t_max/dt)); alpha_rule: its
+    ``n_steps`` (default round(t_max/dt)); geometric, piecewise: the steps to t_max.
+    """
+    sched = schedule_of(sweep)
+    if sched["kind"] == "constant":
+        return n_steps_for(sweep["t_max"], float(sweep["dt"]) * min(sweep["grid"].get("dt_scale", [1.0])))
+    if sched["kind"] == "alpha_rule":
+        return int(sched.get("n_steps", n_steps_for(sweep["t_max"], sweep["dt"])))
+    return len(shared_dt_schedule(sched, float(sweep["dt"]), float(sweep["t_max"])))
+
+
+def point_dt_schedule(sweep: dict, point: dict) -> np.ndarray:
+    """Step sizes (n_steps,) of one grid point {axis: value} (axes it omits at their defaults):
+    the sweep's schedule, ``alpha_rule`` evaluated at the point's α and stability bound, times
+    the point's ``dt_scale``."""
+    sched = schedule_of(sweep)
+    v = lambda a: float(point.get(a, AXES[a].default[0] if AXES[a].default else 0.0))  # noqa: E731
+    scale = v("dt_scale")
+    n_steps = n_steps_of(sweep)
+    if sched["kind"] == "constant":
+        return np.full(n_steps, float(sweep["dt"]) * scale)
+    if sched["kind"] == "alpha_rule":
+        bound = stability_bound(sweep["model"], v("alpha"), v("delta"), v("weight_decay"), sweep["prior"],
+                                sweep["network"], int(v("depth")), v("batch_fraction"))
+        return np.full(n_steps, scale * rule_dt(sched, v("alpha"), bound))
+    return scale * shared_dt_schedule(sched, float(sweep["dt"]), float(sweep["t_max"]))
+
+
 def time_grid(sweep: dict):
-    """(n_steps, dt schedule, record_steps, record times) of a sweep."""
-    n_steps = n_steps_for(sweep["t_max"], sweep["dt"])
-    dt_schedule = np.full(n_steps, float(sweep["dt"]))
+    """(n_steps, dt schedule, record_steps, record times) of a sweep whose points share their
+    steps; for a sweep with per-point steps (:func:`per_point_times`) the schedule and the times
+    are None (:func:`point_dt_schedule` gives them per point)."""
+    n_steps = n_steps_of(sweep)
     steps = output_steps(n_steps, sweep["output"]["n_times"], sweep["output"]["spacing"])
-    return n_steps, dt_schedule, steps, steps * float(sweep["dt"])
+    if per_point_times(sweep):
+        return n_steps, None, steps, None
+    if schedule_of(sweep)["kind"] == "constant":  # t_k = k·dt exactly (files written before schedules)
+        return n_steps, np.full(n_steps, float(sweep["dt"])), steps, steps * float(sweep["dt"])
+    dt_schedule = point_dt_schedule(sweep, {})
+    return n_steps, dt_schedule, steps, step_times(dt_schedule)[steps]
 
 
 def explicit_axes(sweep: dict, names=GRID_AXES) -> tuple:
@@ -396,6 +478,11 @@ def run_chunk(sweep: dict, chunk: dict, progress_every: float | None = 10.0) -> 
     xp = get_namespace(sweep["backend"])
     _, dt_schedule, steps, times = time_grid(sweep)
     runs = {a: np.array([axis_value(m, a) for m in chunk["members"]], dtype=float) for a in MEMBER_AXES}  # by name
+    if dt_schedule is None:  # per-point steps: one column per member (the same in every data group)
+        pts = [{**m, **{a: chunk[a] for a in CHUNK_AXES}} for m in chunk["members"]]
+        dt_schedule = np.stack([point_dt_schedule(sweep, p) for p in pts], axis=1)  # (n_steps, b)
+        times = np.tile(np.stack([step_times(dt_schedule[:, j])[steps] for j in range(len(pts))]),
+                        (len(chunk["seeds"]), 1))  # (runs, T), runs seed-major as the observables
     instances = [draw_instance(chunk_d(sweep, chunk), s, sweep["base_seed"], chunk.get("design"))
                  for s in chunk["seeds"]]
     res = simulate_members(
@@ -438,15 +525,23 @@ def run_dmft_chunk(sweep: dict, chunk: dict, progress: bool = True) -> dict:
     from .dmft import solve_dmft
 
     cfg = sweep["dmft"]
-    n_steps, _, steps, times = time_grid(sweep)
+    n_steps, shared, steps, times = time_grid(sweep)
     points = {a: np.array([axis_value(p, a) for p in chunk["points"]], dtype=_column_type(a)) for a in GRID_AXES}
+    if shared is None:  # per-point steps (P, n_steps), the simulator's for the same point
+        per_point = np.stack([point_dt_schedule(sweep, {a: points[a][i] for a in GRID_AXES})
+                              for i in range(len(chunk["points"]))])
+        times = np.stack([step_times(s)[steps] for s in per_point])
     # one solve per depth (the path update depends on it); results go back in the chunk's order
     parts = []
     for L in np.unique(points["depth"]):
         idx = np.nonzero(points["depth"] == L)[0]
-        sel = {a: points[a][idx].astype(float) for a in GRID_AXES if a != "depth"}
+        sel = {a: points[a][idx].astype(float) for a in GRID_AXES if a not in ("depth", "dt_scale")}
+        if schedule_of(sweep)["kind"] == "constant" and shared is not None:
+            steps_kw = {"dt": float(sweep["dt"])}  # as before schedules existed: the same bits
+        else:
+            steps_kw = {"dt_schedule": shared if shared is not None else per_point[idx]}
         parts.append((idx, solve_dmft(
-            sel, n_steps=n_steps, dt=float(sweep["dt"]), record_steps=steps, n_paths=cfg["n_paths"],
+            sel, n_steps=n_steps, **steps_kw, record_steps=steps, n_paths=cfg["n_paths"],
             prior=sweep["prior"], model=sweep["model"],
             # one random stream for every point of the sweep (common random numbers): a point's
             # result depends on its parameters and the seed only, not on its job or batch-mates

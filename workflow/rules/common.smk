@@ -71,11 +71,11 @@ def sweep_part(sweep, keep):
 # chunks only. DMFT_KEYS hold no design: the DMFT is the Gaussian theory, one solve serves every
 # design of a sweep. The aggregation reads the list (the ``design`` dim of simulations.nc).
 SIM_KEYS = ("model", "network", "prior", "d", "seeds", "base_seed", "dt", "t_max", "output", "backend", "dtype",
-            "threads", "save_beta", "batch_sampling")
+            "threads", "save_beta", "batch_sampling", "schedule")
 # Keys added after sweeps existed: a job's params leave them out at these (default) values, so the
 # jobs of such sweeps keep their identity (the kernels read the same default).
-IMPLICIT_KEYS = {"batch_sampling": "bernoulli"}
-DMFT_KEYS = ("model", "network", "prior", "dt", "t_max", "output", "backend", "dtype", "threads", "dmft")
+IMPLICIT_KEYS = {"batch_sampling": "bernoulli", "schedule": {"kind": "constant"}}
+DMFT_KEYS = ("model", "network", "prior", "dt", "t_max", "output", "backend", "dtype", "threads", "dmft", "schedule")
 AGGREGATE_KEYS = ("grid", "seeds", "base_seed", "backend", "dtype", "design")
 
 
@@ -168,8 +168,9 @@ def dmft_runtime_min(wildcards):
 # (workflow/report/CAPTION.rst), the figure's label in the report, and named outputs beyond the
 # figure and its CSV table (the script writes them under these names).
 PHENOMENON_KINDS = {
+    "timescales": {"sweep": "timescales", "caption": "timescales", "label": "search phase, lazy phase, crossover"},
     "search_phase": {"sweep": "timescales", "caption": "search_phase", "label": "search phase vs ln(1/alpha)"},
-    "lazy_time": {"sweep": "timescales_lazy", "caption": "lazy_time", "label": "lazy time vs alpha"},
+    "lazy_time": {"sweep": "timescales", "caption": "lazy_time", "label": "lazy time vs alpha"},
     "incremental": {"sweep": "incremental", "caption": "incremental", "label": "incremental learning"},
     "grokking_curves": {"sweep": "grokking", "caption": "grokking_curves", "label": "grokking-like delay: curves"},
     "grokking_delay": {

@@ -10,6 +10,7 @@ from phenomena_plots import (
     lazy_time,
     search_phase,
     sgd_noise,
+    timescales,
     tradeoff,
     universality,
 )
@@ -41,6 +42,8 @@ elif kind == "depth_escape":
     log.info("power-law fits:\n%s", fits.to_string())
 elif kind == "universality":
     fig, tab = universality(sims, dmft)
+elif kind == "timescales":
+    fig, tab = timescales(sims, dmft, prior)
 elif kind == "sgd_noise":
     fig, tab = sgd_noise(sims, dmft)
 else:

@@ -37,6 +37,7 @@ from dln_kernels.phenomena_measure import (  # noqa: E402
     search_slope_theory,
     seed_curves,
     seed_geometric_mean,
+    timescales_measure,
     tradeoff_measure,
     universality_measure,
 )
@@ -77,7 +78,7 @@ def search_phase(sims, dmft, prior):
         bx.errorbar(tab.fraction + 0.008, tab.slope_sim, yerr=tab.slope_sim_se, fmt="s", mfc="white", color=col,
                     label=f"δ={delta:g} simulation")
         ff = np.linspace(0.3, 0.97, 60)
-        bx.plot(ff, search_slope_theory(sims, prior, delta, ff), color=col, ls="--", label=f"δ={delta:g} leading order")
+        bx.plot(ff, search_slope_theory(sims, prior, delta, ff, dt), color=col, ls="--", label=f"δ={delta:g} leading order")
     ax.set_xlabel("ln(1/α)")
     ax.set_ylabel(f"end of search phase t (E_train = {SEARCH_FRACTION:g}·E_train(0))")
     ax.set_title(f"Search phase (fit over α ≤ {SEARCH_FIT_MAX_ALPHA:g})")
@@ -90,7 +91,7 @@ def search_phase(sims, dmft, prior):
     bx.invert_xaxis()
     bx.set_title("Slope vs drop depth: first order in the drop (f → 1)")
     bx.legend(fontsize=7.5)
-    fig.suptitle(f"Search phase vs ln(1/α) (ρ={rho:g}, σ={sigma:g}, dt={dt:g})", y=1.0)
+    fig.suptitle(f"Search phase vs ln(1/α) (ρ={rho:g}, σ={sigma:g}, dt={dt:.3g} at the fitted α)", y=1.0)
     fig.tight_layout()
     return fig, table
 
@@ -101,7 +102,7 @@ def search_phase(sims, dmft, prior):
 def lazy_time(sims, dmft, prior):
     _theme()
     m = lazy_time_measure(sims, dmft, prior)
-    alphas = sims["alpha"].values
+    alphas = m["alpha"]
     cols = sns.color_palette("deep", len(m["per_delta"]))
     fig, ax = plt.subplots(figsize=(7.5, 5.4))
     for col, d in zip(cols, m["per_delta"]):
@@ -120,7 +121,8 @@ def lazy_time(sims, dmft, prior):
     ax.set_yscale("log")
     ax.set_xlabel("initialisation scale α")
     ax.set_ylabel(f"lazy time (E_train = {LAZY_FRACTION:g}·E_train(0))")
-    ax.set_title(f"Lazy time vs α (ρ={m['rho']:g}, σ={m['sigma']:g}, dt={m['dt']:g})")
+    steps = f"dt={m['dt']:g}" if np.ndim(m["dt"]) == 0 else f"dt={np.min(m['dt']):.2g}–{np.max(m['dt']):.2g} per α"
+    ax.set_title(f"Lazy time vs α (ρ={m['rho']:g}, σ={m['sigma']:g}, {steps})")
     ax.legend(fontsize=7.5)
     fig.tight_layout()
     return fig, m["table"]
@@ -454,3 +456,51 @@ def sgd_noise(sims, dmft):
     fig.suptitle(f"Mini-batch noise vs solution at δ={m['delta']:g}, ρ={m['rho']:g}", y=1.0)
     fig.tight_layout()
     return fig, tab
+
+
+# ----------------------------------------------------------------------------------------------
+# a + b. search phase, lazy phase and the crossover in one sweep
+# ----------------------------------------------------------------------------------------------
+def timescales(sims, dmft, prior):
+    """Top: t_1/2 vs α (log–log) per δ, DMFT and simulations against the search-phase and the
+    lazy-phase leading orders; bottom: the DMFT's E_train/E_train(0) vs t for every α."""
+    _theme()
+    m = timescales_measure(sims, dmft, prior)
+    alphas = m["alpha"]
+    n = len(m["per_delta"])
+    fig, axes = plt.subplots(2, n, figsize=(6.2 * n, 9.0), squeeze=False)
+    colours = sns.color_palette("viridis", len(alphas))
+    for j, d in enumerate(m["per_delta"]):
+        ax, bx = axes[0, j], axes[1, j]
+        ax.errorbar(alphas, d["t_dmft"], yerr=d["t_dmft_se"], fmt="o", color="C0", ms=7, label="DMFT (± replica se)")
+        ts = d["t_sim"]
+        se = np.nanstd(ts, 0, ddof=1) / np.sqrt(ts.shape[0])
+        ax.errorbar(alphas * 1.08, np.nanmean(ts, 0), yerr=se, fmt="s", mfc="white", color="C1", ms=6,
+                    label=f"simulation (mean ± se, {ts.shape[0]} seeds)")
+        ax.plot(alphas, d["search"], color="C2", ls="--", lw=1.6,
+                label=f"search phase: {d['search_slope']:.3f}·ln(1/α) + c (slope predicted)")
+        ax.plot(alphas, d["lazy"], color="C3", ls=":", lw=2.0, label="lazy phase: linear regression, step dt·α²")
+        if np.isfinite(d["alpha_cross"]):
+            ax.axvline(d["alpha_cross"], color="0.4", lw=0.8)
+            ax.text(d["alpha_cross"] * 1.1, ax.get_ylim()[0] * 1.5 if ax.get_ylim()[0] > 0 else 1e-3,
+                    f"α× ≈ {d['alpha_cross']:.2g}", fontsize=8, color="0.3")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("initialisation scale α")
+        ax.set_ylabel(f"t½: E_train = {SEARCH_FRACTION:g}·E_train(0)")
+        ax.set_title(f"δ = {d['delta']:g}: search phase ∝ ln(1/α), lazy phase ∝ 1/α²")
+        ax.legend(fontsize=7.5, loc="lower left")
+        for a, col, t, e in zip(alphas, colours, d["times"], d["e_dmft"]):
+            keep = t > 0
+            bx.plot(t[keep], e[keep], color=col, lw=1.5, label=f"α={a:g}")
+        bx.set_xscale("log")
+        bx.set_yscale("log")
+        bx.axhline(SEARCH_FRACTION, color="0.5", lw=0.8, ls="--")
+        bx.set_xlabel("time t (each α with its own step dt(α))")
+        bx.set_ylabel("DMFT E_train / E_train(0)")
+        bx.set_title("DMFT learning curves (below-floor part omitted)")
+    axes[1, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    fig.suptitle(f"Timescales from the search phase to the lazy phase (ρ={m['rho']:g}, σ={m['sigma']:g}; "
+                 f"dt = min(c/(α² + b), cap·bound) per α)", y=1.0)
+    fig.tight_layout()
+    return fig, m["table"]

@@ -10,6 +10,7 @@ import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
+from dln_kernels.io import point_times, record_dim  # noqa: E402
 from dln_kernels.registry import AXES, GRID_AXES  # noqa: E402
 
 # Axes a figure fixes at their first value (α and δ are drawn): every other grid axis, by name,
@@ -72,13 +73,13 @@ def learning_curves(ds, *, theory=None):
     sub, fixed = _fixed_slice(ds)
     cols = panels(sub)
     colours = alpha_colours(sub["alpha"].values)
-    t = sub["time"].values
-    keep = t > 0  # log time axis
     fig, axes = plt.subplots(2, len(cols), figsize=(3.6 * len(cols) + 1.2, 6.4), sharex=True, squeeze=False)
     for j, (title, panel) in enumerate(cols):
         for i, var in enumerate(("e_train", "e_test")):
             ax = axes[i, j]
             for a, col in zip(sub["alpha"].values, colours):
+                t = point_times(sub, {"alpha": a, **panel})  # per point under an alpha_rule schedule
+                keep = t > 0  # log time axis
                 y = sub[var].sel(alpha=a, **panel)
                 mean, lo, hi = (y.mean("seed").values, y.min("seed").values, y.max("seed").values)
                 ax.plot(t[keep], mean[keep], color=col, lw=1.8, label=f"α={a:g}")
@@ -107,7 +108,7 @@ def phase_diagram(ds):
     sns.set_theme(style="white", context="notebook")
     sub, fixed = _fixed_slice(ds)
     rows = panels(sub)  # one row per δ (and per depth L when there are several)
-    final = sub["e_test"].isel(time=-1).mean("seed")
+    final = sub["e_test"].isel({record_dim(sub): -1}).mean("seed")
     vals = np.array([final.sel(panel).transpose("alpha").values for _, panel in rows])
     pos = vals[vals > 0]
     # Clip the colour scale 8 decades below the largest value: rounding-level errors (1e-30)
@@ -124,8 +125,10 @@ def phase_diagram(ds):
     ax.tick_params(axis="y", rotation=0)
     ax.set_xlabel("initialisation scale α")
     ax.set_ylabel("sample ratio δ = n/d" + (" and depth L" if _drawn(sub, "depth") else ""))
-    t_end = float(ds["time"].values[-1])
-    ax.set_title(f"Final test error at t = {t_end:g} ({fixed})")
+    if record_dim(ds) == "time":
+        ax.set_title(f"Final test error at t = {float(ds['time'].values[-1]):g} ({fixed})")
+    else:  # per-point steps: every run ends after the same number of steps at its own time
+        ax.set_title(f"Final test error after {int(ds['step'].values[-1])} steps, each point at its own t ({fixed})")
     fig.tight_layout()
     return fig
 
@@ -141,14 +144,14 @@ def theory_deviation(ds, theory):
     sub, fixed = _fixed_slice(ds)
     cols = panels(sub)
     colours = alpha_colours(sub["alpha"].values)
-    t = sub["time"].values
-    keep = t > 0
     n_seed = sub.sizes["seed"]
     fig, axes = plt.subplots(2, len(cols), figsize=(3.6 * len(cols) + 1.2, 6.0), sharex=True, sharey="row", squeeze=False)
     for j, (title, panel) in enumerate(cols):
         for i, var in enumerate(("e_train", "e_test")):
             ax = axes[i, j]
             for a, col in zip(sub["alpha"].values, colours):
+                t = point_times(sub, {"alpha": a, **panel})
+                keep = t > 0
                 y = sub[var].sel(alpha=a, **panel)
                 mean = y.mean("seed").values
                 se = y.std("seed", ddof=1).values / np.sqrt(n_seed) if n_seed > 1 else np.zeros_like(mean)

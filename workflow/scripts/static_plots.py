@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
+from dln_kernels.io import record_dim  # noqa: E402
 from dln_kernels.priors import second_moment  # noqa: E402
 from dln_kernels.registry import AXES  # noqa: E402
 from dln_kernels.static import donoho_tanner_rho, l1_interpolator, min_l2_interpolator  # noqa: E402
@@ -66,7 +67,7 @@ def _masked_e_test(ds):
 
 def _final_sims(sims):
     """Seed mean and standard error of e_test at the last recorded time."""
-    last = sims["e_test"].isel(time=-1)
+    last = sims["e_test"].isel({record_dim(sims): -1})
     n = last.sizes.get("seed", 1)
     mean = last.mean("seed") if "seed" in last.dims else last
     se = (last.std("seed", ddof=1) / np.sqrt(n)) if ("seed" in last.dims and n > 1) else 0 * mean
@@ -168,7 +169,7 @@ def fig_delta_rho(static, sims=None, *, alpha=None, sigma=None, weight_decay=Non
     ax.plot(dgrid, donoho_tanner_rho(dgrid, per="d"), "--", color="tab:red", lw=2, label="Donoho–Tanner (ℓ1)")
     if sims is not None:
         s_sub, _ = _pick(sims, **{k: float(v) for k, v in sel.items()})
-        last = s_sub["e_test"].isel(time=-1)
+        last = s_sub["e_test"].isel({record_dim(s_sub): -1})
         eb2_s = xr_like_second_moment(last, prior)
         hit = 2 * last / eb2_s < threshold
         frac = (hit.mean("seed") if "seed" in last.dims else hit.astype(float)).transpose("rho", "delta")

@@ -739,3 +739,121 @@ def timescales_measure(sims, dmft, prior: dict) -> dict:
                          "t_half_search_leading_order": search[i], "t_half_lazy_leading_order": lazy[i]})
         rows.append({"delta": delta, "alpha": np.nan, "alpha_cross": cross, "search_slope": slope})
     return {"table": pd.DataFrame(rows), "per_delta": per_delta, "alpha": alphas, "rho": rho, "sigma": sigma}
+
+
+# ----------------------------------------------------------------------------------------------
+# i. step size vs solution: final E_test vs dt against the effective initialisation (Even et al.
+#    2023; docs/phenomena.md, i)
+# ----------------------------------------------------------------------------------------------
+def _seed_mean_se(x) -> tuple:
+    """Mean and standard error (ddof 1; NaN for one value) of the finite values of ``x``."""
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return float("nan"), float("nan")
+    return float(x.mean()), float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else float("nan")
+
+
+def step_size_measure(sims, dmft, prior: dict, static=None) -> dict:
+    """Final E_test vs the step size of uv GD / SGD against the static (gradient-flow) theory at
+    the initial scale α and at the effective scale α_eff (docs/phenomena.md, i).
+
+    Reads a sweep with per-point steps (axis ``dt_scale``, any ``batch_fraction``) and the opt-in
+    observable ``alpha_eff`` (sweep key ``effective_scale``: per simulated run ``alpha_eff`` and
+    ``gain_mean``, per DMFT point ``alpha_eff``); δ, ρ, σ, λ at their first value. Per (b, α, s):
+
+    - ``dt`` = time[-1]/step[-1] of the point (constant per point), ``dt_over_bound`` = dt over
+      ``schedule.stability_bound`` of the point (uv, depth 2, its b), ``t_end``;
+    - ``e_test_sim`` ± ``e_test_sim_se``: final E_test, seed mean ± se; ``e_test_dmft`` ± se and
+      ``dmft_below_floor``;
+    - ``change_sim`` ± ``change_sim_se``: paired change E_test(s) − E_test(s_min) per seed (the runs
+      of a seed share X, ξ, the teacher and, for b < 1, the selection uniforms, so the seed-to-seed
+      spread cancels), ``rel_change_sim`` = change / E_test(s_min); ``change_dmft`` (one random
+      stream for every point: also correlated, no se stored for the difference);
+    - ``settle_sim``: (E_test(t_end) − E_test(t_mid))/E_test(t_end) of the seed mean, t_mid the
+      recorded time nearest t_end/2 (a small value: the final E_test is settled);
+    - ``alpha_eff_ratio_sim`` ± se (seed mean of α_eff/α), ``gain_mean_sim`` (seed mean of the mean
+      gain −ln(c_i/α²)), ``alpha_eff_ratio_dmft``;
+    - ``e_test_static_alpha``, ``e_test_static_alpha_eff`` (at the simulations' seed-mean α_eff),
+      ``e_test_static_alpha_eff_dmft`` (at the DMFT's), and ``static_change`` = static(α_eff) −
+      static(α): the change the effective-initialisation picture predicts.
+
+    ``static``: a function (alpha array, delta, rho, sigma, weight_decay, prior) → e_test array,
+    default ``static.solve_static``'s ``e_test`` (NaN where it did not converge); one call for all
+    points. Returns a dict: ``table`` (pandas, rows ordered by b, α, s), ``delta``, ``rho``.
+    Raises KeyError if the Datasets lack ``alpha_eff`` (a sweep without ``effective_scale: true``).
+    """
+    from .schedule import stability_bound
+
+    if static is None:
+        from .static import solve_static
+
+        def static(alpha, delta, rho, sigma, weight_decay, prior):
+            res = solve_static(alpha, delta, rho, sigma, weight_decay, prior)
+            return np.where(res["converged"], res["e_test"], np.nan)
+
+    for ds, what in ((sims, "simulations"), (dmft, "DMFT")):
+        if "alpha_eff" not in ds:
+            raise KeyError(f"alpha_eff: not in the {what} (run the sweep with effective_scale: true)")
+    first = lambda ds, a: float(ds[a].values[0]) if a in ds.dims else float("nan")  # noqa: E731
+    delta, rho = first(sims, "delta"), first(sims, "rho")
+    sigma = first(sims, "sigma") if "sigma" in sims.dims else 0.0
+    wd = first(sims, "weight_decay") if "weight_decay" in sims.dims else 0.0
+    bs = np.sort(sims["batch_fraction"].values.astype(float)) if "batch_fraction" in sims.dims else np.array([1.0])
+    ss = np.sort(sims["dt_scale"].values.astype(float)) if "dt_scale" in sims.dims else np.array([1.0])
+    alphas = np.sort(sims["alpha"].values.astype(float))
+    rows = []
+    for b in bs:
+        for a in alphas:
+            base = None
+            dmft_base = None
+            for s in ss:
+                sel = {"alpha": a, "delta": delta}
+                if "batch_fraction" in sims.dims:
+                    sel["batch_fraction"] = b
+                if "dt_scale" in sims.dims:
+                    sel["dt_scale"] = s
+                sub = select_curve(sims, **sel)
+                t = np.asarray(sub["time"].values, dtype=float)
+                t = t if t.ndim == 1 else t.reshape(-1, t.shape[-1])[0]
+                k_end = float(sub["step"].values[-1])
+                dt = float(t[-1] / k_end)
+                te = np.asarray(sub["e_test"].transpose("seed", ...).values, dtype=float)  # (seeds, times)
+                fin = te[:, -1]
+                base = fin if base is None else base
+                mean_curve = te.mean(0)
+                mid = int(np.argmin(np.abs(t - 0.5 * t[-1])))
+                ae = np.asarray(sub["alpha_eff"].values, dtype=float) / a
+                th = select_curve(dmft, **sel)
+                e_th = float(th["e_test"].values[-1])
+                dmft_base = e_th if dmft_base is None else dmft_base
+                m, se = _seed_mean_se(fin)
+                ch, ch_se = _seed_mean_se(fin - base)
+                ae_m, ae_se = _seed_mean_se(ae)
+                bound = stability_bound("dln", a, delta, wd, prior, "uv", 2, b)
+                rows.append({
+                    "batch_fraction": b, "alpha": a, "dt_scale": s, "dt": dt, "dt_over_bound": dt / bound,
+                    "t_end": float(t[-1]), "e_test_sim": m, "e_test_sim_se": se,
+                    "e_test_dmft": e_th, "e_test_dmft_se": float(th["e_test_se"].values[-1]),
+                    "dmft_below_floor": bool(th["e_test_below_floor"].values[-1]) if "e_test_below_floor" in th else False,
+                    "change_sim": ch, "change_sim_se": ch_se, "rel_change_sim": ch / float(np.mean(base)),
+                    "change_dmft": e_th - dmft_base,
+                    "settle_sim": float((mean_curve[-1] - mean_curve[mid]) / mean_curve[-1]),
+                    "alpha_eff_ratio_sim": ae_m, "alpha_eff_ratio_sim_se": ae_se,
+                    "gain_mean_sim": _seed_mean_se(sub["gain_mean"].values)[0] if "gain_mean" in sub else float("nan"),
+                    "alpha_eff_ratio_dmft": float(th["alpha_eff"].values) / a,
+                })
+    tab = pd.DataFrame(rows)
+    # the static theory at α and at both effective scales: one vectorised solve
+    pts = np.concatenate([tab.alpha.values, tab.alpha.values * tab.alpha_eff_ratio_sim.values,
+                          tab.alpha.values * tab.alpha_eff_ratio_dmft.values])
+    ok = np.isfinite(pts) & (pts > 0)
+    e = np.full(pts.shape, np.nan)
+    if np.any(ok):
+        e[ok] = np.asarray(static(pts[ok], delta, rho, sigma, wd, prior), dtype=float)
+    n = len(tab)
+    tab["e_test_static_alpha"] = e[:n]
+    tab["e_test_static_alpha_eff"] = e[n:2 * n]
+    tab["e_test_static_alpha_eff_dmft"] = e[2 * n:]
+    tab["static_change"] = tab.e_test_static_alpha_eff - tab.e_test_static_alpha
+    return {"table": tab, "delta": delta, "rho": rho}

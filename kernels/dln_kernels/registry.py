@@ -121,7 +121,9 @@ class Observable:
     ``per_time``: recorded along the time axis; ``dmft``: name of the DMFT's prediction of it
     (None if none); ``may_be_nan``: NaN is a legitimate value (e.g. no window to fit), else a
     non-finite value means the chunk is not data; ``boolean``: a mask; ``static_key``: the key
-    of ``static.solve_static``'s result it comes from (static-theory variables)."""
+    of ``static.solve_static``'s result it comes from (static-theory variables); ``opt_in``: the
+    boolean sweep key that switches it on (recorded only by sweeps that set it; once per run or
+    point, from the final state, not by the per-step recorder)."""
 
     name: str
     long_name: str
@@ -132,6 +134,7 @@ class Observable:
     may_be_nan: bool = False
     boolean: bool = False
     static_key: str | None = None
+    opt_in: str | None = None
 
 
 _SIM = frozenset({"sim:dln", "sim:linear"})
@@ -174,6 +177,15 @@ OBSERVABLES = {
                    static_key="converged"),
         Observable("residual", "residual of the static solver's equations", "1", _S, per_time=False,
                    may_be_nan=True, static_key="residual"),
+        # effective initialisation of network uv (Even et al. 2023), opt-in (sweep key
+        # effective_scale): each step multiplies c_i = u_i^2 - v_i^2 by (1 - dt lambda)^2 - dt^2 g_i^2
+        Observable("alpha_eff", "effective initialisation scale sqrt(exp(mean_i ln c_i)), c_i = u_i^2 - v_i^2 at "
+                   "the last step (network uv; NaN where some c_i <= 0, and in the DMFT for lambda > 0)", "1",
+                   frozenset({"sim:dln", "dmft"}), per_time=False, dmft="alpha_eff", may_be_nan=True,
+                   opt_in="effective_scale"),
+        Observable("gain_mean", "mean gain mean_i -ln(c_i/alpha^2) of the final c_i = u_i^2 - v_i^2 (network uv; "
+                   "NaN where some c_i <= 0)", "1", frozenset({"sim:dln"}), per_time=False, may_be_nan=True,
+                   opt_in="effective_scale"),
     )
 }
 
@@ -185,9 +197,17 @@ COORDINATES = {
 }
 
 
-def observables(producer: str) -> tuple:
-    """Names of the observables ``producer`` ("sim:dln", "sim:linear", "dmft", "static") records."""
-    return tuple(o.name for o in OBSERVABLES.values() if producer in o.producers)
+def observables(producer: str, opt_in=()) -> tuple:
+    """Names of the observables ``producer`` ("sim:dln", "sim:linear", "dmft", "static") records;
+    opt-in observables only where their sweep key is in ``opt_in`` (by default none)."""
+    return tuple(o.name for o in OBSERVABLES.values()
+                 if producer in o.producers and (o.opt_in is None or o.opt_in in opt_in))
+
+
+def opted_in(producer: str, sweep: dict) -> tuple:
+    """Names of the opt-in observables of ``producer`` that ``sweep`` switches on (its keys)."""
+    return tuple(o.name for o in OBSERVABLES.values()
+                 if producer in o.producers and o.opt_in is not None and sweep.get(o.opt_in, False))
 
 
 def describe(name: str):

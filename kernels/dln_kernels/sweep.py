@@ -23,10 +23,10 @@ from .designs import DesignError, check_rows, is_default, resolve_designs
 from .dln_state import alpha_min
 from .priors import validate_prior
 from .problem import draw_instance, n_samples
-from .registry import AXES, CHUNK_AXES, GRID_AXES, MEMBER_AXES, OBSERVABLES, STATIC, implicit, observables  # by name
+from .registry import AXES, CHUNK_AXES, GRID_AXES, MEMBER_AXES, OBSERVABLES, STATIC, implicit, observables, opted_in  # by name
 from .schedule import (DEFAULT_SCHEDULE, check_schedule, is_per_point, n_steps_for, output_steps, rule_dt,
                        shared_dt_schedule, stability_bound, step_times)
-from .simulate import simulate_members
+from .simulate import effective_scale_runs, simulate_members
 
 
 class ConfigError(ValueError):
@@ -173,6 +173,9 @@ def check_sweep(name: str, sweep: dict) -> None:
             f"{key}.grid.depth: {grid['depth']} needs network: pm (network uv, beta = u*v, has depth 2 "
             f"only); set {key}.network: pm or depth: [2]"
         )
+    if sweep.get("effective_scale", False) and (sweep["model"] != "dln" or network != "uv"):
+        raise ConfigError(f"{key}.effective_scale: true needs model dln with network uv (c_i = u_i^2 - v_i^2), "
+                          f"not model {sweep['model']}" + (f" with network {network}" if sweep["model"] == "dln" else ""))
     if sweep["model"] == "linear" and depths != [2]:
         raise ConfigError(f"{key}.grid.depth: {grid['depth']} has no meaning for model linear; use depth: [2]")
     for L in depths:
@@ -485,13 +488,18 @@ def run_chunk(sweep: dict, chunk: dict, progress_every: float | None = 10.0) -> 
                         (len(chunk["seeds"]), 1))  # (runs, T), runs seed-major as the observables
     instances = [draw_instance(chunk_d(sweep, chunk), s, sweep["base_seed"], chunk.get("design"))
                  for s in chunk["seeds"]]
+    extra = opted_in("sim:dln", sweep) if sweep["model"] == "dln" else ()  # e.g. alpha_eff, gain_mean
     res = simulate_members(
         xp, instances, [runs] * len(instances), model=sweep["model"], delta=chunk["delta"],
         prior=sweep["prior"], dt_schedule=dt_schedule, record_steps=steps,
         dtype=resolve_dtype(sweep["dtype"]), save_beta=sweep["save_beta"],
         progress_every=progress_every, batch_sampling=sweep.get("batch_sampling", "bernoulli"),
-        **_network_kw(sweep, chunk["depth"]),
+        **_network_kw(sweep, chunk["depth"]), **({"save_scale": True} if extra else {}),
     )
+    if extra:  # per run from the final u^2 - v^2 (G, b, d); the state itself is not stored
+        scale = res.pop("scale_final")
+        res.update({k: v for k, v in effective_scale_runs(scale, np.broadcast_to(runs["alpha"], scale.shape[:2]),
+                                                           resolve_dtype(sweep["dtype"])).items() if k in extra})
     n_runs = len(instances) * len(chunk["members"])
     out = {name: arr.reshape(n_runs, *arr.shape[2:]) for name, arr in res.items()}
     out["params"] = {
@@ -550,12 +558,15 @@ def run_dmft_chunk(sweep: dict, chunk: dict, progress: bool = True) -> dict:
             memory_budget_bytes=cfg["memory_budget_gb"] * 1e9, progress=progress, **_network_kw(sweep, L),
         )))
     res = {}
-    for name in DMFT_OBSERVABLES:
+    names = DMFT_OBSERVABLES + opted_in("dmft", sweep)  # opt-in ones (alpha_eff) only where the sweep asks
+    for name in names:
         first = parts[0][1][name]
         res[name] = np.empty((len(chunk["points"]), *first.shape[1:]), dtype=first.dtype)
         for idx, part in parts:
             res[name][idx] = part[name]
-    out = {name: res[name] for name in DMFT_OBSERVABLES if name in res}
+    out = {name: res[name] for name in names if name in res}
+    for name in opted_in("dmft", sweep):  # in the run dtype, as the solver's other outputs
+        out[name] = out[name].astype(resolve_dtype(sweep["dtype"]))
     out["params"] = {a: v for a, v in points.items() if a in chunk["points"][0]}  # as run_chunk
     out["step"], out["time"] = steps, times
     out["backend"] = backend_name(get_namespace(sweep["backend"]))

@@ -71,11 +71,12 @@ def sweep_part(sweep, keep):
 # chunks only. DMFT_KEYS hold no design: the DMFT is the Gaussian theory, one solve serves every
 # design of a sweep. The aggregation reads the list (the ``design`` dim of simulations.nc).
 SIM_KEYS = ("model", "network", "prior", "d", "seeds", "base_seed", "dt", "t_max", "output", "backend", "dtype",
-            "threads", "save_beta", "batch_sampling", "schedule")
+            "threads", "save_beta", "batch_sampling", "schedule", "effective_scale")
 # Keys added after sweeps existed: a job's params leave them out at these (default) values, so the
 # jobs of such sweeps keep their identity (the kernels read the same default).
-IMPLICIT_KEYS = {"batch_sampling": "bernoulli", "schedule": {"kind": "constant"}}
-DMFT_KEYS = ("model", "network", "prior", "dt", "t_max", "output", "backend", "dtype", "threads", "dmft", "schedule")
+IMPLICIT_KEYS = {"batch_sampling": "bernoulli", "schedule": {"kind": "constant"}, "effective_scale": False}
+DMFT_KEYS = ("model", "network", "prior", "dt", "t_max", "output", "backend", "dtype", "threads", "dmft", "schedule",
+             "effective_scale")
 AGGREGATE_KEYS = ("grid", "seeds", "base_seed", "backend", "dtype", "design")
 
 
@@ -188,6 +189,7 @@ PHENOMENON_KINDS = {
     },
     "universality": {"sweep": "universality", "caption": "universality", "label": "real designs vs Gaussian DMFT"},
     "sgd_noise": {"sweep": "sgd", "caption": "sgd_noise", "label": "mini-batch noise vs solution"},
+    "step_size": {"sweep": "step_size", "caption": "step_size", "label": "step size vs solution"},
 }
 
 # Which phenomenon figures each named sweep draws, in table order (`final_targets` adds them).

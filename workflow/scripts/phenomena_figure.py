@@ -10,6 +10,7 @@ from phenomena_plots import (
     lazy_time,
     search_phase,
     sgd_noise,
+    step_size,
     timescales,
     tradeoff,
     universality,
@@ -46,6 +47,8 @@ elif kind == "timescales":
     fig, tab = timescales(sims, dmft, prior)
 elif kind == "sgd_noise":
     fig, tab = sgd_noise(sims, dmft)
+elif kind == "step_size":
+    fig, tab = step_size(sims, dmft, prior)
 else:
     raise ValueError(f"unknown phenomenon figure {kind!r}")
 fig.savefig(smk.output.fig, dpi=130, bbox_inches="tight")

@@ -504,3 +504,50 @@ def timescales(sims, dmft, prior):
                  f"dt = min(c/(α² + b), cap·bound) per α)", y=1.0)
     fig.tight_layout()
     return fig, m["table"]
+
+
+# ----------------------------------------------------------------------------------------------
+# i. step size vs solution: the effective initialisation of discrete GD / SGD
+# ----------------------------------------------------------------------------------------------
+def step_size(sims, dmft, prior):
+    """Top, one panel per α: final E_test vs dt/bound per batch fraction b — simulations (seed
+    mean; error bars: paired se of the change from the smallest step), DMFT (± replica se), the
+    static theory at α and at α_eff. Bottom: α_eff/α vs dt/bound, simulations and DMFT."""
+    from dln_kernels.phenomena_measure import step_size_measure
+
+    _theme()
+    m = step_size_measure(sims, dmft, prior)
+    tab = m["table"]
+    alphas = sorted(tab.alpha.unique())
+    bs = sorted(tab.batch_fraction.unique())
+    cols = dict(zip(bs, sns.color_palette("deep", len(bs))))
+    fig, axes = plt.subplots(2, len(alphas), figsize=(5.0 * len(alphas), 8.4), squeeze=False)
+    for j, a in enumerate(alphas):
+        ax, bx = axes[0, j], axes[1, j]
+        for k, b in enumerate(bs):
+            t = tab[(tab.alpha == a) & (tab.batch_fraction == b)].sort_values("dt_over_bound")
+            x, c = t.dt_over_bound.values, cols[b]
+            off = 0.006 * (k - (len(bs) - 1) / 2)  # keep the two b's error bars apart
+            ax.errorbar(x + off, t.e_test_sim, yerr=t.change_sim_se, fmt="s", mfc="white", color=c, ms=6, capsize=2,
+                        label=f"b={b:g} simulation (level se {np.nanmean(t.e_test_sim_se):.4f})")
+            ax.errorbar(x - off, t.e_test_dmft, yerr=t.e_test_dmft_se, fmt="o-", color=c, ms=4, lw=1.3,
+                        label=f"b={b:g} DMFT")
+            ax.plot(x, t.e_test_static_alpha_eff, ls=":", color=c, lw=2.0, label=f"b={b:g} static at α_eff (sim)")
+            bx.errorbar(x + off, t.alpha_eff_ratio_sim, yerr=t.alpha_eff_ratio_sim_se, fmt="s", mfc="white", color=c,
+                        ms=6, label=f"b={b:g} simulation")
+            bx.plot(x - off, t.alpha_eff_ratio_dmft, "o-", color=c, ms=4, lw=1.3, label=f"b={b:g} DMFT")
+        st = tab[tab.alpha == a].e_test_static_alpha.values[0]
+        ax.axhline(st, color="0.3", ls="--", lw=1.2, label="static at α (gradient flow)")
+        ax.set_xlabel("dt / stability bound of the point")
+        ax.set_ylabel("final E_test")
+        ax.set_title(f"α = {a:g}", fontsize=10)
+        bx.axhline(1.0, color="0.5", lw=0.8)
+        bx.set_xlabel("dt / stability bound of the point")
+        bx.set_ylabel("α_eff / α  (√ geometric mean of c_i / α)")
+        bx.set_title(f"effective scale, α = {a:g}", fontsize=10)
+    axes[0, 0].legend(fontsize=7)
+    axes[1, 0].legend(fontsize=7)
+    fig.suptitle(f"Step size vs solution at δ={m['delta']:g}, ρ={m['rho']:g}: error bars of the simulations are the "
+                 "paired se of E_test(dt) − E_test(smallest dt) (same seeds, data and selections)", y=1.0, fontsize=10)
+    fig.tight_layout()
+    return fig, tab

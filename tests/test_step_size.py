@@ -80,9 +80,10 @@ def test_sweep_alpha_eff_is_the_summary_of_the_final_scale(base_config):
 
 
 # A synthetic sweep laid out like simulations.nc / dmft.nc of a dt_scale sweep (dim ``step``,
-# ``time`` per point): E_test = level(α) + K·s·α + seed offset (shared along s, so the paired
-# change is exact), α_eff = α(1 − 0.1 s), dt = s·bound.
-K = 0.01
+# ``time`` per point): E_test = level(α) + K·s·α + M·t + seed offset (shared along s, so the
+# paired change is exact; linear in t, so interpolation in t is exact), α_eff = α(1 − 0.1 s),
+# dt = s·bound (the larger steps run longer: t_end = 40·dt).
+K, M = 0.01, 1e-4
 SCALES = (0.5, 1.0)
 
 
@@ -102,7 +103,7 @@ def _synthetic(prior):
         p = {n: axes[n][i] for n, i in zip(axes, idx)}
         dt = p["dt_scale"] * stability_bound("dln", p["alpha"], 0.5, 0.0, prior, "uv", 2, p["batch_fraction"])
         t[idx] = steps * dt
-        e[idx] = (0.02 + K * p["dt_scale"] * p["alpha"] + 0.003 * seeds)[:, None] * np.ones(len(steps))
+        e[idx] = (0.02 + K * p["dt_scale"] * p["alpha"] + 0.003 * seeds)[:, None] + M * t[idx][None, :]
         ae[idx] = p["alpha"] * (1 - 0.1 * p["dt_scale"]) * np.ones(len(seeds))
     dims = tuple(axes)
     coords = {n: np.asarray(v) for n, v in axes.items()}
@@ -123,17 +124,23 @@ def test_step_size_measure_on_a_synthetic_sweep():
     tab = m["table"]
     assert len(tab) == 2 * 2 * 2 and m["delta"] == 0.5
     np.testing.assert_allclose(tab.dt_over_bound, np.tile(SCALES, 4), rtol=1e-12)
-    np.testing.assert_allclose(tab.e_test_sim, 0.02 + K * tab.dt_scale * tab.alpha + 0.003, rtol=1e-12)
-    np.testing.assert_allclose(tab.change_sim, K * (tab.dt_scale - 0.5) * tab.alpha, atol=1e-15)
-    np.testing.assert_allclose(tab.change_sim_se, 0.0, atol=1e-15)  # the seed offsets cancel in the pairs
+    np.testing.assert_allclose(tab.e_test_sim, 0.02 + K * tab.dt_scale * tab.alpha + 0.003 + M * tab.t_end, rtol=1e-12)
+    np.testing.assert_allclose(tab.t_same, np.repeat(tab.t_end.values[::2], 2), rtol=1e-12)  # the smallest step's end
+    step_effect = K * (tab.dt_scale - 0.5) * tab.alpha
+    np.testing.assert_allclose(tab.change_sim, step_effect + M * (tab.t_end - tab.t_same), rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(tab.change_same_t_sim, step_effect, rtol=1e-10, atol=1e-15)  # the longer run removed
+    np.testing.assert_allclose(tab.change_same_t_dmft, step_effect, rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(tab.change_same_t_sim_se, 0.0, atol=1e-15)
+    np.testing.assert_allclose(tab.change_sim_se, 0.0, atol=1e-14)  # the seed offsets cancel in the pairs
     assert np.all(tab.e_test_sim_se > 1e-3)  # ... but not in the levels
-    np.testing.assert_allclose(tab.change_dmft, tab.change_sim, atol=1e-15)
+    np.testing.assert_allclose(tab.change_dmft, tab.change_sim, rtol=1e-10, atol=1e-15)
     np.testing.assert_allclose(tab.alpha_eff_ratio_sim, 1 - 0.1 * tab.dt_scale, rtol=1e-12)
     np.testing.assert_allclose(tab.alpha_eff_ratio_dmft, 1 - 0.1 * tab.dt_scale, rtol=1e-12)
     np.testing.assert_allclose(tab.gain_mean_sim, -2 * np.log(1 - 0.1 * tab.dt_scale), rtol=1e-12)
     np.testing.assert_allclose(tab.e_test_static_alpha, 10 * tab.alpha, rtol=1e-12)
     np.testing.assert_allclose(tab.static_change, -tab.dt_scale * tab.alpha, rtol=1e-12)
-    np.testing.assert_allclose(tab.settle_sim, 0.0, atol=1e-15)  # flat curves are settled
+    np.testing.assert_allclose(tab.static_change_from_min, -(tab.dt_scale - 0.5) * tab.alpha, rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(tab.settle_sim, M * tab.t_end / 2 / tab.e_test_sim, rtol=1e-10)  # t_mid = t_end/2 here
     with pytest.raises(KeyError, match="effective_scale: true"):
         step_size_measure(sims.drop_vars("alpha_eff"), dmft, prior)
 
@@ -146,7 +153,7 @@ def test_step_size_figure_draws():
     prior = {"kind": "gauss_bernoulli"}
     sims, dmft = _synthetic(prior)
     fig, tab = step_size(sims, dmft, prior)  # with the static theory itself
-    assert len(fig.axes) == 4 and len(tab) == 8
+    assert len(fig.axes) == 6 and len(tab) == 8
     assert np.all(np.isfinite(tab.e_test_static_alpha)) and np.all(tab.static_change < 0)  # smaller α_eff: sparser
     plt.close(fig)
 

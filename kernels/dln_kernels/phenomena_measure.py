@@ -772,11 +772,17 @@ def step_size_measure(sims, dmft, prior: dict, static=None) -> dict:
       stream for every point: also correlated, no se stored for the difference);
     - ``settle_sim``: (E_test(t_end) − E_test(t_mid))/E_test(t_end) of the seed mean, t_mid the
       recorded time nearest t_end/2 (a small value: the final E_test is settled);
+    - ``t_same``: the end time of the smallest step (every point runs the same number of steps,
+      so larger steps run longer); ``change_same_t_sim`` ± se (paired, per seed) and
+      ``change_same_t_dmft``: the same changes at t = t_same (curves interpolated linearly in t
+      between recorded times), i.e. the effect of the step at equal time, without the longer run;
     - ``alpha_eff_ratio_sim`` ± se (seed mean of α_eff/α), ``gain_mean_sim`` (seed mean of the mean
       gain −ln(c_i/α²)), ``alpha_eff_ratio_dmft``;
     - ``e_test_static_alpha``, ``e_test_static_alpha_eff`` (at the simulations' seed-mean α_eff),
-      ``e_test_static_alpha_eff_dmft`` (at the DMFT's), and ``static_change`` = static(α_eff) −
-      static(α): the change the effective-initialisation picture predicts.
+      ``e_test_static_alpha_eff_dmft`` (at the DMFT's), ``static_change`` = static(α_eff) −
+      static(α): the change the effective-initialisation picture predicts from gradient flow, and
+      ``static_change_from_min`` = static(α_eff(s)) − static(α_eff(s_min)): its prediction of
+      ``change_sim``.
 
     ``static``: a function (alpha array, delta, rho, sigma, weight_decay, prior) → e_test array,
     default ``static.solve_static``'s ``e_test`` (NaN where it did not converge); one call for all
@@ -807,6 +813,7 @@ def step_size_measure(sims, dmft, prior: dict, static=None) -> dict:
         for a in alphas:
             base = None
             dmft_base = None
+            base_same = dmft_same = t_same = None
             for s in ss:
                 sel = {"alpha": a, "delta": delta}
                 if "batch_fraction" in sims.dims:
@@ -827,6 +834,12 @@ def step_size_measure(sims, dmft, prior: dict, static=None) -> dict:
                 th = select_curve(dmft, **sel)
                 e_th = float(th["e_test"].values[-1])
                 dmft_base = e_th if dmft_base is None else dmft_base
+                t_same = float(t[-1]) if t_same is None else t_same
+                same = np.array([np.interp(t_same, t, row) for row in te])
+                base_same = same if base_same is None else base_same
+                th_same = float(np.interp(t_same, t, np.asarray(th["e_test"].values, dtype=float)))
+                dmft_same = th_same if dmft_same is None else dmft_same
+                ch_t, ch_t_se = _seed_mean_se(same - base_same)
                 m, se = _seed_mean_se(fin)
                 ch, ch_se = _seed_mean_se(fin - base)
                 ae_m, ae_se = _seed_mean_se(ae)
@@ -839,6 +852,8 @@ def step_size_measure(sims, dmft, prior: dict, static=None) -> dict:
                     "change_sim": ch, "change_sim_se": ch_se, "rel_change_sim": ch / float(np.mean(base)),
                     "change_dmft": e_th - dmft_base,
                     "settle_sim": float((mean_curve[-1] - mean_curve[mid]) / mean_curve[-1]),
+                    "t_same": t_same, "change_same_t_sim": ch_t, "change_same_t_sim_se": ch_t_se,
+                    "change_same_t_dmft": th_same - dmft_same,
                     "alpha_eff_ratio_sim": ae_m, "alpha_eff_ratio_sim_se": ae_se,
                     "gain_mean_sim": _seed_mean_se(sub["gain_mean"].values)[0] if "gain_mean" in sub else float("nan"),
                     "alpha_eff_ratio_dmft": float(th["alpha_eff"].values) / a,
@@ -856,4 +871,6 @@ def step_size_measure(sims, dmft, prior: dict, static=None) -> dict:
     tab["e_test_static_alpha_eff"] = e[n:2 * n]
     tab["e_test_static_alpha_eff_dmft"] = e[2 * n:]
     tab["static_change"] = tab.e_test_static_alpha_eff - tab.e_test_static_alpha
+    first_eff = tab.groupby(["batch_fraction", "alpha"]).e_test_static_alpha_eff.transform("first")  # s_min: rows by s
+    tab["static_change_from_min"] = tab.e_test_static_alpha_eff - first_eff
     return {"table": tab, "delta": delta, "rho": rho}

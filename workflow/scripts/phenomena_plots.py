@@ -512,7 +512,9 @@ def timescales(sims, dmft, prior):
 def step_size(sims, dmft, prior):
     """Top, one panel per α: final E_test vs dt/bound per batch fraction b — simulations (seed
     mean; error bars: paired se of the change from the smallest step), DMFT (± replica se), the
-    static theory at α and at α_eff. Bottom: α_eff/α vs dt/bound, simulations and DMFT."""
+    static theory at α and at α_eff. Middle: the change from the smallest step relative to its
+    E_test, at the end and at the smallest step's end time, against the static prediction.
+    Bottom: α_eff/α vs dt/bound, simulations and DMFT."""
     from dln_kernels.phenomena_measure import step_size_measure
 
     _theme()
@@ -521,9 +523,9 @@ def step_size(sims, dmft, prior):
     alphas = sorted(tab.alpha.unique())
     bs = sorted(tab.batch_fraction.unique())
     cols = dict(zip(bs, sns.color_palette("deep", len(bs))))
-    fig, axes = plt.subplots(2, len(alphas), figsize=(5.0 * len(alphas), 8.4), squeeze=False)
+    fig, axes = plt.subplots(3, len(alphas), figsize=(5.0 * len(alphas), 12.4), squeeze=False)
     for j, a in enumerate(alphas):
-        ax, bx = axes[0, j], axes[1, j]
+        ax, cx, bx = axes[0, j], axes[1, j], axes[2, j]
         for k, b in enumerate(bs):
             t = tab[(tab.alpha == a) & (tab.batch_fraction == b)].sort_values("dt_over_bound")
             x, c = t.dt_over_bound.values, cols[b]
@@ -533,6 +535,20 @@ def step_size(sims, dmft, prior):
             ax.errorbar(x - off, t.e_test_dmft, yerr=t.e_test_dmft_se, fmt="o-", color=c, ms=4, lw=1.3,
                         label=f"b={b:g} DMFT")
             ax.plot(x, t.e_test_static_alpha_eff, ls=":", color=c, lw=2.0, label=f"b={b:g} static at α_eff (sim)")
+            ref = t.e_test_sim.values[0]
+            cx.errorbar(x + off, 100 * t.change_sim / ref, yerr=100 * t.change_sim_se / ref, fmt="s", mfc="white",
+                        color=c, ms=6, capsize=2, label=f"b={b:g} simulation, at the end")
+            cx.errorbar(x + 2 * off, 100 * t.change_same_t_sim / ref, yerr=100 * t.change_same_t_sim_se / ref, fmt="^",
+                        color=c, ms=5, capsize=2, alpha=0.7, label=f"b={b:g} simulation, at t of the smallest step")
+            cx.plot(x - off, 100 * t.change_dmft / t.e_test_dmft.values[0], "o-", color=c, ms=4, lw=1.1,
+                    label=f"b={b:g} DMFT, at the end")
+            cx.plot(x, 100 * t.static_change_from_min / t.e_test_static_alpha_eff.values[0], ls=":", color=c, lw=2.0,
+                    label=f"b={b:g} static at α_eff")
+            shown = np.concatenate([100 * (t.change_sim + sgn * t.change_sim_se) / ref for sgn in (-1, 1)]
+                                   + [100 * (t.change_same_t_sim + sgn * t.change_same_t_sim_se) / ref for sgn in (-1, 1)]
+                                   + [100 * t.static_change_from_min / t.e_test_static_alpha_eff.values[0]])
+            lims = np.array([np.nanmin(shown), np.nanmax(shown)]) if k == 0 else [min(lims[0], np.nanmin(shown)),
+                                                                              max(lims[1], np.nanmax(shown))]
             bx.errorbar(x + off, t.alpha_eff_ratio_sim, yerr=t.alpha_eff_ratio_sim_se, fmt="s", mfc="white", color=c,
                         ms=6, label=f"b={b:g} simulation")
             bx.plot(x - off, t.alpha_eff_ratio_dmft, "o-", color=c, ms=4, lw=1.3, label=f"b={b:g} DMFT")
@@ -541,12 +557,22 @@ def step_size(sims, dmft, prior):
         ax.set_xlabel("dt / stability bound of the point")
         ax.set_ylabel("final E_test")
         ax.set_title(f"α = {a:g}", fontsize=10)
+        cx.axhline(0.0, color="0.5", lw=0.8)
+        pad = 0.25 * (lims[1] - lims[0]) + 0.2
+        cx.set_ylim(lims[0] - pad, lims[1] + pad)  # the simulations' scale: DMFT values beyond it are in the table
+        dm = tab[tab.alpha == a]
+        rel = 100 * dm.change_dmft / dm.groupby("batch_fraction").e_test_dmft.transform("first")  # as drawn
+        if np.any((rel < lims[0] - pad) | (rel > lims[1] + pad)):
+            cx.text(0.02, 0.02, "DMFT leaves the panel (see table)", transform=cx.transAxes, fontsize=7, color="0.3")
+        cx.set_xlabel("dt / stability bound of the point")
+        cx.set_ylabel("change of E_test from the smallest step (%)")
+        cx.set_title(f"paired change along dt, α = {a:g}", fontsize=10)
         bx.axhline(1.0, color="0.5", lw=0.8)
         bx.set_xlabel("dt / stability bound of the point")
         bx.set_ylabel("α_eff / α  (√ geometric mean of c_i / α)")
         bx.set_title(f"effective scale, α = {a:g}", fontsize=10)
-    axes[0, 0].legend(fontsize=7)
-    axes[1, 0].legend(fontsize=7)
+    for i in range(3):
+        axes[i, 0].legend(fontsize=6.5)
     fig.suptitle(f"Step size vs solution at δ={m['delta']:g}, ρ={m['rho']:g}: error bars of the simulations are the "
                  "paired se of E_test(dt) − E_test(smallest dt) (same seeds, data and selections)", y=1.0, fontsize=10)
     fig.tight_layout()

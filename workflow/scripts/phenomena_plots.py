@@ -563,7 +563,8 @@ def step_size(sims, dmft, prior):
         dm = tab[tab.alpha == a]
         rel = 100 * dm.change_dmft / dm.groupby("batch_fraction").e_test_dmft.transform("first")  # as drawn
         if np.any((rel < lims[0] - pad) | (rel > lims[1] + pad)):
-            cx.text(0.02, 0.02, "DMFT leaves the panel (see table)", transform=cx.transAxes, fontsize=7, color="0.3")
+            cx.text(0.98, 0.98, "DMFT leaves the panel (see table)", transform=cx.transAxes, fontsize=7, color="0.3",
+                    ha="right", va="top")
         cx.set_xlabel("dt / stability bound of the point")
         cx.set_ylabel("change of E_test from the smallest step (%)")
         cx.set_title(f"paired change along dt, α = {a:g}", fontsize=10)

@@ -26,7 +26,7 @@ def workdir(tmp_path_factory):
 def test_simulations_dataset(workdir):
     with xr.open_dataset(workdir / "results/tiny/simulations.nc", engine="h5netcdf") as ds:
         ds = ds.load()
-    assert ds["e_test"].dims == ("alpha", "delta", "rho", "sigma", "weight_decay", "depth", "batch_fraction", "seed", "time")
+    assert ds["e_test"].dims == ("alpha", "delta", "rho", "sigma", "weight_decay", "depth", "batch_fraction", "dt_scale", "seed", "time")
     assert list(ds["depth"].values) == [2] and ds["depth"].dtype.kind == "i"
     assert list(ds["batch_fraction"].values) == [1.0]  # the default: full-batch gradient descent
     assert list(ds["alpha"].values) == [0.01, 1.0] and list(ds["delta"].values) == [0.5, 2.0]
@@ -66,7 +66,7 @@ def test_dmft_dataset(workdir):
 def test_static_dataset(workdir):
     path = workdir / "results/tiny/static.nc"
     with xr.open_dataset(path, engine="h5netcdf") as st:
-        assert st["e_test_final"].dims == ("alpha", "delta", "rho", "sigma", "weight_decay", "depth", "batch_fraction")
+        assert st["e_test_final"].dims == ("alpha", "delta", "rho", "sigma", "weight_decay", "depth", "batch_fraction", "dt_scale")
         assert list(st["alpha"].values) == [0.01, 1.0] and bool(st["converged"].all())
         # δ = 2, σ = 0: least squares recovers β* exactly in the long-time limit
         assert float(abs(st["e_test_final"].sel(delta=2.0)).max()) == 0.0

@@ -51,10 +51,11 @@ CONVERGED_FRACTION = 1e-3  # "converged" at t_max: DMFT E_train ≤ 1e-3 E_train
 # curves out of the Datasets
 # ----------------------------------------------------------------------------------------------
 def select_curve(ds, **sel):
-    """The part of ``ds`` at the selection ``sel`` (coordinate values), with ρ, σ, λ and the depth
-    (``rho``, ``sigma``, ``weight_decay``, ``depth``) at their first value and the batch fraction at
-    its largest (full-batch GD where the sweep has it) unless given in ``sel``."""
-    for a in ("rho", "sigma", "weight_decay", "depth", "batch_fraction"):
+    """The part of ``ds`` at the selection ``sel`` (coordinate values), with ρ, σ, λ, the depth and
+    the step multiplier (``rho``, ``sigma``, ``weight_decay``, ``depth``, ``dt_scale``) at their
+    first value and the batch fraction at its largest (full-batch GD where the sweep has it)
+    unless given in ``sel``."""
+    for a in ("rho", "sigma", "weight_decay", "depth", "batch_fraction", "dt_scale"):
         if a in ds.dims and a not in sel:
             sel[a] = ds[a].values[-1 if a == "batch_fraction" else 0]
     return ds.sel(sel)

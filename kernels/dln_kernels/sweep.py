@@ -310,23 +310,30 @@ def schedule_of(sweep: dict) -> dict:
     return check_schedule(sweep.get("schedule", DEFAULT_SCHEDULE))
 
 
-def per_point_times(sweep: dict) -> bool:
+def per_point_times(sweep: dict, chunk: dict | None = None) -> bool:
     """Whether points of the sweep have their own step sizes, hence their own time axes: an
     ``alpha_rule`` schedule or a ``dt_scale`` axis with values other than [1]. Their files then
-    have the dim ``step`` and a ``time`` coordinate per point (docs/file_formats.md)."""
-    return is_per_point(schedule_of(sweep)) or not implicit("dt_scale", sweep["grid"].get("dt_scale", [1.0]))
+    have the dim ``step`` and a ``time`` coordinate per point (docs/file_formats.md).
+
+    A job's sweep param has no ``grid``: give its ``chunk`` (a simulation or DMFT chunk), whose
+    runs name ``dt_scale`` exactly when the axis is not at its implicit default."""
+    if is_per_point(schedule_of(sweep)):
+        return True
+    if "grid" in sweep:
+        return not implicit("dt_scale", sweep["grid"].get("dt_scale", [1.0]))
+    return any("dt_scale" in r for r in chunk.get("members", chunk.get("points", [])))
 
 
 def n_steps_of(sweep: dict) -> int:
-    """Number of steps of every run of the sweep (common to all points).
+    """Number of steps of every run of the sweep (common to all points; a job reads it from its
+    own params, never from the grid).
 
-    constant: round(t_max/(dt·s_min)) with s_min the smallest ``dt_scale`` (so the point with the
-    smallest step reaches t_max; without the axis exactly round(t_max/dt)); alpha_rule: its
-    ``n_steps`` (default round(t_max/dt)); geometric, piecewise: the steps to t_max.
+    constant: round(t_max/dt) (a point with ``dt_scale`` s then ends at s·t_max); alpha_rule:
+    its ``n_steps`` (default round(t_max/dt)); geometric, piecewise: the steps to t_max.
     """
     sched = schedule_of(sweep)
     if sched["kind"] == "constant":
-        return n_steps_for(sweep["t_max"], float(sweep["dt"]) * min(sweep["grid"].get("dt_scale", [1.0])))
+        return n_steps_for(sweep["t_max"], sweep["dt"])
     if sched["kind"] == "alpha_rule":
         return int(sched.get("n_steps", n_steps_for(sweep["t_max"], sweep["dt"])))
     return len(shared_dt_schedule(sched, float(sweep["dt"]), float(sweep["t_max"])))
@@ -349,13 +356,13 @@ def point_dt_schedule(sweep: dict, point: dict) -> np.ndarray:
     return scale * shared_dt_schedule(sched, float(sweep["dt"]), float(sweep["t_max"]))
 
 
-def time_grid(sweep: dict):
+def time_grid(sweep: dict, chunk: dict | None = None):
     """(n_steps, dt schedule, record_steps, record times) of a sweep whose points share their
-    steps; for a sweep with per-point steps (:func:`per_point_times`) the schedule and the times
-    are None (:func:`point_dt_schedule` gives them per point)."""
+    steps; for a sweep with per-point steps (:func:`per_point_times`; a job gives its ``chunk``)
+    the schedule and the times are None (:func:`point_dt_schedule` gives them per point)."""
     n_steps = n_steps_of(sweep)
     steps = output_steps(n_steps, sweep["output"]["n_times"], sweep["output"]["spacing"])
-    if per_point_times(sweep):
+    if per_point_times(sweep, chunk):
         return n_steps, None, steps, None
     if schedule_of(sweep)["kind"] == "constant":  # t_k = k·dt exactly (files written before schedules)
         return n_steps, np.full(n_steps, float(sweep["dt"])), steps, steps * float(sweep["dt"])
@@ -476,7 +483,7 @@ def _network_kw(sweep: dict, depth) -> dict:
 def run_chunk(sweep: dict, chunk: dict, progress_every: float | None = 10.0) -> dict:
     """Simulate one chunk. Returns per-run parameter columns and (runs, times) observables."""
     xp = get_namespace(sweep["backend"])
-    _, dt_schedule, steps, times = time_grid(sweep)
+    _, dt_schedule, steps, times = time_grid(sweep, chunk)
     runs = {a: np.array([axis_value(m, a) for m in chunk["members"]], dtype=float) for a in MEMBER_AXES}  # by name
     if dt_schedule is None:  # per-point steps: one column per member (the same in every data group)
         pts = [{**m, **{a: chunk[a] for a in CHUNK_AXES}} for m in chunk["members"]]
@@ -525,7 +532,7 @@ def run_dmft_chunk(sweep: dict, chunk: dict, progress: bool = True) -> dict:
     from .dmft import solve_dmft
 
     cfg = sweep["dmft"]
-    n_steps, shared, steps, times = time_grid(sweep)
+    n_steps, shared, steps, times = time_grid(sweep, chunk)
     points = {a: np.array([axis_value(p, a) for p in chunk["points"]], dtype=_column_type(a)) for a in GRID_AXES}
     if shared is None:  # per-point steps (P, n_steps), the simulator's for the same point
         per_point = np.stack([point_dt_schedule(sweep, {a: points[a][i] for a in GRID_AXES})

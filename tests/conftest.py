@@ -21,7 +21,7 @@ def _slurm_controller_down():
     There the plugin, imported by every Snakemake start whatever the executor, runs
     `scontrol show config` (plugin 2.8, ``get_min_job_age``), which waits ~9 s for the absent
     controller before failing: +9 s on every `snakemake` command and every job the tests start,
-    about half the default suite's wall time. `scontrol ping` answers at once.
+    more than half of the default suite's wall time. `scontrol ping` answers at once.
     """
     if shutil.which("scontrol") is None or find_spec("snakemake_executor_plugin_slurm") is None:
         return False

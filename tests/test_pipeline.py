@@ -1,26 +1,21 @@
 """The real Snakemake workflow on the tiny sweep, end to end, in a temporary folder."""
 
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import REPO
+from conftest import SNAKEMAKE, copy_run
 
 from dln_kernels.schedule import n_steps_for, output_steps
 from dln_kernels.simulate import simulate_grid
 
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--configfile", str(REPO / "config.yaml")]
-
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    wd = tmp_path_factory.mktemp("pipeline")
-    proc = subprocess.run([*SNAKEMAKE, "-d", str(wd), "--cores", "2", "--config", "sweep=tiny"],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return wd
+def workdir(tiny_run, tmp_path_factory):
+    """A copy of the session's finished `tiny` run (conftest.tiny_run: this module's former
+    `snakemake -d <tmp> --cores 2 --config sweep=tiny`, made once and shared with test_reruns)."""
+    return copy_run(tiny_run, tmp_path_factory.mktemp("pipeline"))
 
 
 def test_simulations_dataset(workdir):

@@ -36,7 +36,7 @@ def test_simulations_dataset(workdir):
     # (same stacking of seeds, same backend).
     direct = simulate_grid(model="dln", d=60, delta=2.0, rho=[0.3], sigma=[0.0], alpha=[0.01, 1.0],
                            weight_decay=[0.0], seeds=[0, 1], dt=0.05, n_steps=n_steps, record_steps=steps)
-    got = ds["e_train"].sel(delta=2.0, depth=2, batch_fraction=1.0).transpose("seed", "rho", "sigma", "alpha", "weight_decay", "time").values
+    got = ds["e_train"].sel(delta=2.0, depth=2, batch_fraction=1.0, dt_scale=1.0).transpose("seed", "rho", "sigma", "alpha", "weight_decay", "time").values
     assert np.array_equal(got, direct["e_train"])
     assert np.all(np.isfinite(ds["e_test"].values))
     # β₀ = 0, so E_test(0) = ‖β*‖²/(2d) > 0, and large α has learned by the end
@@ -49,7 +49,7 @@ def test_dmft_dataset(workdir):
             xr.open_dataset(workdir / "results/tiny/simulations.nc", engine="h5netcdf") as sims:
         th, sims = th.load(), sims.load()
     for var in ("e_train", "e_test", "e_train_se", "e_test_se"):
-        assert th[var].dims == ("alpha", "delta", "rho", "sigma", "weight_decay", "depth", "batch_fraction", "time")
+        assert th[var].dims == ("alpha", "delta", "rho", "sigma", "weight_decay", "depth", "batch_fraction", "dt_scale", "time")
     np.testing.assert_array_equal(th["time"].values, sims["time"].values)
     np.testing.assert_array_equal(th["step"].values, sims["step"].values)
     assert np.all(np.isfinite(th["e_test"].values)) and np.all(th["e_test_se"].values >= 0)

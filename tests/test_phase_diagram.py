@@ -14,6 +14,7 @@ from conftest import REPO, resolved
 
 from dln_kernels.phase_diagram import (
     SETTLED_RTOL,
+    SETTLED_WINDOW,
     PhaseDiagramError,
     log_spaced,
     phase_axes,
@@ -25,7 +26,7 @@ from dln_kernels.phase_diagram import (
 from dln_kernels.registry import GRID_AXES
 from dln_kernels.sweep import ConfigError, check_sweep
 
-TIME = np.array([0.0, 1.0, 2.0, 4.0, 8.0, 16.0])  # t_final/2 = 8 is recorded: the settle test is exact
+TIME = np.array([0.0, 1.0, 2.0, 4.0, 8.0, 16.0])  # t_final/4 = 4 is recorded: the settle test is exact
 SEEDS = 3
 SPREAD = np.array([-1.0, 0.0, 1.0])  # seed offsets: mean 0, std (ddof 1) 1
 
@@ -40,7 +41,8 @@ def synthetic(varied: dict):
     """(dmft, sims, static, truth) on the grid ``varied`` (other axes one value) with known numbers.
 
     At point (i, j) of the two varied axes: final DMFT E_test f = 0.01·(1 + i + 2j), DMFT curve
-    f·(1 + late·factor(t)) with late = 10 % at point (0, 0) (not settled) and 0.1 % elsewhere, se
+    f·(1 + late·factor(t)) with late = 10 % at point (0, 0) (not settled) and 0.1 % elsewhere
+    (factor 1.2 at t = 4 = t_final/SETTLED_WINDOW, 0 at t_final), se
     1e-3·f; the last point's final value below its floor; simulations: seed values curve + shift +
     s·(−1, 0, 1) (mean curve + shift, std s); the long-time theory 1.05·f, NaN where not converged
     (point (1, 0))."""
@@ -49,7 +51,7 @@ def synthetic(varied: dict):
     shape = tuple(len(coords[a]) for a in GRID_AXES)
     ii, jj = np.meshgrid(np.arange(len(coords[names[0]])), np.arange(len(coords[names[1]])), indexing="ij")
     final = 0.01 * (1 + ii + 2 * jj)
-    late = np.where((ii == 0) & (jj == 0), 0.10, 0.001)  # relative change over t = 8 → 16
+    late = np.where((ii == 0) & (jj == 0), 0.10, 0.001)
     # curve: f at t = 16, f·(1 + late) at t = 8, larger before (monotone decay)
     factor = np.array([3.0, 2.0, 1.5, 1.2, 1.0, 0.0])  # × late, added to 1
     curve = final[..., None] * (1.0 + late[..., None] * factor)
@@ -106,8 +108,9 @@ def test_phase_table_has_the_known_numbers(varied):
         assert row["t_final"] == TIME[-1]
         assert row["dmft_e_test"] == pytest.approx(f, rel=1e-12)
         assert row["dmft_e_test_se"] == pytest.approx(truth["d_se"][i, j], rel=1e-12)
-        assert row["dmft_rel_change"] == pytest.approx(-truth["late"][i, j], rel=1e-9)  # (E(16) − E(8))/E(16)
-        assert row["dmft_settled"] == (truth["late"][i, j] <= SETTLED_RTOL)
+        # (E(16) − E(4))/E(16), E(4) = f·(1 + 1.2·late)
+        assert row["dmft_rel_change"] == pytest.approx(-1.2 * truth["late"][i, j], rel=1e-9)
+        assert row["dmft_settled"] == (1.2 * truth["late"][i, j] <= SETTLED_RTOL)
         assert row["dmft_below_floor"] == truth["below"][i, j]
         assert row["dmft_trusted"] == (row["dmft_settled"] and not row["dmft_below_floor"])
         assert row["n_seeds"] == SEEDS
@@ -130,6 +133,10 @@ def test_phase_table_has_the_known_numbers(varied):
     assert s["median_abs_z_sim"] == pytest.approx(float(np.median(z_all)))
     assert s["frac_abs_z_sim_le_2"] == pytest.approx(float(np.mean(z_all <= 2)))
     assert s["n_static_compared"] == n - 3 and s["median_rel_dev_static"] == pytest.approx(1 - 1 / 1.05)
+
+
+def test_settle_window_is_two_octaves():
+    assert SETTLED_WINDOW == 4.0  # the synthetic curves above place t_final/SETTLED_WINDOW at t = 4
 
 
 def test_static_is_optional():

@@ -100,7 +100,7 @@ def _fixed_text(table) -> str:
 def _legend(fig):
     handles = [Patch(facecolor="0.5", hatch="///", edgecolor="0.85", label="DMFT below its noise floor"),
                plt.Line2D([], [], ls="", marker="o", ms=4, color="white", mec="0.2",
-                          label="DMFT not settled (changed > 2 % over the last factor 2 in time)")]
+                          label="DMFT not settled (changed > 2 % from t_final/4 to t_final)")]
     fig.legend(handles=handles, loc="upper center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 0.0))
 
 

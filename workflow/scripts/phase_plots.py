@@ -6,7 +6,8 @@ pure functions of DataFrames, no file I/O).
 - :func:`dmft_phase_times`: DMFT (top row) and simulation (bottom row) E_test maps at several times.
 
 Cells where the DMFT lies below its noise floor are hatched (///), cells where it had not settled
-by the last time are marked with a dot; the long-time theory's non-converged points are blank.
+by the last time are marked with a dot (DMFT panels only); the long-time theory's non-converged
+points are blank.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def _draw(ax, table, column, norm, cmap, *, flags=True, below=None, unsettled=No
             for j in range(len(xs)):
                 if below[i, j]:
                     ax.add_patch(Rectangle((xe[j], ye[i]), xe[j + 1] - xe[j], ye[i + 1] - ye[i], fill=False,
-                                           hatch="///", edgecolor="0.85", lw=0))
+                                           hatch="///", edgecolor="0.45", lw=0))
                 if unsettled[i, j]:
                     ax.plot(xs[j], ys[i], "o", ms=4, color="white", mec="0.2", mew=0.8)
     if xlog:
@@ -98,7 +99,7 @@ def _fixed_text(table) -> str:
 
 
 def _legend(fig):
-    handles = [Patch(facecolor="0.5", hatch="///", edgecolor="0.85", label="DMFT below its noise floor"),
+    handles = [Patch(facecolor="white", hatch="///", edgecolor="0.45", label="DMFT below its noise floor"),
                plt.Line2D([], [], ls="", marker="o", ms=4, color="white", mec="0.2",
                           label="DMFT not settled (changed > 2 % from t_final/4 to t_final)")]
     fig.legend(handles=handles, loc="upper center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 0.0))
@@ -114,7 +115,7 @@ def dmft_phase_diagram(table, summary=None):
     panels = (
         ("dmft_e_test", f"DMFT (d → ∞), t = {t_end:g}", True),
         ("static_e_test", "long-time theory (gradient flow, t → ∞)", False),
-        ("sim_e_test", f"simulations, mean of {int(table['n_seeds'].max())} seeds, t = {t_end:g}", True),
+        ("sim_e_test", f"simulations, mean of {int(table['n_seeds'].max())} seeds, t = {t_end:g}", False),
     )
     for k, (ax, (col, title, flags)) in enumerate(zip(axes, panels)):
         mesh = _draw(ax, table, col, norm, CMAP, flags=flags, ylabel=k == 0)
@@ -166,6 +167,6 @@ def dmft_phase_times(times_table):
     cb = fig.colorbar(mesh, ax=axes, shrink=0.8, pad=0.01)
     cb.set_label(E_TEST)
     fig.suptitle(f"Test error over time: DMFT (top) and simulations (bottom) ({_fixed_text(times_table)})", fontsize=12)
-    fig.legend(handles=[Patch(facecolor="0.5", hatch="///", edgecolor="0.85", label="DMFT below its noise floor")],
+    fig.legend(handles=[Patch(facecolor="white", hatch="///", edgecolor="0.45", label="DMFT below its noise floor")],
                loc="upper center", frameon=False, bbox_to_anchor=(0.5, 0.0))
     return fig

@@ -110,6 +110,12 @@ def test_static_setting_edit_reruns_only_the_static_theory(project, tmp_path):
     assert sorted(jobs) == ["static", "static_figures"], jobs
 
 
+def test_phase_diagram_switch_schedules_only_its_figure(project, tmp_path):
+    """`dmft.phase_diagram` chooses figures only: no DMFT (or other) job re-runs when it is set."""
+    jobs = planned(project, with_tiny(tmp_path, "phase", dmft={**TINY["dmft"], "phase_diagram": True}))
+    assert jobs == {"dmft_phase_diagram": ["results/tiny/figures/dmft_phase_diagram.png"]}, jobs
+
+
 def test_thread_count_is_part_of_the_result(tmp_path):
     """A `threads: 2` sweep run with --cores 1 and with --cores 2 (Snakemake scales the job's
     threads down to 1 in the first) gives identical bits: the kernel always runs with the sweep's

@@ -214,6 +214,8 @@ def check_sweep(name: str, sweep: dict) -> None:
     check_sim_memory(key, sweep)
     if sweep["dmft"]["enabled"]:
         check_dmft(key, sweep)
+    if sweep["dmft"].get("phase_diagram", False):
+        check_phase_diagram(key, sweep)
 
 
 def check_point_steps(key: str, sweep: dict) -> None:
@@ -302,6 +304,25 @@ def check_dmft(key: str, sweep: dict) -> None:
             f"n_paths={cfg['n_paths']}, n_batches={cfg['n_batches']}; the solver holds O(n_paths·T + "
             f"n_batches·T²) numbers: shorten t_max, enlarge dt or raise the budget"
         )
+
+
+def check_phase_diagram(key: str, sweep: dict) -> None:
+    """``dmft.phase_diagram`` draws the DMFT, the long-time theory and the simulations over two
+    varied axes, (α, δ) or (δ, ρ) (``phase_diagram.phase_axes``): it needs the DMFT, the static
+    theory and the default design."""
+    from .phase_diagram import PhaseDiagramError, check_phase_grid
+
+    for part in ("dmft", "static"):
+        if not sweep[part]["enabled"]:
+            raise ConfigError(f"{key}.dmft.phase_diagram: true needs {key}.{part}.enabled: true "
+                              "(the diagram shows the DMFT beside the long-time theory)")
+    if not is_default(sweep.get("design")):
+        raise ConfigError(f"{key}.dmft.phase_diagram: true is drawn for the default Gaussian design only "
+                          f"({key}.design lists designs)")
+    try:
+        check_phase_grid(sweep["grid"], f"{key}.grid")
+    except PhaseDiagramError as exc:
+        raise ConfigError(f"{key}.dmft.phase_diagram: {exc}") from None
 
 
 def schedule_of(sweep: dict) -> dict:

@@ -59,6 +59,8 @@ def sweep_part(sweep, keep):
     part = {k: SWEEPS[sweep][k] for k in keep
             if not (k == "design" and is_default(SWEEPS[sweep].get(k)))
             and SWEEPS[sweep].get(k) != IMPLICIT_KEYS.get(k, object())}
+    if "dmft" in part:  # keys that only choose figures are no part of any job's computation
+        part["dmft"] = {k: v for k, v in part["dmft"].items() if k not in FIGURE_ONLY_DMFT_KEYS}
     if "grid" in part:  # the order in which grid values are written is not part of the meaning
         # (and an axis at its implicit default, e.g. batch_fraction [1.0], is not part of it either)
         part["grid"] = {a: sorted(v) for a, v in part["grid"].items() if not implicit(a, v)}
@@ -75,6 +77,9 @@ SIM_KEYS = ("model", "network", "prior", "d", "seeds", "base_seed", "dt", "t_max
 # Keys added after sweeps existed: a job's params leave them out at these (default) values, so the
 # jobs of such sweeps keep their identity (the kernels read the same default).
 IMPLICIT_KEYS = {"batch_sampling": "bernoulli", "schedule": {"kind": "constant"}}
+# Sub-keys of `dmft` that choose figures only (`final_targets`): left out of every job's params,
+# so turning a figure on or off re-runs no DMFT job, and sweeps written before them keep their jobs.
+FIGURE_ONLY_DMFT_KEYS = ("phase_diagram",)
 DMFT_KEYS = ("model", "network", "prior", "dt", "t_max", "output", "backend", "dtype", "threads", "dmft", "schedule")
 AGGREGATE_KEYS = ("grid", "seeds", "base_seed", "backend", "dtype", "design")
 
@@ -218,7 +223,8 @@ def phenomenon_outputs(kind):
 
 
 def final_targets(sweeps):
-    """Figures of each selected sweep (DMFT figures where the sweep enables the DMFT)."""
+    """Figures of each selected sweep (DMFT figures where the sweep enables the DMFT, the DMFT
+    phase diagram where it sets ``dmft.phase_diagram``)."""
     figs = []
     for s in sweeps:
         if not is_default(SWEEPS[s].get("design")):
@@ -232,6 +238,8 @@ def final_targets(sweeps):
             names += ["dmft_vs_simulation", "dmft_deviation"]
         if SWEEPS[s]["static"]["enabled"]:
             names += ["static_phase_diagram", "recovery_diagram", "final_error_vs_alpha"]
+        if SWEEPS[s]["dmft"]["enabled"] and SWEEPS[s]["dmft"]["phase_diagram"]:
+            names += ["dmft_phase_diagram", "dmft_phase_times"]  # over (α, δ) or (δ, ρ): sweep.check_phase_diagram
         if SWEEPS[s]["dmft"]["enabled"]:
             names += PHENOMENA.get(s, [])  # phenomenon figures of the named sweeps (table above)
         figs += [f"results/{s}/figures/{fig}.png" for fig in names]

@@ -23,7 +23,7 @@ from dln_kernels.phase_diagram import (
     phase_time_table,
     snapshot_times,
 )
-from dln_kernels.registry import GRID_AXES
+from dln_kernels.registry import AXES, GRID_AXES
 from dln_kernels.sweep import ConfigError, check_sweep
 
 TIME = np.array([0.0, 1.0, 2.0, 4.0, 8.0, 16.0])  # t_final/4 = 4 is recorded: the settle test is exact
@@ -32,9 +32,8 @@ SPREAD = np.array([-1.0, 0.0, 1.0])  # seed offsets: mean 0, std (ddof 1) 1
 
 
 def _coords(varied: dict) -> dict:
-    one = {"alpha": [1.0], "delta": [0.5], "rho": [0.2], "sigma": [0.0], "weight_decay": [0.0], "depth": [2],
-           "batch_fraction": [1.0]}
-    return {a: np.asarray(varied.get(a, one[a]), dtype=float) for a in GRID_AXES}
+    one = {"alpha": [1.0], "delta": [0.5], "rho": [0.2]}  # the other axes at their registry defaults
+    return {a: np.asarray(varied.get(a, one.get(a, AXES[a].default)), dtype=float) for a in GRID_AXES}
 
 
 def synthetic(varied: dict):

@@ -368,8 +368,10 @@ def test_pipeline_dmft_checks_n_only_in_sgd_sweeps(base_config):
     assert not n_convergence(small) and n_convergence(sgd)
     assert n_convergence({**small, "dmft": {**small["dmft"], "n_convergence": True}})
     assert not n_convergence({**sgd, "dmft": {**sgd["dmft"], "n_convergence": False}})
+    job = lambda sw: {k: v for k, v in sw.items() if k != "grid"}  # noqa: E731  (a job's params hold no grid)
     gd_chunk = make_dmft_chunks(small)[0]
-    gd = run_dmft_chunk(small, gd_chunk, progress=False)
+    assert "n_convergence" not in gd_chunk and make_dmft_chunks(sgd)[0]["n_convergence"] is True
+    gd = run_dmft_chunk(job(small), gd_chunk, progress=False)
     assert "e_train_n_bias" not in gd and "e_test_n_bias" not in gd
     n_steps, _, steps, _ = time_grid(small)
     pts = [{k: v for k, v in p.items() if k != "depth"} for p in gd_chunk["points"]]
@@ -379,7 +381,7 @@ def test_pipeline_dmft_checks_n_only_in_sgd_sweeps(base_config):
     for name in ("e_train", "e_test", "e_train_below_floor", "e_test_below_floor", "decay_rate"):
         assert np.array_equal(gd[name], direct[name], equal_nan=name == "decay_rate"), name
     chunk = make_dmft_chunks(sgd)[0]
-    out = run_dmft_chunk(sgd, chunk, progress=False)
+    out = run_dmft_chunk(job(sgd), chunk, progress=False)
     assert {p["batch_fraction"] for p in chunk["points"]} == {0.3, 1.0}
     pts = [{k: v for k, v in p.items() if k != "depth"} for p in chunk["points"]]
     kw["dt"] = 0.02

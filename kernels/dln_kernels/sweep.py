@@ -25,7 +25,7 @@ from .priors import validate_prior
 from .problem import draw_instance, n_samples
 from .registry import AXES, CHUNK_AXES, GRID_AXES, MEMBER_AXES, OBSERVABLES, STATIC, implicit, observables  # by name
 from .schedule import n_steps_for, output_steps, stability_bound
-from .simulate import simulate_members
+from .simulate import DivergenceError, simulate_members
 
 
 class ConfigError(ValueError):
@@ -436,6 +436,8 @@ def make_dmft_chunks(sweep: dict) -> list:
     pieces = _pieces([sorted(g[a]) for a in order], int(sweep["dmft"]["points_per_job"]))
     chunks = [{"points": _records(order, p)} for p in pieces]
     for c in chunks:
+        if n_convergence(sweep):  # a property of the sweep (its grid), which DMFT jobs do not read
+            c["n_convergence"] = True  # absent otherwise: such sweeps keep their chunk names and params
         c["name"] = chunk_name(c)
     return chunks
 
@@ -446,7 +448,9 @@ def n_convergence(sweep: dict) -> bool:
     time with half the paths per replica and ``*_below_floor`` also masks the values whose N-path
     bias estimate E(N/2) − E(N) exceeds ``dmft.n_bias_tol`` (default
     :data:`dln_kernels.dmft.N_BIAS_TOL`) of the value (:func:`dln_kernels.dmft.mask_n_bias`).
-    Full-batch sweeps keep their single solve (and their job params and bits) unless they ask."""
+    Full-batch sweeps keep their single solve (and their job params and bits) unless they ask.
+    Reads the whole sweep (its grid); a DMFT job learns the answer from its chunk
+    (:func:`make_dmft_chunks` sets ``chunk["n_convergence"]``)."""
     cfg = sweep["dmft"]
     if cfg.get("n_convergence") is not None:
         return bool(cfg["n_convergence"])
@@ -456,7 +460,9 @@ def n_convergence(sweep: dict) -> bool:
 def run_dmft_chunk(sweep: dict, chunk: dict, progress: bool = True) -> dict:
     """Solve the DMFT for one chunk of grid points, on the simulations' time grid.
 
-    With :func:`n_convergence` each solve is repeated with half the paths per replica (same seed;
+    ``sweep`` needs only the keys a DMFT job reads (no grid). Where the chunk says so
+    (``chunk["n_convergence"]``, set by :func:`make_dmft_chunks` from :func:`n_convergence`)
+    each solve is repeated with half the paths per replica (same seed;
     ≈ +50 % time) and the N-path bias estimates ``e_train_n_bias``, ``e_test_n_bias`` are added
     and folded into ``*_below_floor`` (:func:`dln_kernels.dmft.mask_n_bias`). The half-N estimate
     cannot be read off the full solve: each replica's paths are driven by that replica's own
@@ -468,7 +474,7 @@ def run_dmft_chunk(sweep: dict, chunk: dict, progress: bool = True) -> dict:
     cfg = sweep["dmft"]
     n_steps, _, steps, times = time_grid(sweep)
     points = {a: np.array([axis_value(p, a) for p in chunk["points"]], dtype=_column_type(a)) for a in GRID_AXES}
-    check = n_convergence(sweep)
+    check = bool(chunk.get("n_convergence", False))
     # one solve per depth (the path update depends on it); results go back in the chunk's order
     parts = []
     for L in np.unique(points["depth"]):
@@ -485,7 +491,11 @@ def run_dmft_chunk(sweep: dict, chunk: dict, progress: bool = True) -> dict:
         )
         part = solve_dmft(sel, n_paths=cfg["n_paths"], **kw)
         if check:  # only expectations enter the estimate, so the half solve may reuse the seed
-            half = solve_dmft(sel, n_paths=half_paths(cfg["n_paths"], cfg["n_batches"]), **kw)
+            try:
+                half = solve_dmft(sel, n_paths=half_paths(cfg["n_paths"], cfg["n_batches"]), **kw)
+            except DivergenceError as exc:  # the full solve did not: say which solve and what to do
+                raise DivergenceError(f"the convergence-in-N solve with half the paths (dmft.n_convergence) "
+                                      f"diverged: {exc}; raise dmft.n_paths or set dmft.n_convergence: false") from exc
             part = mask_n_bias(part, half, float(cfg.get("n_bias_tol", N_BIAS_TOL)))
         parts.append((idx, part))
     res = {}

@@ -26,7 +26,7 @@ from .problem import draw_instance, n_samples
 from .registry import AXES, CHUNK_AXES, GRID_AXES, MEMBER_AXES, OBSERVABLES, STATIC, implicit, observables  # by name
 from .schedule import (DEFAULT_SCHEDULE, check_schedule, is_per_point, n_steps_for, output_steps, rule_dt,
                        shared_dt_schedule, stability_bound, step_times)
-from .simulate import simulate_members
+from .simulate import DivergenceError, simulate_members
 
 
 class ConfigError(ValueError):
@@ -297,6 +297,13 @@ def check_dmft(key: str, sweep: dict) -> None:
     n_steps = time_grid(sweep)[0]
     need = memory_bytes(1, cfg["n_paths"], n_steps, cfg["n_batches"], sweep["dtype"],
                         sgd=min(sweep["grid"].get("batch_fraction", [1.0])) < 1)
+    if n_convergence(sweep):
+        from .dmft import half_paths
+
+        try:
+            half_paths(cfg["n_paths"], cfg["n_batches"])
+        except ValueError as exc:
+            raise ConfigError(f"{key}.dmft.{exc} (dmft.n_convergence)") from None
     if need > cfg["memory_budget_gb"] * 1e9:
         raise ConfigError(
             f"{key}.dmft.memory_budget_gb: {cfg['memory_budget_gb']} GB is less than the "
@@ -544,13 +551,40 @@ def make_dmft_chunks(sweep: dict) -> list:
     pieces = _pieces([sorted(g[a]) for a in order], int(sweep["dmft"]["points_per_job"]))
     chunks = [{"points": _records(order, p)} for p in pieces]
     for c in chunks:
+        if n_convergence(sweep):  # a property of the sweep (its grid), which DMFT jobs do not read
+            c["n_convergence"] = True  # absent otherwise: such sweeps keep their chunk names and params
         c["name"] = chunk_name(c)
     return chunks
 
 
+def n_convergence(sweep: dict) -> bool:
+    """Whether the sweep's DMFT also checks convergence in N (``dmft.n_convergence``; absent: true
+    exactly when the grid holds a batch fraction b < 1). Then every DMFT point is solved a second
+    time with half the paths per replica and ``*_below_floor`` also masks the values whose N-path
+    bias estimate E(N/2) − E(N) exceeds ``dmft.n_bias_tol`` (default
+    :data:`dln_kernels.dmft.N_BIAS_TOL`) of the value (:func:`dln_kernels.dmft.mask_n_bias`).
+    Full-batch sweeps keep their single solve (and their job params and bits) unless they ask.
+    Reads the whole sweep (its grid); a DMFT job learns the answer from its chunk
+    (:func:`make_dmft_chunks` sets ``chunk["n_convergence"]``)."""
+    cfg = sweep["dmft"]
+    if cfg.get("n_convergence") is not None:
+        return bool(cfg["n_convergence"])
+    return min(float(b) for b in sweep["grid"].get("batch_fraction", AXES["batch_fraction"].default)) < 1
+
+
 def run_dmft_chunk(sweep: dict, chunk: dict, progress: bool = True) -> dict:
-    """Solve the DMFT for one chunk of grid points, on the simulations' time grid."""
-    from .dmft import solve_dmft
+    """Solve the DMFT for one chunk of grid points, on the simulations' time grid.
+
+    ``sweep`` needs only the keys a DMFT job reads (no grid). Where the chunk says so
+    (``chunk["n_convergence"]``, set by :func:`make_dmft_chunks` from :func:`n_convergence`)
+    each solve is repeated with half the paths per replica (same seed;
+    ≈ +50 % time) and the N-path bias estimates ``e_train_n_bias``, ``e_test_n_bias`` are added
+    and folded into ``*_below_floor`` (:func:`dln_kernels.dmft.mask_n_bias`). The half-N estimate
+    cannot be read off the full solve: each replica's paths are driven by that replica's own
+    estimates of G, K and M from all its n paths, so a subset of n/2 of them is not a solve with
+    n/2 paths, and the replica means share one bias c/n.
+    """
+    from .dmft import N_BIAS_TOL, half_paths, mask_n_bias, solve_dmft
 
     cfg = sweep["dmft"]
     n_steps, shared, steps, times = time_grid(sweep, chunk)
@@ -559,6 +593,7 @@ def run_dmft_chunk(sweep: dict, chunk: dict, progress: bool = True) -> dict:
         per_point = np.stack([point_dt_schedule(sweep, {a: points[a][i] for a in GRID_AXES})
                               for i in range(len(chunk["points"]))])
         times = np.stack([step_times(s)[steps] for s in per_point])
+    check = bool(chunk.get("n_convergence", False))
     # one solve per depth (the path update depends on it); results go back in the chunk's order
     parts = []
     for L in np.unique(points["depth"]):
@@ -568,22 +603,33 @@ def run_dmft_chunk(sweep: dict, chunk: dict, progress: bool = True) -> dict:
             steps_kw = {"dt": float(sweep["dt"])}  # as before schedules existed: the same bits
         else:
             steps_kw = {"dt_schedule": shared if shared is not None else per_point[idx]}
-        parts.append((idx, solve_dmft(
-            sel, n_steps=n_steps, **steps_kw, record_steps=steps, n_paths=cfg["n_paths"],
+        kw = dict(
+            n_steps=n_steps, **steps_kw, record_steps=steps,
             prior=sweep["prior"], model=sweep["model"],
             # one random stream for every point of the sweep (common random numbers): a point's
             # result depends on its parameters and the seed only, not on its job or batch-mates
             seed=int(cfg["seed"]),
             backend=sweep["backend"], dtype=sweep["dtype"], n_batches=cfg["n_batches"],
             memory_budget_bytes=cfg["memory_budget_gb"] * 1e9, progress=progress, **_network_kw(sweep, L),
-        )))
+        )
+        part = solve_dmft(sel, n_paths=cfg["n_paths"], **kw)
+        if check:  # only expectations enter the estimate, so the half solve may reuse the seed
+            try:
+                half = solve_dmft(sel, n_paths=half_paths(cfg["n_paths"], cfg["n_batches"]), **kw)
+            except DivergenceError as exc:  # the full solve did not: say which solve and what to do
+                raise DivergenceError(f"the convergence-in-N solve with half the paths (dmft.n_convergence) "
+                                      f"diverged: {exc}; raise dmft.n_paths or set dmft.n_convergence: false") from exc
+            part = mask_n_bias(part, half, float(cfg.get("n_bias_tol", N_BIAS_TOL)))
+        parts.append((idx, part))
     res = {}
     for name in DMFT_OBSERVABLES:
+        if name not in parts[0][1]:  # e.g. the N-bias estimates of a sweep without the check
+            continue
         first = parts[0][1][name]
         res[name] = np.empty((len(chunk["points"]), *first.shape[1:]), dtype=first.dtype)
         for idx, part in parts:
             res[name][idx] = part[name]
-    out = {name: res[name] for name in DMFT_OBSERVABLES if name in res}
+    out = dict(res)
     out["params"] = {a: v for a, v in points.items() if a in chunk["points"][0]}  # as run_chunk
     out["step"], out["time"] = steps, times
     out["backend"] = backend_name(get_namespace(sweep["backend"]))

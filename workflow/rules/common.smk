@@ -5,7 +5,8 @@ import json
 import os
 
 from dln_kernels.designs import is_default
-from dln_kernels.sweep import ConfigError, check_sweep, chunk_d, make_chunks, make_dmft_chunks, sim_chunk_bytes, time_grid
+from dln_kernels.sweep import (ConfigError, check_sweep, chunk_d, make_chunks, make_dmft_chunks, n_convergence,
+                               sim_chunk_bytes, time_grid)
 from dln_kernels.problem import n_samples
 from dln_kernels.registry import implicit
 
@@ -159,11 +160,13 @@ def dmft_mem_mb(wildcards):
 def dmft_runtime_min(wildcards):
     """Wall time of a DMFT job in minutes: max(5, ⌊P·N·T² / (2e8 · 60)⌋ + 1),
 
-    P points, N = n_paths, T = n_steps + 1: the O(N·T²) memory sums at ~2e8 terms per second.
+    P points, N = n_paths (1.5 n_paths with the convergence-in-N solve of half the paths,
+    ``dmft.n_convergence``), T = n_steps + 1: the O(N·T²) memory sums at ~2e8 terms per second.
     """
     sweep, cfg = SWEEPS[wildcards.sweep], SWEEPS[wildcards.sweep]["dmft"]
     T = time_grid(sweep)[0] + 1
-    work = len(dmft_chunk_of(wildcards)["points"]) * cfg["n_paths"] * T * T
+    paths = cfg["n_paths"] * (1.5 if n_convergence(sweep) else 1)
+    work = len(dmft_chunk_of(wildcards)["points"]) * paths * T * T
     return max(5, int(work / 2e8 / 60) + 1)
 
 

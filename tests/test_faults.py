@@ -294,17 +294,24 @@ def edited_config(tmp_path):
     return write_config(tmp_path / "edited.yaml", faults=edited, diverging=DIVERGING)
 
 
-def test_changed_grid_value_reruns_its_chunk(tmp_path, reference, config_file):
+@pytest.fixture(scope="module")
+def edited_plan(tmp_path_factory, reference):
+    """The dry run of the reference after the grid edit: one Snakemake call, read by the two
+    tests below (a dry run changes nothing in the working directory)."""
+    return planned_jobs(edited_config(tmp_path_factory.mktemp("edited")), reference)
+
+
+def test_changed_grid_value_reruns_its_chunk(reference, config_file, edited_plan):
     jobs, out = planned_jobs(config_file, reference)
     assert jobs == [] and "Nothing to be done" in out
-    jobs, out = planned_jobs(edited_config(tmp_path), reference)
+    jobs, out = edited_plan
     new = chunk_name(dict(FAULTS, grid=dict(FAULTS["grid"], delta=[0.5, 2.5])), 2.5, 0)
     assert any(job[:2] == ("simulate", f"results/faults/sim/{new}.h5") for job in jobs), out[-3000:]
     assert ("aggregate", "results/faults/simulations.nc") in [j[:2] for j in jobs]
 
 
-def test_changed_grid_value_reruns_only_affected_chunks(tmp_path, reference):
-    jobs, out = planned_jobs(edited_config(tmp_path), reference)
+def test_changed_grid_value_reruns_only_affected_chunks(edited_plan):
+    jobs, out = edited_plan
     new = chunk_name(dict(FAULTS, grid=dict(FAULTS["grid"], delta=[0.5, 2.5])), 2.5, 0)
     assert [j[:2] for j in jobs] == [
         ("aggregate", "results/faults/simulations.nc"),

@@ -1,32 +1,27 @@
 """The real Snakemake workflow on the tiny sweep, end to end, in a temporary folder."""
 
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import REPO
+from conftest import SNAKEMAKE, copy_run
 
 from dln_kernels.schedule import n_steps_for, output_steps
 from dln_kernels.simulate import simulate_grid
 
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--configfile", str(REPO / "config.yaml")]
-
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    wd = tmp_path_factory.mktemp("pipeline")
-    proc = subprocess.run([*SNAKEMAKE, "-d", str(wd), "--cores", "2", "--config", "sweep=tiny"],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return wd
+def workdir(tiny_run, tmp_path_factory):
+    """A copy of the session's finished `tiny` run (conftest.tiny_run: this module's former
+    `snakemake -d <tmp> --cores 2 --config sweep=tiny`, made once and shared with test_reruns)."""
+    return copy_run(tiny_run, tmp_path_factory.mktemp("pipeline"))
 
 
 def test_simulations_dataset(workdir):
     with xr.open_dataset(workdir / "results/tiny/simulations.nc", engine="h5netcdf") as ds:
         ds = ds.load()
-    assert ds["e_test"].dims == ("alpha", "delta", "rho", "sigma", "weight_decay", "depth", "batch_fraction", "seed", "time")
+    assert ds["e_test"].dims == ("alpha", "delta", "rho", "sigma", "weight_decay", "depth", "batch_fraction", "dt_scale", "seed", "time")
     assert list(ds["depth"].values) == [2] and ds["depth"].dtype.kind == "i"
     assert list(ds["batch_fraction"].values) == [1.0]  # the default: full-batch gradient descent
     assert list(ds["alpha"].values) == [0.01, 1.0] and list(ds["delta"].values) == [0.5, 2.0]
@@ -41,7 +36,7 @@ def test_simulations_dataset(workdir):
     # (same stacking of seeds, same backend).
     direct = simulate_grid(model="dln", d=60, delta=2.0, rho=[0.3], sigma=[0.0], alpha=[0.01, 1.0],
                            weight_decay=[0.0], seeds=[0, 1], dt=0.05, n_steps=n_steps, record_steps=steps)
-    got = ds["e_train"].sel(delta=2.0, depth=2, batch_fraction=1.0).transpose("seed", "rho", "sigma", "alpha", "weight_decay", "time").values
+    got = ds["e_train"].sel(delta=2.0, depth=2, batch_fraction=1.0, dt_scale=1.0).transpose("seed", "rho", "sigma", "alpha", "weight_decay", "time").values
     assert np.array_equal(got, direct["e_train"])
     assert np.all(np.isfinite(ds["e_test"].values))
     # β₀ = 0, so E_test(0) = ‖β*‖²/(2d) > 0, and large α has learned by the end
@@ -54,7 +49,7 @@ def test_dmft_dataset(workdir):
             xr.open_dataset(workdir / "results/tiny/simulations.nc", engine="h5netcdf") as sims:
         th, sims = th.load(), sims.load()
     for var in ("e_train", "e_test", "e_train_se", "e_test_se"):
-        assert th[var].dims == ("alpha", "delta", "rho", "sigma", "weight_decay", "depth", "batch_fraction", "time")
+        assert th[var].dims == ("alpha", "delta", "rho", "sigma", "weight_decay", "depth", "batch_fraction", "dt_scale", "time")
     np.testing.assert_array_equal(th["time"].values, sims["time"].values)
     np.testing.assert_array_equal(th["step"].values, sims["step"].values)
     assert np.all(np.isfinite(th["e_test"].values)) and np.all(th["e_test_se"].values >= 0)
@@ -66,7 +61,7 @@ def test_dmft_dataset(workdir):
 def test_static_dataset(workdir):
     path = workdir / "results/tiny/static.nc"
     with xr.open_dataset(path, engine="h5netcdf") as st:
-        assert st["e_test_final"].dims == ("alpha", "delta", "rho", "sigma", "weight_decay", "depth", "batch_fraction")
+        assert st["e_test_final"].dims == ("alpha", "delta", "rho", "sigma", "weight_decay", "depth", "batch_fraction", "dt_scale")
         assert list(st["alpha"].values) == [0.01, 1.0] and bool(st["converged"].all())
         # δ = 2, σ = 0: least squares recovers β* exactly in the long-time limit
         assert float(abs(st["e_test_final"].sel(delta=2.0)).max()) == 0.0

@@ -1,9 +1,10 @@
 """Reruns change only what changed: a job's identity depends only on what it computes.
 
-One finished run of the `tiny` sweep in a copy of the checkout; then dry runs (`snakemake -n`)
-after edits that change nothing a job computes (restated defaults, reordered keys or grid values,
-a moved checkout) must schedule nothing, and edits that do (a new δ, a removed δ, a static-theory
-setting) must schedule exactly the jobs whose inputs changed.
+One finished run of the `tiny` sweep (made once per session, conftest.tiny_run) in a copy of the
+checkout; then dry runs (`snakemake -n`) after edits that change nothing a job computes (restated
+defaults, reordered keys or grid values, a moved checkout) must schedule nothing, and edits that
+do (a new δ, a removed δ, a static-theory setting) must schedule exactly the jobs whose inputs
+changed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import h5py
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, copy_checkout, copy_run
 
 TINY = yaml.safe_load((REPO / "config.yaml").read_text())["sweeps"]["tiny"]
 
@@ -28,21 +29,14 @@ def snakemake(project, *args):
                           capture_output=True, text=True, timeout=600)
 
 
-def copy_checkout(dest):
-    """The tracked files of the checkout (what a user clones or copies), without results."""
-    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
-    for f in files:
-        (dest / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / f, dest / f)
-    return dest
-
-
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """A copy of the checkout with a finished `tiny` run (simulations, DMFT, static, figures)."""
-    proj = copy_checkout(tmp_path_factory.mktemp("proj") / "proj")
-    proc = snakemake(proj, "--cores", "2", "--config", "sweep=tiny")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def project(tiny_run, tmp_path_factory):
+    """A copy of the checkout with a finished `tiny` run (simulations, DMFT, static, figures):
+    the session's run (conftest.tiny_run, made by the checkout's Snakefile into a temporary
+    working directory) copied in with its metadata (`.snakemake/`) and file times."""
+    proj = copy_run(tiny_run, copy_checkout(tmp_path_factory.mktemp("proj") / "proj"))
+    # Nothing of the run may hide a file of the checkout (the dry runs below read this Snakefile).
+    assert not any((tiny_run / f).exists() for f in ("Snakefile", "config.yaml", "workflow", "kernels"))
     return proj
 
 
@@ -114,6 +108,12 @@ def test_static_setting_edit_reruns_only_the_static_theory(project, tmp_path):
     static = {**TINY["static"], "n_alpha": TINY["static"]["n_alpha"] + 1}
     jobs = planned(project, with_tiny(tmp_path, "static", static=static))
     assert sorted(jobs) == ["static", "static_figures"], jobs
+
+
+def test_phase_diagram_switch_schedules_only_its_figure(project, tmp_path):
+    """`dmft.phase_diagram` chooses figures only: no DMFT (or other) job re-runs when it is set."""
+    jobs = planned(project, with_tiny(tmp_path, "phase", dmft={**TINY["dmft"], "phase_diagram": True}))
+    assert jobs == {"dmft_phase_diagram": ["results/tiny/figures/dmft_phase_diagram.png"]}, jobs
 
 
 def test_thread_count_is_part_of_the_result(tmp_path):

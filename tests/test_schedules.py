@@ -32,7 +32,7 @@ def test_shared_schedules_end_on_t_max():
     geo = shared_dt_schedule(check_schedule({"kind": "geometric", "dt0": 1e-3, "ratio": 1.01, "dt_max": 0.05}), 0.02, 10.0)
     assert geo[0] == 1e-3 and np.isclose(geo[1], 1.01e-3) and geo.max() == 0.05
     assert np.isclose(geo.sum(), 10.0, rtol=1e-12) and np.all(geo > 0)
-    pw = shared_dt_schedule(check_schedule({"kind": "piecewise", "segments": [[1.0, 0.003], [10.0, 0.05]]}), 0.02, 10.0)
+    pw = shared_dt_schedule(check_schedule({"kind": "piecewise", "segments": [{"until": 1.0, "dt": 0.003}, {"until": 10.0, "dt": 0.05}]}), 0.02, 10.0)
     t = np.cumsum(pw)
     assert np.isclose(t[-1], 10.0) and np.any(np.isclose(t, 1.0))  # lands on every segment end
     assert set(np.round(pw[pw > 0.0031], 12)) <= {0.05} and np.isclose(pw[0], 0.003)
@@ -43,7 +43,8 @@ def test_shared_schedules_end_on_t_max():
     ({"kind": "alpha_rule", "c": 0.01}, r"schedule.b: required by schedule kind 'alpha_rule'"),
     ({"kind": "alpha_rule", "c": 0.01, "b": 0.1, "cap": 1.5}, r"schedule.cap: 1.5 must be a finite number in \(0, 1\]"),
     ({"kind": "geometric", "dt0": 0.01, "ratio": 0.9}, r"schedule.ratio: 0.9 must be a finite number >= 1"),
-    ({"kind": "piecewise", "segments": [[2.0, 0.1], [1.0, 0.1]]}, r"schedule.segments: .* increasing t_end"),
+    ({"kind": "piecewise", "segments": [{"until": 2.0, "dt": 0.1}, {"until": 1.0, "dt": 0.1}]},
+     r"schedule.segments: .* increasing until"),
     ({"kind": "constant", "dt0": 0.1}, r"schedule.dt0: not a key of schedule kind 'constant'"),
 ])
 def test_bad_schedules_are_refused_naming_the_key(spec, match):
@@ -136,14 +137,17 @@ def test_alpha_rule_sweep_end_to_end(tmp_path):
 
 
 def test_dt_scale_point_is_the_scaled_constant_run():
-    sw = _tiny(grid={"alpha": [0.3], "delta": [0.5], "rho": [0.3], "dt_scale": [0.5, 1.0]}, d=40, seeds=1)
-    assert sweep.n_steps_of(sw) == 400  # the smallest step still reaches t_max
+    sw = _tiny(grid={"alpha": [0.3], "delta": [0.5], "rho": [0.3], "dt_scale": [0.5, 1.0]}, d=40, seeds=1, t_max=20.0)
+    assert sweep.n_steps_of(sw) == 400  # round(t_max/dt): the point at s = 0.5 ends at t = 10
+    job = {k: v for k, v in sw.items() if k != "grid"}  # a job's params hold no grid: its chunk tells
+    assert all(sweep.per_point_times(job, c) for c in sweep.make_chunks(sw))
+    assert not sweep.per_point_times({k: v for k, v in _tiny().items() if k != "grid"}, sweep.make_chunks(_tiny())[0])
     out = {}
     for c in sweep.make_chunks(sw):
         r = sweep.run_chunk(sw, c, progress_every=None)
         for j, s in enumerate(r["params"]["dt_scale"]):
             out[s] = (r["e_test"][j], r["time"][j])
-    ref = _tiny(grid={"alpha": [0.3], "delta": [0.5], "rho": [0.3]}, d=40, seeds=1, dt=0.025)
+    ref = _tiny(grid={"alpha": [0.3], "delta": [0.5], "rho": [0.3]}, d=40, seeds=1, dt=0.025, t_max=10.0)
     r = sweep.run_chunk(ref, sweep.make_chunks(ref)[0], progress_every=None)
     # same steps 0.025 and record grid of 400 steps (the stack of two differs from one run by
     # the rounding of a differently blocked product only)

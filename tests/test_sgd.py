@@ -11,7 +11,7 @@ import pytest
 from conftest import resolved
 
 from dln_kernels.backend import get_namespace
-from dln_kernels.dmft import solve_dmft
+from dln_kernels.dmft import half_paths, mask_n_bias, solve_dmft
 from dln_kernels.marchenko_pastur import linear_gd_errors
 from dln_kernels.priors import second_moment
 from dln_kernels.problem import draw_instance, n_samples
@@ -280,6 +280,121 @@ def test_dln_sgd_dmft_matches_simulation_small():
 
 
 # ------------------------------------------------------------------------------------------
+# convergence in N: the N-path bias the replica spread misses (theory.md §5 Checks 6–7)
+# ------------------------------------------------------------------------------------------
+def _two_n(points, n_paths, **kw):
+    """The pipeline's pair of solves (n and n/2 paths per replica) and the masked result."""
+    kw = dict(n_batches=8, seed=3, progress=False, **kw)
+    full = solve_dmft(points, n_paths=n_paths, **kw)
+    half = solve_dmft(points, n_paths=half_paths(n_paths, 8), **kw)
+    return full, mask_n_bias(full, half)
+
+
+def test_n_bias_mask_flags_late_sgd_e_train_at_small_b_only():
+    """DLN, δ = 0.5, α = 1 (theory.md §5 Checks 6): at b = 0.1 the late E_train of the N-path
+    solver stalls on a bias the replica floor does not flag; the E(N/2) − E(N) mask flags those
+    times (all in the late half of the log-spaced record) and none at b = 1, where the replica
+    floor already covers the end of the curve. N = 3200 paths in 8 replicas, 400 steps."""
+    n_steps = 400
+    rec = output_steps(n_steps, 15)
+    pts = [dict(delta=0.5, rho=0.2, sigma=0.0, alpha=1.0, dt=0.05, batch_fraction=b) for b in (0.1, 1.0)]
+    full, out = _two_n(pts, 3200, n_steps=n_steps, record_steps=rec)
+    added = out["e_train_below_floor"] & ~full["e_train_below_floor"]
+    assert np.array_equal(out["e_train_below_floor"], full["e_train_below_floor"] | (out["e_train_n_bias"] > 0.1 * full["e_train"]))
+    assert added[0].sum() >= 2 and np.all(rec[added[0]] >= 50), rec[added[0]]  # b = 0.1: late times only
+    assert not added[1].any(), rec[added[1]]  # b = 1: nothing beyond the replica floor
+    # the flagged b = 0.1 values are no longer decaying: E_train at the last flagged time is not
+    # below a tenth of the first flagged one (the b = 1 curve falls by > 10x over the same times)
+    j0, j1 = np.flatnonzero(added[0])[[0, -1]]
+    assert full["e_train"][0, j1] > 0.1 * full["e_train"][0, j0]
+    assert full["e_train"][1, j1] < 0.1 * full["e_train"][1, j0]
+    # the early curve is untouched and the estimate is small there (|bias| < 10 % before t = 2.5)
+    early = rec <= 50
+    assert not out["e_train_below_floor"][:, early].any()
+    assert np.all(np.abs(out["e_train_n_bias"][:, early]) < 0.1 * full["e_train"][:, early])
+    # the decay rate is refitted on the new mask (its window ends before the first masked time)
+    first = np.flatnonzero(out["e_train_below_floor"][0])[0]
+    assert out["decay_window"][0, 1] < first
+
+
+def test_masked_sgd_dmft_contains_the_exact_linear_recursion():
+    """Linear model, δ = 0.5, dt = 0.02, N = 1600: at b = 0.1 the N-path solver's late E_train
+    misses the N = ∞ recursion by many replica standard errors where the replica floor does not
+    flag it; with the convergence-in-N mask every unmasked value (b = 0.1 and b = 1, E_train and
+    E_test) lies within 4.5 replica se plus its estimated bias of the exact recursion."""
+    n_steps = 400
+    rec = output_steps(n_steps, 15)
+    bs = (0.1, 1.0)
+    pts = [dict(delta=0.5, rho=0.2, sigma=0.0, dt=0.02, batch_fraction=b) for b in bs]
+    full, out = _two_n(pts, 1600, n_steps=n_steps, record_steps=rec, model="linear")
+    ex = sgd_linear_exact(n_steps=n_steps, dt=0.02, delta=0.5, batch_fraction=list(bs), second_moment=second_moment(GB, 0.2))
+    z_replica_only = np.abs(full["e_train"][0] - ex["e_train"][0, rec]) / full["e_train_se"][0]
+    assert np.any((z_replica_only > 4.5) & ~full["e_train_below_floor"][0])  # the failure the mask is for
+    for i in range(len(bs)):
+        for key in ("e_train", "e_test"):
+            ok = ~out[key + "_below_floor"][i]
+            assert ok.sum() >= rec.size // 2, (bs[i], key)
+            dev = np.abs(out[key][i] - ex[key][i, rec])
+            tol = 4.5 * out[key + "_se"][i] + np.abs(out[key + "_n_bias"][i])
+            assert np.all((dev < tol)[ok]), (bs[i], key, rec[ok & (dev >= tol)])
+
+
+def test_mask_n_bias_refuses_mismatched_solves():
+    kw = dict(n_steps=20, n_batches=4, seed=1, progress=False)
+    pts = [dict(delta=0.5, dt=0.05, batch_fraction=0.5)]
+    a, b = solve_dmft(pts, n_paths=64, **kw), solve_dmft(pts, n_paths=32, **kw)
+    with pytest.raises(ValueError, match="not fewer"):
+        mask_n_bias(b, a)
+    with pytest.raises(ValueError, match="differ in alpha"):
+        mask_n_bias(a, solve_dmft([dict(pts[0], alpha=0.5)], n_paths=32, **kw))
+    with pytest.raises(ValueError, match="n_bias_tol"):
+        mask_n_bias(a, b, tol=0.0)
+    with pytest.raises(ValueError, match="n_paths"):
+        half_paths(24, 8)
+    assert half_paths(6000, 8) == 3000 and half_paths(6008, 8) == 3000  # ⌊751/2⌋ = 375 per replica
+
+
+def test_pipeline_dmft_checks_n_only_in_sgd_sweeps(base_config):
+    """run_dmft_chunk: an SGD sweep (b < 1 on the grid) gets the N-bias observables and masks, b = 1
+    points included; a full-batch sweep gets neither and exactly its single solve's values (its
+    DMFT job names and params do not change); ``dmft.n_convergence`` overrides either way, and
+    a sweep whose half solve would have < 2 paths a replica is refused naming the key."""
+    from dln_kernels.dmft import mask_n_bias as mask
+    from dln_kernels.sweep import n_convergence, run_dmft_chunk, time_grid
+
+    cfg = resolved(base_config)["sweeps"]["tiny"]
+    small = {**cfg, "t_max": 2.0, "dmft": {**cfg["dmft"], "n_paths": 256, "n_batches": 4}}
+    sgd = {**small, "dt": 0.02, "grid": {**small["grid"], "batch_fraction": [0.3, 1.0]}}
+    assert not n_convergence(small) and n_convergence(sgd)
+    assert n_convergence({**small, "dmft": {**small["dmft"], "n_convergence": True}})
+    assert not n_convergence({**sgd, "dmft": {**sgd["dmft"], "n_convergence": False}})
+    job = lambda sw: {k: v for k, v in sw.items() if k != "grid"}  # noqa: E731  (a job's params hold no grid)
+    gd_chunk = make_dmft_chunks(small)[0]
+    assert "n_convergence" not in gd_chunk and make_dmft_chunks(sgd)[0]["n_convergence"] is True
+    gd = run_dmft_chunk(job(small), gd_chunk, progress=False)
+    assert "e_train_n_bias" not in gd and "e_test_n_bias" not in gd
+    n_steps, _, steps, _ = time_grid(small)
+    pts = [{k: v for k, v in p.items() if k != "depth"} for p in gd_chunk["points"]]
+    kw = dict(n_steps=n_steps, dt=float(small["dt"]), record_steps=steps, n_batches=4, seed=int(small["dmft"]["seed"]),
+              progress=False)
+    direct = solve_dmft(pts, n_paths=256, **kw)
+    for name in ("e_train", "e_test", "e_train_below_floor", "e_test_below_floor", "decay_rate"):
+        assert np.array_equal(gd[name], direct[name], equal_nan=name == "decay_rate"), name
+    chunk = make_dmft_chunks(sgd)[0]
+    out = run_dmft_chunk(job(sgd), chunk, progress=False)
+    assert {p["batch_fraction"] for p in chunk["points"]} == {0.3, 1.0}
+    pts = [{k: v for k, v in p.items() if k != "depth"} for p in chunk["points"]]
+    kw["dt"] = 0.02
+    n_steps, _, kw["record_steps"], _ = time_grid(sgd)
+    kw["n_steps"] = n_steps
+    ref = mask(solve_dmft(pts, n_paths=256, **kw), solve_dmft(pts, n_paths=128, **kw))
+    for name in ("e_train", "e_train_n_bias", "e_test_n_bias", "e_train_below_floor", "e_test_below_floor"):
+        assert np.array_equal(out[name], ref[name]), name
+    with pytest.raises(ConfigError, match=r"dmft\.n_paths"):
+        check_sweep("t", {**sgd, "dmft": {**sgd["dmft"], "n_paths": 16, "n_batches": 8}})
+
+
+# ------------------------------------------------------------------------------------------
 # phenomenon: noise vs solution (effective initialisation)
 # ------------------------------------------------------------------------------------------
 def test_effective_alpha_inverts_the_reference_curve():
@@ -315,6 +430,17 @@ def test_sgd_noise_measure_recovers_a_known_effective_alpha():
         np.testing.assert_allclose(rows.alpha_eff_ratio_sim, b**0.5, rtol=1e-9)
         np.testing.assert_allclose(rows.alpha_eff_ratio_dmft, b**0.5, rtol=1e-9)
     assert np.allclose(tab[tab.batch_fraction == 1.0].alpha_eff_ratio_sim, 1.0)
+    # a masked DMFT value (replica floor or not converged in N) gives no α_eff and is no reference
+    below = np.zeros(curve[:, None].shape, bool)
+    below[4, 0, 0, -1] = True  # α = 1, b = 0.05
+    below[0, 0, 2, -1] = True  # α = 0.01, b = 1: the reference curve loses its first point
+    dmft["e_test_below_floor"] = (("alpha", "delta", "batch_fraction", "time"), below)
+    tab2 = sgd_noise_measure(sims, dmft)["table"]
+    masked = (tab2.batch_fraction == 0.05) & (tab2.alpha == 1.0)
+    assert tab2[masked].dmft_below_floor.all() and np.isnan(tab2[masked].alpha_eff_dmft).all()
+    rows = tab2[(tab2.batch_fraction == 0.2) & (tab2.alpha * 0.2**0.5 >= 0.03)]  # inside the shortened reference
+    np.testing.assert_allclose(rows.alpha_eff_ratio_dmft, 0.2**0.5, rtol=1e-9)
+    np.testing.assert_array_equal(tab2.alpha_eff_sim, tab.alpha_eff_sim)  # simulations unaffected
 
 
 def test_effective_scale_is_the_product_of_step_factors():

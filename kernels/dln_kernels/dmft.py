@@ -798,6 +798,61 @@ def noise_floor(e_batches: np.ndarray) -> np.ndarray:
     return e_batches.std(axis=1, ddof=1)
 
 
+N_BIAS_TOL = 0.1  # default of ``dmft.n_bias_tol``: mask where the N-path bias estimate exceeds 10 % of the value
+
+
+def half_paths(n_paths: int, n_batches: int) -> int:
+    """Paths of the convergence-in-N solve: n_batches replicas of ⌊n/2⌋ paths each, n = the full
+    solve's paths per replica (n_paths // n_batches). ValueError if that leaves < 2 paths a replica."""
+    n_half = (int(n_paths) // int(n_batches)) // 2
+    if n_half < 2:
+        raise ValueError(f"n_paths: {n_paths} paths in {n_batches} replicas leave {n_half} per replica for the "
+                         f"half-N solve of the convergence check; need at least 2 (n_paths >= {4 * int(n_batches)})")
+    return n_half * int(n_batches)
+
+
+def mask_n_bias(full: dict, half: dict, tol: float = N_BIAS_TOL) -> dict:
+    """Fold the N-path solver's Monte-Carlo *bias* into the masks: convergence in N.
+
+    The replica spread (:func:`noise_floor`) sees the fluctuation of a replica's estimate, not its
+    bias. At δ < 1 and late times E_train of the N-path solver carries a positive bias ≈ c/n
+    (n paths per replica) that the spread misses and that grows as b shrinks (theory.md §5
+    Checks 6; a second one, also at b = 1, Checks 7). Two solves of the same points with n and
+    n' < n paths per replica give E(n') − E(n) ≈ c (1/n' − 1/n), so
+
+        bias(n) ≈ (E(n') − E(n)) · n' / (n − n')      (= E(n/2) − E(n) for n' = n/2).
+
+    ``full``, ``half``: results of :func:`solve_dmft` for the same points, steps and model, with
+    n and n' paths per replica (``n_paths``/``n_batches`` of each). Returns a new dict: ``full``
+    plus ``e_train_n_bias``, ``e_test_n_bias`` (P, R) (the estimate above, in the run dtype;
+    statistical error ≈ the two solves' standard errors combined), with ``*_below_floor`` also
+    true where the estimate exceeds ``tol`` × the value (one-sided: the bias of E_train is
+    positive, a cancellation in diag(K M Kᵀ)), and the decay rate refitted on the new E_train mask.
+    Raises ValueError if the two results are not of the same points and steps or n' ≥ n.
+    """
+    n = int(full["n_paths"]) // int(full["n_batches"])
+    n2 = int(half["n_paths"]) // int(half["n_batches"])
+    if not n2 < n:
+        raise ValueError(f"mask_n_bias: the half solve has {n2} paths per replica, not fewer than the full solve's {n}")
+    if full["e_train"].shape != half["e_train"].shape or not np.array_equal(full["step"], half["step"]):
+        raise ValueError("mask_n_bias: the two solves are not of the same points and record steps")
+    for k in POINT_KEYS:
+        if not np.array_equal(full[k], half[k]):
+            raise ValueError(f"mask_n_bias: the two solves differ in {k}")
+    if not tol > 0:
+        raise ValueError(f"n_bias_tol: need a positive tolerance, got {tol}")
+    out = dict(full)
+    scale = n2 / (n - n2)  # 1 for n' = n/2
+    for name in ("e_train", "e_test"):
+        bias = ((half[name] - full[name]) * scale).astype(full[name].dtype)
+        out[name + "_n_bias"] = bias
+        out[name + "_below_floor"] = full[name + "_below_floor"] | (bias > tol * full[name])
+    rate, rate_se, window = decay_rate(full["time"], full["e_train_batches"], out["e_train_below_floor"])
+    dtype = full["decay_rate"].dtype
+    out["decay_rate"], out["decay_rate_se"], out["decay_window"] = rate.astype(dtype), rate_se.astype(dtype), window
+    return out
+
+
 def spectral_decay_rate(w_final: np.ndarray, par: dict) -> np.ndarray:
     """Asymptotic decay rate of E_train from the spectral edge of X diag(w) Xᵀ/δ at the paths'
     final Gauss–Newton metric w, β_{k+1} − β_k = dt·w·g_k + O(dt²) (uv: w = u² + v²; pm:

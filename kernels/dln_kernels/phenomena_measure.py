@@ -51,10 +51,11 @@ CONVERGED_FRACTION = 1e-3  # "converged" at t_max: DMFT E_train ≤ 1e-3 E_train
 # curves out of the Datasets
 # ----------------------------------------------------------------------------------------------
 def select_curve(ds, **sel):
-    """The part of ``ds`` at the selection ``sel`` (coordinate values), with ρ, σ, λ and the depth
-    (``rho``, ``sigma``, ``weight_decay``, ``depth``) at their first value and the batch fraction at
-    its largest (full-batch GD where the sweep has it) unless given in ``sel``."""
-    for a in ("rho", "sigma", "weight_decay", "depth", "batch_fraction"):
+    """The part of ``ds`` at the selection ``sel`` (coordinate values), with ρ, σ, λ, the depth and
+    the step multiplier (``rho``, ``sigma``, ``weight_decay``, ``depth``, ``dt_scale``) at their
+    first value and the batch fraction at its largest (full-batch GD where the sweep has it)
+    unless given in ``sel``."""
+    for a in ("rho", "sigma", "weight_decay", "depth", "batch_fraction", "dt_scale"):
         if a in ds.dims and a not in sel:
             sel[a] = ds[a].values[-1 if a == "batch_fraction" else 0]
     return ds.sel(sel)
@@ -625,7 +626,9 @@ def sgd_noise_measure(sims, dmft) -> dict:
     simulation and DMFT, and the effective initialisation of each SGD run: the α_eff at which
     full-batch GD (b = the largest b of the sweep, 1 in the shipped sweep) ends at the same
     E_test (:func:`effective_alpha`, on the simulations' seed mean and on the DMFT separately).
-    α_eff/α < 1: the noise acts like a smaller initialisation.
+    α_eff/α < 1: the noise acts like a smaller initialisation. DMFT values flagged by
+    ``e_test_below_floor`` (replica floor, and convergence in N where the sweep checks it) give
+    no α_eff and are left out of the DMFT reference curve.
 
     Returns a dict: ``table`` (per (b, α): final_e_test_sim_mean, final_e_test_sim_se,
     final_e_test_dmft, final_e_test_dmft_se, dmft_below_floor, alpha_eff_sim, alpha_eff_dmft
@@ -645,11 +648,12 @@ def sgd_noise_measure(sims, dmft) -> dict:
                            bool(th["e_test_below_floor"].values[-1]) if "e_test_below_floor" in th else False)
     ref_sim = np.array([fin[(b_ref, a)][0] for a in alphas])
     ref_dmft = np.array([fin[(b_ref, a)][2] for a in alphas])
+    ref_ok = ~np.array([fin[(b_ref, a)][4] for a in alphas])  # masked DMFT values are not a reference
     rows = []
     for b in bs:
         e_sim = np.array([fin[(b, a)][0] for a in alphas])
-        e_th = np.array([fin[(b, a)][2] for a in alphas])
-        eff_sim, eff_th = effective_alpha(alphas, ref_sim, e_sim), effective_alpha(alphas, ref_dmft, e_th)
+        e_th = np.array([np.nan if fin[(b, a)][4] else fin[(b, a)][2] for a in alphas])
+        eff_sim, eff_th = effective_alpha(alphas, ref_sim, e_sim), effective_alpha(alphas[ref_ok], ref_dmft[ref_ok], e_th)
         for i, a in enumerate(alphas):
             m, se, th, th_se, below = fin[(b, a)]
             rows.append({"batch_fraction": b, "alpha": a, "final_e_test_sim_mean": m, "final_e_test_sim_se": se,

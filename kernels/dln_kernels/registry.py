@@ -155,6 +155,12 @@ OBSERVABLES = {
         Observable("e_train_below_floor", "e_train is below its noise floor: noise, not physics", "1", _D, boolean=True),
         Observable("e_test_floor", "estimated Monte-Carlo noise floor of e_test", "1", _D),
         Observable("e_test_below_floor", "e_test is below its noise floor: noise, not physics", "1", _D, boolean=True),
+        # convergence in N (dmft.n_convergence; by default in sweeps with a batch fraction < 1 only,
+        # other sweeps' files do not hold them): values above n_bias_tol x the value are also masked
+        Observable("e_train_n_bias", "estimated Monte-Carlo bias of e_train from convergence in N: "
+                   "E(N/2) - E(N), N paths per replica", "1", _D),
+        Observable("e_test_n_bias", "estimated Monte-Carlo bias of e_test from convergence in N: "
+                   "E(N/2) - E(N), N paths per replica", "1", _D),
         Observable("decay_rate", "exponential decay rate of e_train on the late half of its resolved (above-floor) "
                    "part; pre-asymptotic where the floor comes early, see decay_rate_spectral", "1/time", _D,
                    per_time=False, may_be_nan=True),

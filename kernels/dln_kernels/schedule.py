@@ -115,8 +115,9 @@ def check_schedule(spec: dict, key: str = "schedule") -> dict:
       round(t_max/dt) of the sweep keys), so each point ends at its own t_max = n_steps·dt;
     - ``geometric``: dt_k = min(dt0·ratio^k, dt_max) until t_max (the last step is shortened to
       end on t_max); the same for every point;
-    - ``piecewise``: ``segments`` [[t_end, dt], …] with increasing t_end: steps of dt until
-      t_end (the last step of a segment is shortened to end on t_end); the last t_end is t_max.
+    - ``piecewise``: ``segments`` [{until: t_end, dt: step}, …] with increasing t_end: steps of
+      dt until t_end (the last step of a segment is shortened to end on t_end); the last t_end
+      is t_max.
     """
     if not isinstance(spec, dict) or spec.get("kind") not in SCHEDULE_KINDS:
         kind = spec.get("kind") if isinstance(spec, dict) else spec
@@ -143,13 +144,12 @@ def check_schedule(spec: dict, key: str = "schedule") -> dict:
     if out["kind"] == "piecewise":
         seg = out["segments"]
         try:
-            arr = np.asarray(seg, dtype=float)
-        except (TypeError, ValueError):
-            arr = np.empty((0,))
-        if arr.ndim != 2 or arr.shape[1] != 2 or len(arr) == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0) \
-                or np.any(np.diff(arr[:, 0]) <= 0):
-            raise ValueError(f"{key}.segments: {seg!r} must be a list of [t_end, dt] pairs, positive, "
-                             "with increasing t_end")
+            arr = np.array([[float(x["until"]), float(x["dt"])] for x in seg]) if seg else np.empty((0, 2))
+        except (TypeError, ValueError, KeyError):
+            arr = np.empty((0, 2))
+        if len(arr) == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0) or np.any(np.diff(arr[:, 0]) <= 0):
+            raise ValueError(f"{key}.segments: {seg!r} must be a list of {{until: t_end, dt: step}}, positive, "
+                             "with increasing until")
     return out
 
 
@@ -184,8 +184,9 @@ def shared_dt_schedule(schedule: dict, dt: float, t_max: float) -> np.ndarray:
         return _land_on(steps, t_max)
     if kind == "piecewise":
         parts, t0 = [], 0.0
-        for t_end, h in schedule["segments"]:
-            span = float(t_end) - t0
+        for seg in schedule["segments"]:
+            t_end, h = float(seg["until"]), float(seg["dt"])
+            span = t_end - t0
             parts.append(_land_on(np.full(max(1, int(math.ceil(span / float(h) - 1e-9))), float(h)), span))
             t0 = float(t_end)
         return np.concatenate(parts)

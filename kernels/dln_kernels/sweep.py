@@ -26,7 +26,7 @@ from .problem import draw_instance, n_samples
 from .registry import AXES, CHUNK_AXES, GRID_AXES, MEMBER_AXES, OBSERVABLES, STATIC, implicit, observables, opted_in  # by name
 from .schedule import (DEFAULT_SCHEDULE, check_schedule, is_per_point, n_steps_for, output_steps, rule_dt,
                        shared_dt_schedule, stability_bound, step_times)
-from .simulate import effective_scale_runs, simulate_members
+from .simulate import DivergenceError, effective_scale_runs, simulate_members
 
 
 class ConfigError(ValueError):
@@ -217,6 +217,8 @@ def check_sweep(name: str, sweep: dict) -> None:
     check_sim_memory(key, sweep)
     if sweep["dmft"]["enabled"]:
         check_dmft(key, sweep)
+    if sweep["dmft"].get("phase_diagram", False):
+        check_phase_diagram(key, sweep)
 
 
 def check_point_steps(key: str, sweep: dict) -> None:
@@ -298,6 +300,13 @@ def check_dmft(key: str, sweep: dict) -> None:
     n_steps = time_grid(sweep)[0]
     need = memory_bytes(1, cfg["n_paths"], n_steps, cfg["n_batches"], sweep["dtype"],
                         sgd=min(sweep["grid"].get("batch_fraction", [1.0])) < 1)
+    if n_convergence(sweep):
+        from .dmft import half_paths
+
+        try:
+            half_paths(cfg["n_paths"], cfg["n_batches"])
+        except ValueError as exc:
+            raise ConfigError(f"{key}.dmft.{exc} (dmft.n_convergence)") from None
     if need > cfg["memory_budget_gb"] * 1e9:
         raise ConfigError(
             f"{key}.dmft.memory_budget_gb: {cfg['memory_budget_gb']} GB is less than the "
@@ -307,29 +316,55 @@ def check_dmft(key: str, sweep: dict) -> None:
         )
 
 
+def check_phase_diagram(key: str, sweep: dict) -> None:
+    """``dmft.phase_diagram`` draws the DMFT, the long-time theory and the simulations over two
+    varied axes, (α, δ) or (δ, ρ) (``phase_diagram.phase_axes``): it needs the DMFT, the static
+    theory and the default design."""
+    from .phase_diagram import PhaseDiagramError, check_phase_grid
+
+    for part in ("dmft", "static"):
+        if not sweep[part]["enabled"]:
+            raise ConfigError(f"{key}.dmft.phase_diagram: true needs {key}.{part}.enabled: true "
+                              "(the diagram shows the DMFT beside the long-time theory)")
+    if not is_default(sweep.get("design")):
+        raise ConfigError(f"{key}.dmft.phase_diagram: true is drawn for the default Gaussian design only "
+                          f"({key}.design lists designs)")
+    try:
+        check_phase_grid(sweep["grid"], f"{key}.grid")
+    except PhaseDiagramError as exc:
+        raise ConfigError(f"{key}.dmft.phase_diagram: {exc}") from None
+
+
 def schedule_of(sweep: dict) -> dict:
     """The sweep's step schedule (key ``schedule``, default constant dt), checked
     (:func:`dln_kernels.schedule.check_schedule`)."""
     return check_schedule(sweep.get("schedule", DEFAULT_SCHEDULE))
 
 
-def per_point_times(sweep: dict) -> bool:
+def per_point_times(sweep: dict, chunk: dict | None = None) -> bool:
     """Whether points of the sweep have their own step sizes, hence their own time axes: an
     ``alpha_rule`` schedule or a ``dt_scale`` axis with values other than [1]. Their files then
-    have the dim ``step`` and a ``time`` coordinate per point (docs/file_formats.md)."""
-    return is_per_point(schedule_of(sweep)) or not implicit("dt_scale", sweep["grid"].get("dt_scale", [1.0]))
+    have the dim ``step`` and a ``time`` coordinate per point (docs/file_formats.md).
+
+    A job's sweep param has no ``grid``: give its ``chunk`` (a simulation or DMFT chunk), whose
+    runs name ``dt_scale`` exactly when the axis is not at its implicit default."""
+    if is_per_point(schedule_of(sweep)):
+        return True
+    if "grid" in sweep:
+        return not implicit("dt_scale", sweep["grid"].get("dt_scale", [1.0]))
+    return any("dt_scale" in r for r in chunk.get("members", chunk.get("points", [])))
 
 
 def n_steps_of(sweep: dict) -> int:
-    """Number of steps of every run of the sweep (common to all points).
+    """Number of steps of every run of the sweep (common to all points; a job reads it from its
+    own params, never from the grid).
 
-    constant: round(t_max/(dt·s_min)) with s_min the smallest ``dt_scale`` (so the point with the
-    smallest step reaches t_max; without the axis exactly round(t_max/dt)); alpha_rule: its
-    ``n_steps`` (default round(t_max/dt)); geometric, piecewise: the steps to t_max.
+    constant: round(t_max/dt) (a point with ``dt_scale`` s then ends at s·t_max); alpha_rule:
+    its ``n_steps`` (default round(t_max/dt)); geometric, piecewise: the steps to t_max.
     """
     sched = schedule_of(sweep)
     if sched["kind"] == "constant":
-        return n_steps_for(sweep["t_max"], float(sweep["dt"]) * min(sweep["grid"].get("dt_scale", [1.0])))
+        return n_steps_for(sweep["t_max"], sweep["dt"])
     if sched["kind"] == "alpha_rule":
         return int(sched.get("n_steps", n_steps_for(sweep["t_max"], sweep["dt"])))
     return len(shared_dt_schedule(sched, float(sweep["dt"]), float(sweep["t_max"])))
@@ -352,13 +387,13 @@ def point_dt_schedule(sweep: dict, point: dict) -> np.ndarray:
     return scale * shared_dt_schedule(sched, float(sweep["dt"]), float(sweep["t_max"]))
 
 
-def time_grid(sweep: dict):
+def time_grid(sweep: dict, chunk: dict | None = None):
     """(n_steps, dt schedule, record_steps, record times) of a sweep whose points share their
-    steps; for a sweep with per-point steps (:func:`per_point_times`) the schedule and the times
-    are None (:func:`point_dt_schedule` gives them per point)."""
+    steps; for a sweep with per-point steps (:func:`per_point_times`; a job gives its ``chunk``)
+    the schedule and the times are None (:func:`point_dt_schedule` gives them per point)."""
     n_steps = n_steps_of(sweep)
     steps = output_steps(n_steps, sweep["output"]["n_times"], sweep["output"]["spacing"])
-    if per_point_times(sweep):
+    if per_point_times(sweep, chunk):
         return n_steps, None, steps, None
     if schedule_of(sweep)["kind"] == "constant":  # t_k = k·dt exactly (files written before schedules)
         return n_steps, np.full(n_steps, float(sweep["dt"])), steps, steps * float(sweep["dt"])
@@ -479,7 +514,7 @@ def _network_kw(sweep: dict, depth) -> dict:
 def run_chunk(sweep: dict, chunk: dict, progress_every: float | None = 10.0) -> dict:
     """Simulate one chunk. Returns per-run parameter columns and (runs, times) observables."""
     xp = get_namespace(sweep["backend"])
-    _, dt_schedule, steps, times = time_grid(sweep)
+    _, dt_schedule, steps, times = time_grid(sweep, chunk)
     runs = {a: np.array([axis_value(m, a) for m in chunk["members"]], dtype=float) for a in MEMBER_AXES}  # by name
     if dt_schedule is None:  # per-point steps: one column per member (the same in every data group)
         pts = [{**m, **{a: chunk[a] for a in CHUNK_AXES}} for m in chunk["members"]]
@@ -524,21 +559,49 @@ def make_dmft_chunks(sweep: dict) -> list:
     pieces = _pieces([sorted(g[a]) for a in order], int(sweep["dmft"]["points_per_job"]))
     chunks = [{"points": _records(order, p)} for p in pieces]
     for c in chunks:
+        if n_convergence(sweep):  # a property of the sweep (its grid), which DMFT jobs do not read
+            c["n_convergence"] = True  # absent otherwise: such sweeps keep their chunk names and params
         c["name"] = chunk_name(c)
     return chunks
 
 
+def n_convergence(sweep: dict) -> bool:
+    """Whether the sweep's DMFT also checks convergence in N (``dmft.n_convergence``; absent: true
+    exactly when the grid holds a batch fraction b < 1). Then every DMFT point is solved a second
+    time with half the paths per replica and ``*_below_floor`` also masks the values whose N-path
+    bias estimate E(N/2) − E(N) exceeds ``dmft.n_bias_tol`` (default
+    :data:`dln_kernels.dmft.N_BIAS_TOL`) of the value (:func:`dln_kernels.dmft.mask_n_bias`).
+    Full-batch sweeps keep their single solve (and their job params and bits) unless they ask.
+    Reads the whole sweep (its grid); a DMFT job learns the answer from its chunk
+    (:func:`make_dmft_chunks` sets ``chunk["n_convergence"]``)."""
+    cfg = sweep["dmft"]
+    if cfg.get("n_convergence") is not None:
+        return bool(cfg["n_convergence"])
+    return min(float(b) for b in sweep["grid"].get("batch_fraction", AXES["batch_fraction"].default)) < 1
+
+
 def run_dmft_chunk(sweep: dict, chunk: dict, progress: bool = True) -> dict:
-    """Solve the DMFT for one chunk of grid points, on the simulations' time grid."""
-    from .dmft import solve_dmft
+    """Solve the DMFT for one chunk of grid points, on the simulations' time grid.
+
+    ``sweep`` needs only the keys a DMFT job reads (no grid). Where the chunk says so
+    (``chunk["n_convergence"]``, set by :func:`make_dmft_chunks` from :func:`n_convergence`)
+    each solve is repeated with half the paths per replica (same seed;
+    ≈ +50 % time) and the N-path bias estimates ``e_train_n_bias``, ``e_test_n_bias`` are added
+    and folded into ``*_below_floor`` (:func:`dln_kernels.dmft.mask_n_bias`). The half-N estimate
+    cannot be read off the full solve: each replica's paths are driven by that replica's own
+    estimates of G, K and M from all its n paths, so a subset of n/2 of them is not a solve with
+    n/2 paths, and the replica means share one bias c/n.
+    """
+    from .dmft import N_BIAS_TOL, half_paths, mask_n_bias, solve_dmft
 
     cfg = sweep["dmft"]
-    n_steps, shared, steps, times = time_grid(sweep)
+    n_steps, shared, steps, times = time_grid(sweep, chunk)
     points = {a: np.array([axis_value(p, a) for p in chunk["points"]], dtype=_column_type(a)) for a in GRID_AXES}
     if shared is None:  # per-point steps (P, n_steps), the simulator's for the same point
         per_point = np.stack([point_dt_schedule(sweep, {a: points[a][i] for a in GRID_AXES})
                               for i in range(len(chunk["points"]))])
         times = np.stack([step_times(s)[steps] for s in per_point])
+    check = bool(chunk.get("n_convergence", False))
     # one solve per depth (the path update depends on it); results go back in the chunk's order
     parts = []
     for L in np.unique(points["depth"]):
@@ -548,23 +611,34 @@ def run_dmft_chunk(sweep: dict, chunk: dict, progress: bool = True) -> dict:
             steps_kw = {"dt": float(sweep["dt"])}  # as before schedules existed: the same bits
         else:
             steps_kw = {"dt_schedule": shared if shared is not None else per_point[idx]}
-        parts.append((idx, solve_dmft(
-            sel, n_steps=n_steps, **steps_kw, record_steps=steps, n_paths=cfg["n_paths"],
+        kw = dict(
+            n_steps=n_steps, **steps_kw, record_steps=steps,
             prior=sweep["prior"], model=sweep["model"],
             # one random stream for every point of the sweep (common random numbers): a point's
             # result depends on its parameters and the seed only, not on its job or batch-mates
             seed=int(cfg["seed"]),
             backend=sweep["backend"], dtype=sweep["dtype"], n_batches=cfg["n_batches"],
             memory_budget_bytes=cfg["memory_budget_gb"] * 1e9, progress=progress, **_network_kw(sweep, L),
-        )))
+        )
+        part = solve_dmft(sel, n_paths=cfg["n_paths"], **kw)
+        if check:  # only expectations enter the estimate, so the half solve may reuse the seed
+            try:
+                half = solve_dmft(sel, n_paths=half_paths(cfg["n_paths"], cfg["n_batches"]), **kw)
+            except DivergenceError as exc:  # the full solve did not: say which solve and what to do
+                raise DivergenceError(f"the convergence-in-N solve with half the paths (dmft.n_convergence) "
+                                      f"diverged: {exc}; raise dmft.n_paths or set dmft.n_convergence: false") from exc
+            part = mask_n_bias(part, half, float(cfg.get("n_bias_tol", N_BIAS_TOL)))
+        parts.append((idx, part))
     res = {}
     names = DMFT_OBSERVABLES + opted_in("dmft", sweep)  # opt-in ones (alpha_eff) only where the sweep asks
     for name in names:
+        if name not in parts[0][1]:  # e.g. the N-bias estimates of a sweep without the check
+            continue
         first = parts[0][1][name]
         res[name] = np.empty((len(chunk["points"]), *first.shape[1:]), dtype=first.dtype)
         for idx, part in parts:
             res[name][idx] = part[name]
-    out = {name: res[name] for name in names if name in res}
+    out = dict(res)
     for name in opted_in("dmft", sweep):  # in the run dtype, as the solver's other outputs
         out[name] = out[name].astype(resolve_dtype(sweep["dtype"]))
     out["params"] = {a: v for a, v in points.items() if a in chunk["points"][0]}  # as run_chunk

@@ -5,7 +5,8 @@ import json
 import os
 
 from dln_kernels.designs import is_default
-from dln_kernels.sweep import ConfigError, check_sweep, chunk_d, make_chunks, make_dmft_chunks, sim_chunk_bytes, time_grid
+from dln_kernels.sweep import (ConfigError, check_sweep, chunk_d, make_chunks, make_dmft_chunks, n_convergence,
+                               sim_chunk_bytes, time_grid)
 from dln_kernels.problem import n_samples
 from dln_kernels.registry import implicit
 
@@ -59,6 +60,8 @@ def sweep_part(sweep, keep):
     part = {k: SWEEPS[sweep][k] for k in keep
             if not (k == "design" and is_default(SWEEPS[sweep].get(k)))
             and SWEEPS[sweep].get(k) != IMPLICIT_KEYS.get(k, object())}
+    if "dmft" in part:  # keys that only choose figures are no part of any job's computation
+        part["dmft"] = {k: v for k, v in part["dmft"].items() if k not in FIGURE_ONLY_DMFT_KEYS}
     if "grid" in part:  # the order in which grid values are written is not part of the meaning
         # (and an axis at its implicit default, e.g. batch_fraction [1.0], is not part of it either)
         part["grid"] = {a: sorted(v) for a, v in part["grid"].items() if not implicit(a, v)}
@@ -75,6 +78,9 @@ SIM_KEYS = ("model", "network", "prior", "d", "seeds", "base_seed", "dt", "t_max
 # Keys added after sweeps existed: a job's params leave them out at these (default) values, so the
 # jobs of such sweeps keep their identity (the kernels read the same default).
 IMPLICIT_KEYS = {"batch_sampling": "bernoulli", "schedule": {"kind": "constant"}, "effective_scale": False}
+# Sub-keys of `dmft` that choose figures only (`final_targets`): left out of every job's params,
+# so turning a figure on or off re-runs no DMFT job, and sweeps written before them keep their jobs.
+FIGURE_ONLY_DMFT_KEYS = ("phase_diagram",)
 DMFT_KEYS = ("model", "network", "prior", "dt", "t_max", "output", "backend", "dtype", "threads", "dmft", "schedule",
              "effective_scale")
 AGGREGATE_KEYS = ("grid", "seeds", "base_seed", "backend", "dtype", "design")
@@ -155,11 +161,13 @@ def dmft_mem_mb(wildcards):
 def dmft_runtime_min(wildcards):
     """Wall time of a DMFT job in minutes: max(5, ⌊P·N·T² / (2e8 · 60)⌋ + 1),
 
-    P points, N = n_paths, T = n_steps + 1: the O(N·T²) memory sums at ~2e8 terms per second.
+    P points, N = n_paths (1.5 n_paths with the convergence-in-N solve of half the paths,
+    ``dmft.n_convergence``), T = n_steps + 1: the O(N·T²) memory sums at ~2e8 terms per second.
     """
     sweep, cfg = SWEEPS[wildcards.sweep], SWEEPS[wildcards.sweep]["dmft"]
     T = time_grid(sweep)[0] + 1
-    work = len(dmft_chunk_of(wildcards)["points"]) * cfg["n_paths"] * T * T
+    paths = cfg["n_paths"] * (1.5 if n_convergence(sweep) else 1)
+    work = len(dmft_chunk_of(wildcards)["points"]) * paths * T * T
     return max(5, int(work / 2e8 / 60) + 1)
 
 
@@ -220,7 +228,8 @@ def phenomenon_outputs(kind):
 
 
 def final_targets(sweeps):
-    """Figures of each selected sweep (DMFT figures where the sweep enables the DMFT)."""
+    """Figures of each selected sweep (DMFT figures where the sweep enables the DMFT, the DMFT
+    phase diagram where it sets ``dmft.phase_diagram``)."""
     figs = []
     for s in sweeps:
         if not is_default(SWEEPS[s].get("design")):
@@ -234,6 +243,8 @@ def final_targets(sweeps):
             names += ["dmft_vs_simulation", "dmft_deviation"]
         if SWEEPS[s]["static"]["enabled"]:
             names += ["static_phase_diagram", "recovery_diagram", "final_error_vs_alpha"]
+        if SWEEPS[s]["dmft"]["enabled"] and SWEEPS[s]["dmft"]["phase_diagram"]:
+            names += ["dmft_phase_diagram", "dmft_phase_times"]  # over (α, δ) or (δ, ρ): sweep.check_phase_diagram
         if SWEEPS[s]["dmft"]["enabled"]:
             names += PHENOMENA.get(s, [])  # phenomenon figures of the named sweeps (table above)
         figs += [f"results/{s}/figures/{fig}.png" for fig in names]

@@ -80,3 +80,42 @@ rule dmft_figures:
         "results/{sweep}/benchmarks/dmft_figures.tsv"
     script:
         "../scripts/dmft_figures.py"
+
+
+# DMFT phase diagram over the sweep's two varied axes, (α, δ) or (δ, ρ), for sweeps with
+# `dmft.phase_diagram` (final_targets): the measurement is dln_kernels.phase_diagram, the tables
+# are written beside the figures.
+rule dmft_phase_diagram:
+    input:
+        sims="results/{sweep}/simulations.nc",
+        dmft="results/{sweep}/dmft.nc",
+        static="results/{sweep}/static.nc",
+    output:
+        phase=report(
+            "results/{sweep}/figures/dmft_phase_diagram.png",
+            caption="../report/dmft_phase_diagram.rst",
+            category="{sweep}",
+            subcategory="DMFT",
+            labels={"sweep": "{sweep}", "figure": "DMFT phase diagram"},
+        ),
+        times=report(
+            "results/{sweep}/figures/dmft_phase_times.png",
+            caption="../report/dmft_phase_times.rst",
+            category="{sweep}",
+            subcategory="DMFT",
+            labels={"sweep": "{sweep}", "figure": "DMFT maps over time"},
+        ),
+        table="results/{sweep}/phenomena/dmft_phase_diagram.csv",
+        times_table="results/{sweep}/phenomena/dmft_phase_times.csv",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/pipeline.yaml"
+    log:
+        "results/{sweep}/logs/dmft_phase_diagram.log",
+    benchmark:
+        "results/{sweep}/benchmarks/dmft_phase_diagram.tsv"
+    script:
+        "../scripts/dmft_phase_figures.py"

@@ -430,8 +430,8 @@ def sgd_noise(sims, dmft):
         t = tab[tab.batch_fraction == b]
         ax.errorbar(t.alpha, t.final_e_test_sim_mean, yerr=t.final_e_test_sim_se, fmt="s", mfc="white", color=col, ms=7,
                     label=f"b={b:g} simulation (± s.e.)")
-        ax.errorbar(t.alpha, t.final_e_test_dmft, yerr=t.final_e_test_dmft_se, fmt="-", color=col, lw=1.6,
-                    label=f"b={b:g} DMFT")
+        th = np.where(t.dmft_below_floor, np.nan, t.final_e_test_dmft)  # masked: floor or not converged in N
+        ax.errorbar(t.alpha, th, yerr=t.final_e_test_dmft_se, fmt="-", color=col, lw=1.6, label=f"b={b:g} DMFT")
         if b != m["b_ref"]:
             bx.plot(t.alpha, t.alpha_eff_ratio_sim, "s", mfc="white", color=col, ms=7, label=f"b={b:g} simulation")
             bx.plot(t.alpha, t.alpha_eff_ratio_dmft, "o-", color=col, lw=1.4, label=f"b={b:g} DMFT")

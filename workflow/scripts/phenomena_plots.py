@@ -535,6 +535,11 @@ def step_size(sims, dmft, prior):
             ax.errorbar(x - off, t.e_test_dmft, yerr=t.e_test_dmft_se, fmt="o-", color=c, ms=4, lw=1.3,
                         label=f"b={b:g} DMFT")
             ax.plot(x, t.e_test_static_alpha_eff, ls=":", color=c, lw=2.0, label=f"b={b:g} static at α_eff (sim)")
+            flag = t.dmft_below_floor.values.astype(bool)  # noise floor or N-path bias (dmft.n_convergence)
+            if flag.any():
+                ax.plot((x - off)[flag], t.e_test_dmft.values[flag], "x", color="k", ms=8,
+                        label=None if any(h.get_label().startswith("DMFT masked") for h in ax.lines) else
+                        "DMFT masked (floor / N-path bias)")
             ref = t.e_test_sim.values[0]
             cx.errorbar(x + off, 100 * t.change_sim / ref, yerr=100 * t.change_sim_se / ref, fmt="s", mfc="white",
                         color=c, ms=6, capsize=2, label=f"b={b:g} simulation, at the end")

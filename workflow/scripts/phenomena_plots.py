@@ -526,6 +526,7 @@ def step_size(sims, dmft, prior):
     fig, axes = plt.subplots(3, len(alphas), figsize=(5.0 * len(alphas), 12.4), squeeze=False)
     for j, a in enumerate(alphas):
         ax, cx, bx = axes[0, j], axes[1, j], axes[2, j]
+        lims = [np.inf, -np.inf]  # the simulations' and the static theory's range of the middle panel
         for k, b in enumerate(bs):
             t = tab[(tab.alpha == a) & (tab.batch_fraction == b)].sort_values("dt_over_bound")
             x, c = t.dt_over_bound.values, cols[b]
@@ -552,8 +553,7 @@ def step_size(sims, dmft, prior):
             shown = np.concatenate([100 * (t.change_sim + sgn * t.change_sim_se) / ref for sgn in (-1, 1)]
                                    + [100 * (t.change_same_t_sim + sgn * t.change_same_t_sim_se) / ref for sgn in (-1, 1)]
                                    + [100 * t.static_change_from_min / t.e_test_static_alpha_eff.values[0]])
-            lims = np.array([np.nanmin(shown), np.nanmax(shown)]) if k == 0 else [min(lims[0], np.nanmin(shown)),
-                                                                              max(lims[1], np.nanmax(shown))]
+            lims = [min(lims[0], np.nanmin(shown)), max(lims[1], np.nanmax(shown))]
             bx.errorbar(x + off, t.alpha_eff_ratio_sim, yerr=t.alpha_eff_ratio_sim_se, fmt="s", mfc="white", color=c,
                         ms=6, label=f"b={b:g} simulation")
             bx.plot(x - off, t.alpha_eff_ratio_dmft, "o-", color=c, ms=4, lw=1.3, label=f"b={b:g} DMFT")

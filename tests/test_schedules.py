@@ -154,3 +154,30 @@ def test_dt_scale_point_is_the_scaled_constant_run():
     np.testing.assert_allclose(out[0.5][0], r["e_test"][0], rtol=1e-9)
     assert np.allclose(out[0.5][1], r["time"], rtol=1e-14)
     assert np.allclose(out[1.0][1], 2 * out[0.5][1])
+
+
+def test_static_figure_takes_simulations_with_axes_the_theory_lacks():
+    """A static group without batch_fraction/dt_scale (the theory does not read them, and files
+    written before them lack them) beside simulations that carry them: the simulations are taken
+    at b = 1, s = 1 and the figure draws (regression: a transpose failed on the extra dims)."""
+    import sys
+
+    import matplotlib
+    import xarray as xr
+
+    matplotlib.use("Agg")
+    sys.path.insert(0, str(REPO / "workflow" / "scripts"))
+    from static_plots import fig_alpha_delta
+
+    a, d = np.array([0.01, 0.1, 1.0]), np.array([0.5, 2.0])
+    one = {"rho": [0.2], "sigma": [0.0], "weight_decay": [0.0], "depth": [2]}
+    static = xr.Dataset({"e_test_final": (("alpha", "delta", *one), np.full((3, 2, 1, 1, 1, 1), 0.01))},
+                        coords={"alpha": a, "delta": d, **one})
+    shape = (3, 2, 1, 1, 1, 1, 2, 2, 2, 4)
+    sims = xr.Dataset({"e_test": (("alpha", "delta", *one, "batch_fraction", "dt_scale", "seed", "time"),
+                                  np.random.default_rng(0).uniform(0.005, 0.02, shape))},
+                      coords={"alpha": a, "delta": d, **one, "batch_fraction": [0.3, 1.0], "dt_scale": [0.5, 1.0],
+                              "seed": [0, 1], "time": [0.0, 1.0, 2.0, 3.0]})
+    fig = fig_alpha_delta(static, sims)
+    pts = fig.axes[0].collections[-1].get_offsets()
+    assert len(pts) == 6  # one circle per (α, δ): the b = 1, s = 1 slice (first dt_scale value)

@@ -33,6 +33,11 @@ def _style():
     sns.set_theme(context="paper", style="whitegrid", font_scale=1.1)
 
 
+# Axes the gradient-flow theory does not read (registry stages): the simulations are taken at
+# full-batch GD and the schedule's own step, whatever a static file written before them holds.
+_SIM_ONLY = {"batch_fraction": None, "dt_scale": None}
+
+
 def _pick(ds, **fixed):
     """Select the given coordinate values, the first value for the other fixed axes.
 
@@ -105,7 +110,7 @@ def fig_alpha_delta(static, sims=None, *, rho=None, sigma=None, weight_decay=Non
     e = _masked_e_test(sub).transpose("delta", "alpha")
     sim_mean = None
     if sims is not None:
-        s_sub, _ = _pick(sims, **{k: float(v) for k, v in sel.items()})
+        s_sub, _ = _pick(sims, **{**_SIM_ONLY, **{k: float(v) for k, v in sel.items()}})
         sim_mean, _ = _final_sims(s_sub)
     norm = _norm(e.values, [] if sim_mean is None else sim_mean.values)
     fig, ax = plt.subplots(figsize=(6.4, 4.6), constrained_layout=True)
@@ -168,7 +173,7 @@ def fig_delta_rho(static, sims=None, *, alpha=None, sigma=None, weight_decay=Non
     dgrid = np.linspace(max(1e-3, float(deltas.min())), min(0.999, float(deltas.max())), 200)
     ax.plot(dgrid, donoho_tanner_rho(dgrid, per="d"), "--", color="tab:red", lw=2, label="Donoho–Tanner (ℓ1)")
     if sims is not None:
-        s_sub, _ = _pick(sims, **{k: float(v) for k, v in sel.items()})
+        s_sub, _ = _pick(sims, **{**_SIM_ONLY, **{k: float(v) for k, v in sel.items()}})
         last = s_sub["e_test"].isel({record_dim(s_sub): -1})
         eb2_s = xr_like_second_moment(last, prior)
         hit = 2 * last / eb2_s < threshold
@@ -211,7 +216,7 @@ def fig_error_vs_alpha(static, sims=None, *, delta=None, rho=None, sigma=None, d
         else:
             ax.text(0.02, 0.04, "min-ℓ1 interpolator: exact recovery (E_test = 0)", transform=ax.transAxes, color="tab:green")
     if sims is not None:
-        s_sub, _ = _pick(sims, **{k: float(v) for k, v in sel.items()})
+        s_sub, _ = _pick(sims, **{**_SIM_ONLY, **{k: float(v) for k, v in sel.items()}})
         m, se = _final_sims(s_sub)
         ax.errorbar(m["alpha"].values, m.values, yerr=se.values, fmt="o", color="black", ms=5, capsize=3,
                     label="simulation (seed mean ± s.e., last time)")

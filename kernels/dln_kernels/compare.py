@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .io import point_times
@@ -48,3 +50,14 @@ def deviation_table(sims, theory, variables=("e_train", "e_test")):
                 "final_sim": float(m[-1]), "final_theory": float(th[-1]),
             })
     return pd.DataFrame(rows)
+
+
+def seed_mean_se(values) -> tuple[float, float, int]:
+    """Mean, standard error of the mean (sample std, ddof 1, / √n; NaN for n < 2) and count n of
+    the finite values of ``values`` (e.g. one number per seed); (NaN, NaN, 0) if there are none."""
+    v = np.asarray(values, dtype=float).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return math.nan, math.nan, 0
+    se = float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else math.nan
+    return float(v.mean()), se, int(v.size)

@@ -24,6 +24,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from .compare import seed_mean_se
+from .io import record_dim
 from .registry import GRID_AXES
 
 # The pairs of grid axes a phase diagram is drawn over (x, y), in registry order.
@@ -127,11 +129,8 @@ def snapshot_times(dmft, n: int = N_SNAPSHOTS, decades: float = SNAPSHOT_DECADES
 
 
 def _sim_stats(curve, k: int) -> tuple[float, float, int]:
-    """Seed mean, standard error of the mean (ddof 1) and seed count of ``e_test`` at time index k."""
-    v = np.asarray(curve["e_test"].isel(time=k).values, dtype=float).ravel()
-    v = v[np.isfinite(v)]
-    se = float(np.std(v, ddof=1) / math.sqrt(v.size)) if v.size > 1 else math.nan
-    return (float(v.mean()) if v.size else math.nan), se, int(v.size)
+    """Seed mean, standard error of the mean (ddof 1) and seed count of ``e_test`` at record index k."""
+    return seed_mean_se(curve["e_test"].isel({record_dim(curve): k}).values)
 
 
 def phase_table(dmft, sims, static=None) -> pd.DataFrame:

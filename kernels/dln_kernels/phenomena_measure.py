@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .analysis import crossing_time, late_decay_rate
+from .compare import seed_mean_se
 from .phenomena import (
     crossing_time_se,
     depth_search_time,
@@ -706,8 +707,9 @@ def timescales_measure(sims, dmft, prior: dict) -> dict:
     Returns a dict: ``table`` (per (δ, α): dt, t_end, t_half_dmft ± se, t_half_sim mean ± se
     over seeds, search and lazy predictions; then per δ a row with α = NaN and alpha_cross),
     ``per_delta`` (arrays for the figure: ``t_dmft``, ``t_dmft_se``, ``t_sim`` seeds × α,
-    ``search``, ``lazy``, ``alpha_cross``, ``times`` (α × n_times), ``e_dmft`` (α × n_times,
-    E_train/E_train(0), NaN below the floor)), ``alpha``, ``rho``, ``sigma``.
+    ``t_sim_mean``, ``t_sim_se`` (per α, over the seeds that crossed), ``search``, ``lazy``,
+    ``alpha_cross``, ``times`` (α × n_times), ``e_dmft`` (α × n_times, E_train/E_train(0), NaN
+    below the floor)), ``alpha``, ``rho``, ``sigma``.
     """
     alphas = sims["alpha"].values.astype(float)
     rho, sigma = float(sims["rho"].values[0]), float(sims["sigma"].values[0])
@@ -718,7 +720,6 @@ def timescales_measure(sims, dmft, prior: dict) -> dict:
         dts = t[:, -1] / float(sims["step"].values[-1])
         e_th, se_th, t_th, t_th_se, curves = train_crossings(sims, dmft, alphas, delta, t, SEARCH_FRACTION)
         t_sim = np.array([[crossing_time(tt, e, SEARCH_FRACTION * e[0]) for tt, e in zip(t, sc)] for sc in curves])
-        n_seed = t_sim.shape[0]
         slope = search_slope(SEARCH_FRACTION, delta, rho, sigma, prior, float(np.median(dts[fit])) if fit.any() else 0.0)
         L = np.log(1 / alphas)
         offset = float(np.nanmean(t_th[fit] - slope * L[fit])) if fit.any() else np.nan
@@ -736,10 +737,12 @@ def timescales_measure(sims, dmft, prior: dict) -> dict:
         per_delta.append({"delta": delta, "t_dmft": t_th, "t_dmft_se": t_th_se, "t_sim": t_sim, "search": search,
                           "lazy": lazy, "alpha_cross": cross, "times": t, "e_dmft": e_norm, "dt": dts,
                           "search_slope": slope})
+        sim_stats = np.array([seed_mean_se(t_sim[:, i])[:2] for i in range(len(alphas))])  # (n_α, 2)
+        per_delta[-1].update(t_sim_mean=sim_stats[:, 0], t_sim_se=sim_stats[:, 1])
         for i, a in enumerate(alphas):
             rows.append({"delta": delta, "alpha": a, "dt": dts[i], "t_end": t[i, -1], "t_half_dmft": t_th[i],
-                         "t_half_dmft_se": t_th_se[i], "t_half_sim_mean": np.nanmean(t_sim[:, i]),
-                         "t_half_sim_se": np.nanstd(t_sim[:, i], ddof=1) / math.sqrt(n_seed) if n_seed > 1 else np.nan,
+                         "t_half_dmft_se": t_th_se[i], "t_half_sim_mean": sim_stats[i, 0],
+                         "t_half_sim_se": sim_stats[i, 1],
                          "t_half_search_leading_order": search[i], "t_half_lazy_leading_order": lazy[i]})
         rows.append({"delta": delta, "alpha": np.nan, "alpha_cross": cross, "search_slope": slope})
     return {"table": pd.DataFrame(rows), "per_delta": per_delta, "alpha": alphas, "rho": rho, "sigma": sigma}
@@ -749,15 +752,6 @@ def timescales_measure(sims, dmft, prior: dict) -> dict:
 # i. step size vs solution: final E_test vs dt against the effective initialisation (Even et al.
 #    2023; docs/phenomena.md, i)
 # ----------------------------------------------------------------------------------------------
-def _seed_mean_se(x) -> tuple:
-    """Mean and standard error (ddof 1; NaN for one value) of the finite values of ``x``."""
-    x = np.asarray(x, dtype=float)
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return float("nan"), float("nan")
-    return float(x.mean()), float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else float("nan")
-
-
 def step_size_measure(sims, dmft, prior: dict, static=None) -> dict:
     """Final E_test vs the step size of uv GD / SGD against the static (gradient-flow) theory at
     the initial scale α and at the effective scale α_eff (docs/phenomena.md, i).
@@ -825,8 +819,7 @@ def step_size_measure(sims, dmft, prior: dict, static=None) -> dict:
                 if "dt_scale" in sims.dims:
                     sel["dt_scale"] = s
                 sub = select_curve(sims, **sel)
-                t = np.asarray(sub["time"].values, dtype=float)
-                t = t if t.ndim == 1 else t.reshape(-1, t.shape[-1])[0]
+                t = np.asarray(sub["time"].values, dtype=float)  # 1-D: every grid axis is selected
                 k_end = float(sub["step"].values[-1])
                 dt = float(t[-1] / k_end)
                 te = np.asarray(sub["e_test"].transpose("seed", ...).values, dtype=float)  # (seeds, times)
@@ -843,10 +836,10 @@ def step_size_measure(sims, dmft, prior: dict, static=None) -> dict:
                 base_same = same if base_same is None else base_same
                 th_same = float(np.interp(t_same, t, np.asarray(th["e_test"].values, dtype=float)))
                 dmft_same = th_same if dmft_same is None else dmft_same
-                ch_t, ch_t_se = _seed_mean_se(same - base_same)
-                m, se = _seed_mean_se(fin)
-                ch, ch_se = _seed_mean_se(fin - base)
-                ae_m, ae_se = _seed_mean_se(ae)
+                ch_t, ch_t_se = seed_mean_se(same - base_same)[:2]
+                m, se = seed_mean_se(fin)[:2]
+                ch, ch_se = seed_mean_se(fin - base)[:2]
+                ae_m, ae_se = seed_mean_se(ae)[:2]
                 bound = stability_bound("dln", a, delta, wd, prior, "uv", 2, b)
                 rows.append({
                     "batch_fraction": b, "alpha": a, "dt_scale": s, "dt": dt, "dt_over_bound": dt / bound,
@@ -859,7 +852,7 @@ def step_size_measure(sims, dmft, prior: dict, static=None) -> dict:
                     "t_same": t_same, "change_same_t_sim": ch_t, "change_same_t_sim_se": ch_t_se,
                     "change_same_t_dmft": th_same - dmft_same,
                     "alpha_eff_ratio_sim": ae_m, "alpha_eff_ratio_sim_se": ae_se,
-                    "gain_mean_sim": _seed_mean_se(sub["gain_mean"].values)[0] if "gain_mean" in sub else float("nan"),
+                    "gain_mean_sim": seed_mean_se(sub["gain_mean"].values)[0] if "gain_mean" in sub else float("nan"),
                     "alpha_eff_ratio_dmft": float(th["alpha_eff"].values) / a,
                 })
     tab = pd.DataFrame(rows)

@@ -37,6 +37,7 @@ from dln_kernels.phenomena_measure import (  # noqa: E402
     search_slope_theory,
     seed_curves,
     seed_geometric_mean,
+    step_size_measure,
     timescales_measure,
     tradeoff_measure,
     universality_measure,
@@ -473,10 +474,8 @@ def timescales(sims, dmft, prior):
     for j, d in enumerate(m["per_delta"]):
         ax, bx = axes[0, j], axes[1, j]
         ax.errorbar(alphas, d["t_dmft"], yerr=d["t_dmft_se"], fmt="o", color="C0", ms=7, label="DMFT (± replica se)")
-        ts = d["t_sim"]
-        se = np.nanstd(ts, 0, ddof=1) / np.sqrt(ts.shape[0])
-        ax.errorbar(alphas * 1.08, np.nanmean(ts, 0), yerr=se, fmt="s", mfc="white", color="C1", ms=6,
-                    label=f"simulation (mean ± se, {ts.shape[0]} seeds)")
+        ax.errorbar(alphas * 1.08, d["t_sim_mean"], yerr=d["t_sim_se"], fmt="s", mfc="white", color="C1", ms=6,
+                    label=f"simulation (mean ± se, {d['t_sim'].shape[0]} seeds)")
         ax.plot(alphas, d["search"], color="C2", ls="--", lw=1.6,
                 label=f"search phase: {d['search_slope']:.3f}·ln(1/α) + c (slope predicted)")
         ax.plot(alphas, d["lazy"], color="C3", ls=":", lw=2.0, label="lazy phase: linear regression, step dt·α²")
@@ -515,8 +514,6 @@ def step_size(sims, dmft, prior):
     static theory at α and at α_eff. Middle: the change from the smallest step relative to its
     E_test, at the end and at the smallest step's end time, against the static prediction.
     Bottom: α_eff/α vs dt/bound, simulations and DMFT."""
-    from dln_kernels.phenomena_measure import step_size_measure
-
     _theme()
     m = step_size_measure(sims, dmft, prior)
     tab = m["table"]

@@ -8,7 +8,9 @@ copy bandwidth (read + write bytes of a 256 MB ``np.copyto``), and beside them t
 achieved FLOP rate and memory traffic for P = 1, 8, 32 points per job, from the counted work of
 ``dmft.sweep_work`` (each pass over an N×k history at step k: 2 flops and one read per element)
 divided by the measured time; "mv GB/s>=" is the per-point (matrix–vector) traffic over the
-whole time, a lower bound on the rate of those passes. Run it with one BLAS thread (OMP_NUM_THREADS=1 etc.) for the
+whole time, a lower bound on the rate of those passes; "pass GB/s" is the rate of the three
+passes over the per-point N×k histories themselves (their minimal traffic, Q twice and the
+tangent history once, over their own wall time, ``dmft.PASS_CLOCK``), "pass s" that time. Run it with one BLAS thread (OMP_NUM_THREADS=1 etc.) for the
 per-core numbers quoted in docs/dmft.md.
 
 The fixed-point iteration (implemented here, not in the library) is the textbook way to solve
@@ -28,6 +30,7 @@ import tracemalloc
 
 import numpy as np
 
+import dln_kernels.dmft as dmft_module
 from dln_kernels.dmft import memory_bytes, solve_dmft, sweep_work
 from bench_simulate import best_of  # best of n wall-clock timings (one helper for both benchmarks)
 
@@ -130,16 +133,20 @@ def roofline(quick: bool):
     n_paths, n_steps = (4000, 150) if quick else (8000, 200)
     print(f"# DMFT sweep, N = {n_paths} paths/point, B = 8 replicas, T = {n_steps + 1}, alpha geomspaced in [0.1, 1]")
     print(f"{'P':>3} {'s/point':>9} {'ns/(N T^2)':>11} {'GFLOP/s':>8} {'/GEMM':>6} {'GB/s':>6} {'/copy':>6} "
-          f"{'mv GB/s>=':>9} {'/copy':>6} {'mv passes':>9} {'mm passes':>9}")
+          f"{'mv GB/s>=':>9} {'/copy':>6} {'pass GB/s':>9} {'/copy':>6} {'pass s':>7} {'mv passes':>9} {'mm passes':>9}")
     for P in (1, 8, 32):
         pts = {"alpha": list(np.geomspace(0.1, 1.0, P)), "delta": [0.5], "rho": [0.3], "sigma": [0.1], "dt": [0.05]}
+        dmft_module.PASS_CLOCK = clock = {"seconds": 0.0}
         t0 = time.perf_counter()
         solve_dmft(pts, n_steps=n_steps, n_paths=n_paths, n_batches=8, progress=False, memory_budget_bytes=None)
         el = time.perf_counter() - t0
+        dmft_module.PASS_CLOCK = None
         w = sweep_work(P, n_paths, n_steps, 8)
+        rate = w["bytes_histories"] / clock["seconds"] / 1e9
         print(f"{P:3d} {el / P:9.3f} {1e9 * el / (P * n_paths * (n_steps + 1) ** 2):11.3f} {w['flops'] / el / 1e9:8.2f} "
               f"{w['flops'] / el / 1e9 / gemm:6.3f} {w['bytes'] / el / 1e9:6.2f} {w['bytes'] / el / 1e9 / copy:6.3f} "
               f"{w['bytes_mv'] / el / 1e9:9.2f} {w['bytes_mv'] / el / 1e9 / copy:6.3f} "
+              f"{rate:9.2f} {rate / copy:6.3f} {clock['seconds']:7.2f} "
               f"{w['passes_mv']:9.3g} {w['passes_mm']:9.3g}", flush=True)
 
 

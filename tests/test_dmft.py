@@ -270,20 +270,52 @@ def test_linear_dmft_per_point_schedules_equal_marchenko_pastur():
         assert np.all(np.abs(out["e_test"][i] - ee) < 4.5 * out["e_test_se"][i] + 1e-12), (p, out["e_test"][i], ee)
 
 
-def test_fused_and_blocked_products_agree(monkeypatch):
-    """The GPU grouping (one call with 2–3 right-hand sides) and the CPU grouping (cache-blocked
-    matrix–vector calls, here with blocks small enough to split one system's history by rows)
-    are the same algorithm: equal to rounding over a short sweep."""
+def test_fused_and_cpu_products_agree(monkeypatch):
+    """The GPU grouping (one matmul with 2–3 right-hand sides) and the CPU grouping (the fused
+    loops of cpu_products, by cache blocks of systems) are the same algorithm: equal to rounding
+    over a short sweep; and the CPU blocking does not change a bit (a system's result depends
+    only on its own inputs)."""
     import dln_kernels.dmft as dm
+    from dln_kernels import cpu_products
 
     pts = [dict(delta=0.5, rho=0.3, sigma=0.1, alpha=1.0, dt=0.05), dict(delta=2.0, rho=0.3, sigma=0.0, alpha=0.5, dt=0.05)]
     kw = dict(n_steps=20, n_paths=800, n_batches=4, seed=1, progress=False)
     ref = solve_dmft(pts, **kw)
+    monkeypatch.setattr(dm, "CACHE_BYTES", 1)  # one system per block
+    one_per_block = solve_dmft(pts, **kw)
     monkeypatch.setattr(dm, "FUSE_PRODUCTS", True)
     fused = solve_dmft(pts, **kw)
-    monkeypatch.setattr(dm, "FUSE_PRODUCTS", False)
-    monkeypatch.setattr(dm, "CACHE_BYTES", 8 * 200 * 5)  # 5 rows of 200 paths per block
-    blocked = solve_dmft(pts, **kw)
-    for other in (fused, blocked):
-        for key in ("e_train", "e_test"):
-            np.testing.assert_allclose(other[key], ref[key], rtol=1e-9, atol=1e-15)
+    for key in ("e_train", "e_test", "e_train_se", "e_test_se"):
+        if cpu_products.AVAILABLE:
+            np.testing.assert_array_equal(one_per_block[key], ref[key])
+        np.testing.assert_allclose(fused[key], ref[key], rtol=1e-9, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cpu_products_equal_matmul(dtype):
+    """cpu_products.dots2 / combos3 against matmul at every row count the unrolled loops split
+    differently (m = 0, remainders of 4 and 8, full), rounding of the dtype; NaN propagates."""
+    from dln_kernels import cpu_products
+
+    if not cpu_products.AVAILABLE:
+        pytest.skip("numba not installed")
+    rng = np.random.default_rng(0)
+    S, T, n = 3, 21, 37
+    H = rng.standard_normal((S, T, n)).astype(dtype)
+    v1, v2 = rng.standard_normal((2, S, n)).astype(dtype)
+    rtol = 1e-12 if dtype == np.float64 else 2e-5
+    for m in (0, 1, 3, 4, 7, 8, 9, 17, T):
+        o1, o2 = cpu_products.dots2(H, m, v1, v2)
+        assert o1.dtype == dtype and o1.shape == (S, m)
+        np.testing.assert_allclose(o1, np.einsum("sjn,sn->sj", H[:, :m].astype(float), v1.astype(float)), rtol=rtol, atol=rtol * 10)
+        np.testing.assert_allclose(o2, np.einsum("sjn,sn->sj", H[:, :m].astype(float), v2.astype(float)), rtol=rtol, atol=rtol * 10)
+        cs = rng.standard_normal((3, S, m)).astype(dtype)
+        outs = cpu_products.combos3(H, m, *cs)
+        for c, o in zip(cs, outs):
+            assert o.dtype == dtype and o.shape == (S, n)
+            np.testing.assert_allclose(o, np.einsum("sj,sjn->sn", c.astype(float), H[:, :m].astype(float)), rtol=rtol, atol=rtol * 10)
+    H[1, 2, 5] = np.nan  # a diverged path stays visible (no nnan fast-math)
+    o1, _ = cpu_products.dots2(H, 8, v1, v2)
+    assert np.isnan(o1[1, 2]) and np.isfinite(o1[0]).all()
+    outs = cpu_products.combos3(H, 8, *rng.standard_normal((3, S, 8)).astype(dtype))
+    assert np.isnan(outs[0][1, 5]) and np.isfinite(outs[0][0]).all()

@@ -85,7 +85,7 @@ import time as _time
 
 import numpy as np
 
-from . import dln_state
+from . import cpu_products, dln_state
 from .backend import backend_name, get_namespace, resolve_dtype, to_device, to_numpy, xp_dtype
 from .priors import validate_prior
 from .spectral_rate import edge_rate
@@ -99,8 +99,10 @@ N_HISTORIES = 2  # per point: Gram–Schmidt basis Q, tangent history x
 N_SHARED = 2  # per job: noise z and probes ε (shared by the points of a job)
 N_MATRICES = 2  # per replica: L_M and A = K L_M
 N_MATRICES_RETURNED = 4  # with return_matrices: G, K, C_Δ, C_r
-FUSE_PRODUCTS = None  # None: one call per history on a GPU, blocked matrix–vector calls on a CPU
-CACHE_BYTES = 2 << 20  # block of a path history reused from cache by the CPU's several matrix–vector products
+FUSE_PRODUCTS = None  # None: fused CPU loops (cpu_products) on NumPy, one matmul elsewhere; True: matmul everywhere
+CACHE_BYTES = 8 << 20  # CPU: systems per Gram–Schmidt block, so that its second pass over Q reads from cache (L3)
+PASS_CLOCK = None  # benchmark hook: a dict {"seconds": 0.0} accumulates the wall time of the per-point
+# passes over Q and the tangent history (benchmarks/bench_dmft.py; CPU only: GPU calls are asynchronous)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -172,7 +174,8 @@ def sweep_work(n_points: int, n_paths: int, n_steps: int, n_batches: int = 8, dt
     right-hand sides (G row, field). Per replica one T×T pass (row k of A = K L_M): B·T³/3
     elements per point. Returns a dict: ``passes_mv`` (per point), ``passes_mm`` (shared
     by the P points), ``flops``, ``bytes_mv`` (bytes of the per-point passes, the
-    matrix–vector ones), ``bytes`` (all streamed bytes).
+    matrix–vector ones), ``bytes_histories`` (of these, the three passes over the N×k
+    histories, what ``PASS_CLOCK`` times), ``bytes`` (all streamed bytes).
     """
     T = n_steps + 1
     item = np.dtype(resolve_dtype(dtype)).itemsize
@@ -182,7 +185,7 @@ def sweep_work(n_points: int, n_paths: int, n_steps: int, n_batches: int = 8, dt
     flops = n_points * (2.0 * hist * (rhs_mv + passes_mm) + 2.0 * tri)
     bytes_mv = item * n_points * (passes_mv * hist + tri)
     return {"passes_mv": passes_mv, "passes_mm": passes_mm, "flops": flops, "bytes_mv": bytes_mv,
-            "bytes": bytes_mv + item * passes_mm * hist}
+            "bytes_histories": item * n_points * passes_mv * hist, "bytes": bytes_mv + item * passes_mm * hist}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -340,48 +343,108 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
             return x
         return xp.concat([x, xp.zeros_like(x)], axis=1)
 
-    # Several products with one history (2 or 3 right-hand sides): on a GPU one call, so the
-    # history is read once. A CPU BLAS runs products with 2–3 right-hand sides at a third of its
-    # matrix–vector bandwidth (OpenBLAS, measured), so there they are matrix–vector calls, made
-    # block by block (blocks of CACHE_BYTES: several systems, or rows of one system's history)
-    # so that only the first call reads the block from memory and the others from cache.
-    fuse = backend_name(xp) == "cupy" if FUSE_PRODUCTS is None else bool(FUSE_PRODUCTS)
+    # The two passes over a point's Gram–Schmidt basis Q (2 and 3 right-hand sides): on a GPU (and
+    # any non-NumPy namespace) one matmul each; on a CPU the fused loops of cpu_products (a BLAS
+    # runs 2–3 right-hand sides at a third of its matrix–vector bandwidth), made per block of
+    # systems whose Q fits CACHE_BYTES, so that the second pass reads the block from cache.
+    cpu = (backend_name(xp) == "numpy" and cpu_products.AVAILABLE and not FUSE_PRODUCTS
+           and dtype in (xp.float32, xp.float64))
     item = 4 if dtype == xp.float32 else 8
 
-    def blocks(H):
-        m = H.shape[1]
-        per = max(1, m * n * item)
-        if per <= CACHE_BYTES:
-            g = max(1, CACHE_BYTES // per)
-            return [(s0, min(S, s0 + g), 0, m) for s0 in range(0, S, g)]
-        r = max(1, CACHE_BYTES // (n * item))  # one system's history is split by rows
-        return [(s0, s0 + 1, r0, min(m, r0 + r)) for s0 in range(S) for r0 in range(0, m, r)]
+    def system_blocks(m):  # [(s0, s1)]: one block on a GPU; on a CPU blocks of ≤ CACHE_BYTES of Q[:m]
+        if not cpu:
+            return [(0, S)]
+        g = max(1, CACHE_BYTES // max(1, m * n * item))
+        return [(s0, min(S, s0 + g)) for s0 in range(0, S, g)]
 
-    def project(H, vs):  # [H v for v in vs], H (S, m, n), v (S, n) -> list of (S, m)
-        if fuse:
-            out = xp.matmul(H, xp.matrix_transpose(xp.stack(vs, axis=1)))
-            return [out[:, :, i] for i in range(len(vs))]
-        out = [xp.zeros((S, H.shape[1]), dtype=dtype) for _ in vs]
-        for s0, s1, r0, r1 in blocks(H):
-            Hb = H[s0:s1, r0:r1, :]
-            for o, v in zip(out, vs):
-                o[s0:s1, r0:r1] = xp.matmul(Hb, v[s0:s1, :, None])[:, :, 0]
-        return out
+    clock = PASS_CLOCK
 
-    def combine(cs, H):  # [c H for c in cs], c (S, m) -> list of (S, n)
-        if fuse:
-            out = xp.matmul(xp.stack(cs, axis=1), H)
-            return [out[:, i, :] for i in range(len(cs))]
-        out = [xp.zeros((S, n), dtype=dtype) for _ in cs]
-        for s0, s1, r0, r1 in blocks(H):
-            Hb = H[s0:s1, r0:r1, :]
-            for o, c in zip(out, cs):
-                part = xp.matmul(c[s0:s1, None, r0:r1], Hb)[:, 0, :]
-                o[s0:s1, :] = part if r0 == 0 else o[s0:s1, :] + part
-        return out
+    def timed(f):  # with the benchmark hook on, add f's wall time to clock["seconds"]
+        if clock is None:
+            return f
+
+        def g(*args):
+            t = _time.perf_counter()
+            out = f(*args)
+            clock["seconds"] += _time.perf_counter() - t
+            return out
+        return g
+
+    @timed
+    def dots(H, m, v1, v2):  # (H[:, :m] v1, H[:, :m] v2), H (s, T, n), v (s, n) -> 2 × (s, m)
+        if cpu:
+            return cpu_products.dots2(H, m, v1, v2)
+        out = xp.matmul(H[:, :m, :], xp.matrix_transpose(xp.stack([v1, v2], axis=1)))
+        return out[:, :, 0], out[:, :, 1]
+
+    @timed
+    def combos(H, m, cs):  # [c H[:, :m] for c in cs], c (s, m) -> 3 × (s, n)
+        if cpu:
+            return cpu_products.combos3(H, m, *cs)
+        out = xp.matmul(xp.stack(cs, axis=1), H[:, :m, :])
+        return [out[:, i, :] for i in range(len(cs))]
+
+    @timed
+    def memory_y(grow, k):  # Σ_{l<k} G[k, l] y_l: one pass over the tangent history, (S, n)
+        return xp.matmul(grow[:, None, :], Yh[:, :k, :])[:, 0, :]
 
     def bdot(u, v):  # row-wise dot products of (S, n) arrays
         return xp.sum(u * v, axis=1)
+
+    a1_buf = xp.zeros((S, n), dtype=dtype)  # a_k's remainder, next step's pending row
+    a10_buf = xp.zeros((S,), dtype=dtype)   # its σ-coordinate
+    mem_buf = xp.zeros((S, n), dtype=dtype)  # Σ_{l<k} K[k, l] Δ_l (memory term of the field)
+
+    def gram_schmidt_rows(s0, s1, k, ak, a0, pend, pend0, anorm_prev, grow):
+        """Rows k − 1 (second pass) and k (first pass) of L_M, A and Q for systems s0:s1 (k ≥ 1).
+
+        Gram–Schmidt of a_k = (σ, Δ_k/√n), whose Gram matrix is M, with the second
+        (re)orthogonalisation of row m = k − 1 delayed to this step and fused with the projection
+        of a_k (DCGS2): two passes over Q[:m] instead of four (see docs/dmft.md). Writes Q[m],
+        Qs[m], rows m and k of LM and A (but their diagonal at k), and a1_buf, a10_buf (a_k's
+        remainder), mem_buf (the memory term) for these systems.
+        """
+        sl = slice(s0, s1)
+        pe, pe0, a_k, a_0 = pend[sl, :], pend0[sl], ak[sl, :], a0[sl]
+        m = k - 1  # rows < m of Q are final; row m is pending (one pass done)
+        if m > 0:  # pass 1: Q[:m]ᵀ [pending, a_k]
+            pr0, pr1 = dots(Q[sl, :, :], m, pe, a_k)
+            c2 = pr0 + Qs[sl, :m] * pe0[:, None]  # reorthogonalisation of row m
+            pk = pr1 + Qs[sl, :m] * a_0[:, None]  # projections of a_k on final rows
+        else:
+            c2 = pk = xp.zeros((s1 - s0, 0), dtype=dtype)
+        rho2 = bdot(pe, pe) + pe0 * pe0 - xp.sum(c2 * c2, axis=1)  # Pythagoras
+        rho = xp.sqrt(xp.maximum(rho2, 0.0))
+        keep_m = rho > pivot_tol * xp.maximum(anorm_prev[sl], tiny)
+        inv_rho = xp.where(keep_m, 1.0 / xp.where(keep_m, rho, 1.0), 0.0)
+        coef = (bdot(pe, a_k) + pe0 * a_0 - xp.sum(c2 * pk, axis=1)) * inv_rho  # q_m · a_k
+        LM[sl, m, :m] = LM[sl, m, :m] + c2
+        LM[sl, m, m] = xp.where(keep_m, rho, 0.0)
+        A[sl, m, :m] = A[sl, m, :m] + c2  # A[m] = Σ_l K[m, l] L_M[l] and K[m, m] = 1
+        A[sl, m, m] = LM[sl, m, m]
+        # Σ_{l<k} K[k, l] Δ_l/√n = Σ_{j<k} A'_j q_j (path part), A' = K[k, :k] L_M[:k, :k]
+        # = −(1/δ) G[k, :k] A[:k, :k] (row k of (I + G/δ) A = L_M without its L_M[k] term)
+        Ap = -xp.matmul(grow[sl, None, :], A[sl, :k, :k])[:, 0, :] / delta[sl, :]
+        f = coef * inv_rho
+        h = Ap[:, m] * inv_rho
+        if m > 0:  # pass 2: three combinations of Q[:m] (fix of row m, a_k's remainder, memory term)
+            C = [c2, pk - f[:, None] * c2, Ap[:, :m] - h[:, None] * c2]
+            U = combos(Q[sl, :, :], m, C)
+            u0 = [bdot(ci, Qs[sl, :m]) for ci in C]  # σ-coordinates
+            Q[sl, m, :] = (pe - U[0]) * inv_rho[:, None]
+            Qs[sl, m] = (pe0 - u0[0]) * inv_rho
+            a1_buf[sl, :] = a_k - U[1] - f[:, None] * pe
+            a10_buf[sl] = a_0 - u0[1] - f * pe0
+            mem_buf[sl, :] = (U[2] + h[:, None] * pe) * sqrt_n
+        else:
+            Q[sl, m, :] = pe * inv_rho[:, None]
+            Qs[sl, m] = pe0 * inv_rho
+            a1_buf[sl, :] = a_k - f[:, None] * pe
+            a10_buf[sl] = a_0 - f * pe0
+            mem_buf[sl, :] = h[:, None] * pe * sqrt_n
+        c = xp.concat([pk, coef[:, None]], axis=1)
+        LM[sl, k, :k] = c
+        A[sl, k, :k] = Ap + c
 
     pend = pend0 = anorm_prev = None
     t0 = _time.perf_counter()
@@ -400,64 +463,24 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
             if G is not None:
                 G[:, k, :k] = grow
             # y_k = (K x)_k by forward substitution of (I + G/δ) y = x: K is never formed
-            yk = xk - xp.matmul(grow[:, None, :], Yh[:, :k, :])[:, 0, :] / delta
+            yk = xk - memory_y(grow, k) / delta
         Yh[:, k, :] = yk
-        # Row k of L_M: Gram–Schmidt of a_k = (σ, Δ_k/√n), whose Gram matrix is M, with the second
-        # (re)orthogonalisation of row k − 1 delayed to this step and fused with the projection
-        # of a_k (DCGS2): two passes over Q[:k−1] instead of four (see docs/dmft.md).
+        # Row k of L_M (first pass) and row k − 1 (second pass): gram_schmidt_rows, by blocks
         ak = dk * inv_sqrt_n
         a0 = sig
         anorm = xp.sqrt(bdot(ak, ak) + a0 * a0)
         mem = None
         if k == 0:
             a1, a10 = ak, a0
-            c = None
         else:
-            m = k - 1  # rows < m of Q are final; row m is pending (one pass done)
-            if m > 0:  # pass 1: Q[:m]ᵀ [pending, a_k]
-                proj = project(Q[:, :m, :], [pend, ak])
-                c2 = proj[0] + Qs[:, :m] * pend0[:, None]  # reorthogonalisation of row m
-                pk = proj[1] + Qs[:, :m] * a0[:, None]  # projections of a_k on final rows
-            else:
-                c2 = pk = xp.zeros((S, 0), dtype=dtype)
-            rho2 = bdot(pend, pend) + pend0 * pend0 - xp.sum(c2 * c2, axis=1)  # Pythagoras
-            rho = xp.sqrt(xp.maximum(rho2, 0.0))
-            keep_m = rho > pivot_tol * xp.maximum(anorm_prev, tiny)
-            inv_rho = xp.where(keep_m, 1.0 / xp.where(keep_m, rho, 1.0), 0.0)
-            coef = (bdot(pend, ak) + pend0 * a0 - xp.sum(c2 * pk, axis=1)) * inv_rho  # q_m · a_k
-            LM[:, m, :m] = LM[:, m, :m] + c2
-            LM[:, m, m] = xp.where(keep_m, rho, 0.0)
-            A[:, m, :m] = A[:, m, :m] + c2  # A[m] = Σ_l K[m, l] L_M[l] and K[m, m] = 1
-            A[:, m, m] = LM[:, m, m]
-            # Σ_{l<k} K[k, l] Δ_l/√n = Σ_{j<k} A'_j q_j (path part), A' = K[k, :k] L_M[:k, :k]
-            # = −(1/δ) G[k, :k] A[:k, :k] (row k of (I + G/δ) A = L_M without its L_M[k] term)
-            Ap = -xp.matmul(grow[:, None, :], A[:, :k, :k])[:, 0, :] / delta
-            f = coef * inv_rho
-            h = Ap[:, m] * inv_rho
-            if m > 0:  # pass 2: three combinations of Q[:m] (fix of row m, a_k's remainder, memory term)
-                C = [c2, pk - f[:, None] * c2, Ap[:, :m] - h[:, None] * c2]
-                U = combine(C, Q[:, :m, :])
-                u0 = [bdot(ci, Qs[:, :m]) for ci in C]  # σ-coordinates
-                Q[:, m, :] = (pend - U[0]) * inv_rho[:, None]
-                Qs[:, m] = (pend0 - u0[0]) * inv_rho
-                a1 = ak - U[1] - f[:, None] * pend
-                a10 = a0 - u0[1] - f * pend0
-                mem = (U[2] + h[:, None] * pend) * sqrt_n
-            else:
-                Q[:, m, :] = pend * inv_rho[:, None]
-                Qs[:, m] = pend0 * inv_rho
-                a1 = ak - f[:, None] * pend
-                a10 = a0 - f * pend0
-                mem = h[:, None] * pend * sqrt_n
-            c = xp.concat([pk, coef[:, None]], axis=1)
+            a1, a10, mem = a1_buf, a10_buf, mem_buf
+            for s0, s1 in system_blocks(k - 1):
+                gram_schmidt_rows(s0, s1, k, ak, a0, pend, pend0, anorm_prev, grow)
         rn = xp.sqrt(bdot(a1, a1) + a10 * a10)
         keep = rn > pivot_tol * xp.maximum(anorm, tiny)
         pend = xp.where(keep[:, None], a1, 0.0)
         pend0 = xp.where(keep, a10, 0.0)
         anorm_prev = anorm
-        if c is not None:
-            LM[:, k, :k] = c
-            A[:, k, :k] = Ap + c
         LM[:, k, k] = xp.where(keep, rn, 0.0)
         A[:, k, k] = LM[:, k, k]
         if Zp is not None:  # AD[k, :k] = −(1/δ) G[k, :k] AD[:k, :k]; D_k from C_r[k, k] (causal)

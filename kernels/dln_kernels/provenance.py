@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import __version__
 
-_PACKAGES = ("numpy", "scipy", "h5py", "h5netcdf", "xarray", "snakemake", "cupy-cuda12x", "cupy")
+_PACKAGES = ("numpy", "scipy", "numba", "h5py", "h5netcdf", "xarray", "snakemake", "cupy-cuda12x", "cupy")
 
 
 def package_versions() -> dict:

@@ -59,7 +59,10 @@ block, every pair of times exact), and β* is stratified (exact counts of zeros 
 Gaussian values on quantile strata).
 
 Arrays on the backend are of the run dtype throughout (a float32 solve is float32 arithmetic);
-only the array API standard is used, so NumPy, CuPy and ``array_api_strict`` run the same code.
+only the array API standard is used, so NumPy, CuPy and ``array_api_strict`` run the same code,
+except the two passes over a point's Gram–Schmidt basis on NumPy: there the fused loops of
+:mod:`dln_kernels.cpu_products` (numba) replace the ``matmul`` twin, which a CPU BLAS runs at a
+third of its bandwidth (docs/dmft.md, "Matrix–matrix across points").
 
 Memory (bytes, per call, ``itemsize`` = 8 for float64):
 

@@ -35,7 +35,12 @@ _FASTMATH = {"reassoc", "contract"}  # vectorised reductions; no nnan/ninf: NaN 
 
 
 def _jit(f):
-    return numba.njit(fastmath=_FASTMATH, cache=True, nogil=True)(f) if AVAILABLE else f
+    if not AVAILABLE:
+        return f
+    try:  # compiled once, cached beside the module (or in numba's user-wide cache)
+        return numba.njit(fastmath=_FASTMATH, cache=True, nogil=True)(f)
+    except RuntimeError:  # no writable cache location (read-only install and home): compile per process
+        return numba.njit(fastmath=_FASTMATH, cache=False, nogil=True)(f)
 
 
 @_jit

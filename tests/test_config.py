@@ -339,3 +339,30 @@ def test_bad_designs_refused_naming_the_key(base_config, design, match):
     cfg["sweeps"]["tiny"]["design"] = design
     with pytest.raises(ConfigError, match=match):
         validate_config(cfg, SCHEMA)
+
+
+PHENOMENON_SCHEDULE_CASES = [
+    # a figure that uses one constant dt (discrete-time theory, one time axis) refuses per-point steps
+    (("sweeps", "incremental", "schedule"), {"kind": "alpha_rule", "c": 0.01, "b": 0.1, "n_steps": 100},
+     "sweeps.incremental.schedule: kind 'alpha_rule': the phenomenon figure 'incremental' of sweep "
+     "'incremental' needs one constant step shared by all points"),
+    # ... and a shared schedule whose step varies
+    (("sweeps", "grokking", "schedule"), {"kind": "geometric", "dt0": 0.01, "ratio": 1.01, "dt_max": 0.02},
+     "sweeps.grokking.schedule: kind 'geometric': the phenomenon figure 'grokking_curves'"),
+    # a figure built for a constant step per point takes alpha_rule but not a varying step
+    (("sweeps", "timescales", "schedule"), {"kind": "geometric", "dt0": 0.001, "ratio": 1.01, "dt_max": 0.003},
+     "sweeps.timescales.schedule: kind 'geometric': the phenomenon figure 'timescales' of sweep "
+     "'timescales' needs a constant step per point"),
+]
+
+
+@pytest.mark.parametrize("path,value,expected", PHENOMENON_SCHEDULE_CASES, ids=["alpha_rule", "geometric", "per_point"])
+def test_phenomenon_figure_refuses_a_schedule_it_was_not_built_for(tmp_path, base_config, path, value, expected):
+    """A phenomenon figure reads the time axes it was built for; another schedule on its sweep is
+    refused at parse time with the key named, not in the figure job after the compute."""
+    mutate(base_config, path[:-1] + ("t_max",), 2.0)  # few steps: no other check (DMFT memory) fires first
+    proc = snakemake_dry_run(tmp_path, mutate(base_config, path, value))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Invalid configuration: " + expected in out
+    assert "Job stats" not in out and not (tmp_path / "results").exists()

@@ -6,7 +6,7 @@ import os
 
 from dln_kernels.designs import is_default
 from dln_kernels.sweep import (ConfigError, check_sweep, chunk_d, make_chunks, make_dmft_chunks, n_convergence,
-                               sim_chunk_bytes, time_grid)
+                               per_point_times, schedule_of, sim_chunk_bytes, time_grid)
 from dln_kernels.problem import n_samples
 from dln_kernels.registry import implicit
 
@@ -177,9 +177,12 @@ def dmft_runtime_min(wildcards):
 # (workflow/report/CAPTION.rst), the figure's label in the report, and named outputs beyond the
 # figure and its CSV table (the script writes them under these names).
 PHENOMENON_KINDS = {
-    "timescales": {"sweep": "timescales", "caption": "timescales", "label": "search phase, lazy phase, crossover"},
-    "search_phase": {"sweep": "timescales", "caption": "search_phase", "label": "search phase vs ln(1/alpha)"},
-    "lazy_time": {"sweep": "timescales", "caption": "lazy_time", "label": "lazy time vs alpha"},
+    "timescales": {"sweep": "timescales", "caption": "timescales", "label": "search phase, lazy phase, crossover",
+                   "time_axis": "constant_per_point"},
+    "search_phase": {"sweep": "timescales", "caption": "search_phase", "label": "search phase vs ln(1/alpha)",
+                     "time_axis": "constant_per_point"},
+    "lazy_time": {"sweep": "timescales", "caption": "lazy_time", "label": "lazy time vs alpha",
+                  "time_axis": "constant_per_point"},
     "incremental": {"sweep": "incremental", "caption": "incremental", "label": "incremental learning"},
     "grokking_curves": {"sweep": "grokking", "caption": "grokking_curves", "label": "grokking-like delay: curves"},
     "grokking_delay": {
@@ -197,14 +200,14 @@ PHENOMENON_KINDS = {
     },
     "universality": {"sweep": "universality", "caption": "universality", "label": "real designs vs Gaussian DMFT"},
     "sgd_noise": {"sweep": "sgd", "caption": "sgd_noise", "label": "mini-batch noise vs solution"},
-    "step_size": {"sweep": "step_size", "caption": "step_size", "label": "step size vs solution"},
+    "step_size": {"sweep": "step_size", "caption": "step_size", "label": "step size vs solution",
+                  "time_axis": "constant_per_point"},
 }
 
 # Which phenomenon figures each named sweep draws, in table order (`final_targets` adds them).
 PHENOMENA = {}
 for _kind, _row in PHENOMENON_KINDS.items():
     PHENOMENA.setdefault(_row["sweep"], []).append(_kind)
-
 
 def phenomenon_outputs(kind):
     """Named outputs of the phenomenon figure `kind`, i.e. the figure (in the report, with the
@@ -245,7 +248,43 @@ def final_targets(sweeps):
             names += ["static_phase_diagram", "recovery_diagram", "final_error_vs_alpha"]
         if SWEEPS[s]["dmft"]["enabled"] and SWEEPS[s]["dmft"]["phase_diagram"]:
             names += ["dmft_phase_diagram", "dmft_phase_times"]  # over (α, δ) or (δ, ρ): sweep.check_phase_diagram
-        if SWEEPS[s]["dmft"]["enabled"]:
-            names += PHENOMENA.get(s, [])  # phenomenon figures of the named sweeps (table above)
+        names += phenomenon_figures(s)
         figs += [f"results/{s}/figures/{fig}.png" for fig in names]
     return figs
+
+
+def phenomenon_figures(name):
+    """The phenomenon figures sweep `name` draws: with the DMFT on, those of the table above for
+    the named sweeps, and the universality figure for a sweep over designs (any name)."""
+    if not SWEEPS[name]["dmft"]["enabled"]:
+        return []
+    if not is_default(SWEEPS[name].get("design")):
+        return ["universality"]
+    return PHENOMENA.get(name, [])
+
+
+# The time axes a phenomenon figure reads (row key `time_axis`): "constant" (default: one
+# constant step for every point; its measurement or discrete-time theory uses that dt and one
+# shared time axis) or "constant_per_point" (each point a constant step of its own: schedule
+# `constant` or `alpha_rule`, `dt_scale` allowed). A sweep whose schedule the figure was not built
+# for is refused here, with the key named, before any job runs (not in the figure job, after
+# the compute).
+for _name, _sweep in SWEEPS.items():
+    _kind_of_schedule = schedule_of(_sweep)["kind"]
+    for _kind in phenomenon_figures(_name):
+        _need = PHENOMENON_KINDS[_kind].get("time_axis", "constant")
+        if _need == "constant" and (_kind_of_schedule != "constant" or per_point_times(_sweep)):
+            raise WorkflowError(
+                f"Invalid configuration: sweeps.{_name}.schedule: kind {_kind_of_schedule!r}"
+                + (" with a dt_scale axis" if per_point_times(_sweep) and _kind_of_schedule == "constant" else "")
+                + f": the phenomenon figure {_kind!r} of sweep {_name!r} needs one constant step shared "
+                "by all points (schedule kind 'constant', no dt_scale axis)"
+                + ("" if _kind == "universality" else
+                   "; run other schedules under another sweep name (the generic figures take any schedule)")
+            )
+        if _need == "constant_per_point" and _kind_of_schedule not in ("constant", "alpha_rule"):
+            raise WorkflowError(
+                f"Invalid configuration: sweeps.{_name}.schedule: kind {_kind_of_schedule!r}: the phenomenon "
+                f"figure {_kind!r} of sweep {_name!r} needs a constant step per point (schedule kind "
+                "'constant' or 'alpha_rule')"
+            )

@@ -319,3 +319,18 @@ def test_cpu_products_equal_matmul(dtype):
     assert np.isnan(o1[1, 2]) and np.isfinite(o1[0]).all()
     outs = cpu_products.combos3(H, 8, *rng.standard_normal((3, S, 8)).astype(dtype))
     assert np.isnan(outs[0][1, 5]) and np.isfinite(outs[0][0]).all()
+
+
+def test_pass_clock_times_without_changing_results(monkeypatch):
+    """The benchmark hook (dmft.PASS_CLOCK) accumulates the passes' wall time and changes no bit."""
+    import dln_kernels.dmft as dm
+
+    pts = [dict(delta=0.5, rho=0.3, sigma=0.1, alpha=1.0, dt=0.05)]
+    kw = dict(n_steps=12, n_paths=400, n_batches=4, seed=2, progress=False)
+    ref = solve_dmft(pts, **kw)
+    clock = {"seconds": 0.0}
+    monkeypatch.setattr(dm, "PASS_CLOCK", clock)
+    timed = solve_dmft(pts, **kw)
+    assert clock["seconds"] > 0.0
+    for key in ("e_train", "e_test", "e_train_se"):
+        np.testing.assert_array_equal(timed[key], ref[key])

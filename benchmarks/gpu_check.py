@@ -26,7 +26,7 @@ Performance (one table, float64 and float32 side by side; device arrays made wit
     bandwidth and the GEMM rate (the roofline of ``benchmarks/bench_dmft.py``, on the device).
 
 Time budget: ≤ 5 min on one H200 (estimated 1-2 min including CuPy's first-use kernel
-compilation, pip install excluded; not yet measured on a GPU); ``--dry-run`` takes ~1 s on 2 CPU
+compilation, pip install excluded; not yet measured on a GPU); ``--dry-run`` takes 11–22 s on 2 shared CPU
 cores (≤ 60 s required), the full sizes on NumPy ~35 s. Exit code: 0 all correctness checks pass, 1 a check failed,
 2 no usable GPU (CuPy missing after the install attempt, or no CUDA device).
 """

@@ -174,8 +174,9 @@ def dmft_runtime_min(wildcards):
 # The phenomena table (docs/phenomena.md): one row per phenomenon figure, drawn by the one rule
 # definition in phenomena.smk (workflow/scripts/phenomena_figure.py, param `kind`). Per kind: the
 # named sweep that draws it (`final_targets` adds the figure there), the caption
-# (workflow/report/CAPTION.rst), the figure's label in the report, and named outputs beyond the
-# figure and its CSV table (the script writes them under these names).
+# (workflow/report/CAPTION.rst), the figure's label in the report, named outputs beyond the
+# figure and its CSV table (the script writes them under these names), and the time axes its
+# measurement reads (`time_axis`, checked against the sweep's schedule below).
 PHENOMENON_KINDS = {
     "timescales": {"sweep": "timescales", "caption": "timescales", "label": "search phase, lazy phase, crossover",
                    "time_axis": "constant_per_point"},
@@ -208,6 +209,7 @@ PHENOMENON_KINDS = {
 PHENOMENA = {}
 for _kind, _row in PHENOMENON_KINDS.items():
     PHENOMENA.setdefault(_row["sweep"], []).append(_kind)
+
 
 def phenomenon_outputs(kind):
     """Named outputs of the phenomenon figure `kind`, i.e. the figure (in the report, with the

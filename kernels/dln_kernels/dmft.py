@@ -91,6 +91,7 @@ import numpy as np
 from . import cpu_products, dln_state
 from .backend import backend_name, get_namespace, resolve_dtype, to_device, to_numpy, xp_dtype
 from .priors import validate_prior
+from .simulate import effective_scale_runs
 from .spectral_rate import edge_rate
 
 logger = logging.getLogger("dln_kernels.dmft")
@@ -794,8 +795,7 @@ def solve_dmft(
     out["decay_rate_spectral"] = spectral_decay_rate(w_final, par).astype(dt_np)
     # effective initialisation (network uv): c = u² − v² of the paths at the last step, which each
     # step multiplies by (1 − dt λ)² − dt² g²; α_eff = √(geometric mean of c) (NaN otherwise)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out["alpha_eff"] = np.sqrt(np.exp(np.mean(np.log(scale_final.astype(np.float64)), axis=1)))
+    out["alpha_eff"] = effective_scale_runs(scale_final, par["alpha"])["alpha_eff"]
     out["n_paths"] = np.asarray(n * n_batches)
     out["n_batches"] = np.asarray(n_batches)
     if return_matrices:

@@ -37,6 +37,7 @@ from .phenomena import (
     search_slope,
 )
 from .priors import second_moment
+from .simulate import effective_scale_runs
 
 SEARCH_FRACTION = 0.5  # end of the search phase: E_train ≤ ½ E_train(0)
 SEARCH_FIT_MAX_ALPHA = 1e-3  # leading order needs ln(1/α) ≫ 1: fit α ≤ 0.001 (ln(1/α) ≥ 6.9) only
@@ -109,6 +110,13 @@ LAZY_PHASE_MIN_ALPHA = 2.0
 # ----------------------------------------------------------------------------------------------
 # crossing times and their slopes
 # ----------------------------------------------------------------------------------------------
+def seed_crossing_times(t, curves, fraction: float) -> np.ndarray:
+    """Crossing times t_f (E ≤ ``fraction``·E(0), :func:`crossing_time`) of every curve:
+    ``t`` (n_times,) or per curve (n_x, n_times), ``curves`` (n_seeds, n_x, n_times) → (n_seeds, n_x)."""
+    tx = np.broadcast_to(np.asarray(t, dtype=float), curves.shape[1:])
+    return np.array([[crossing_time(tt, e, fraction * e[0]) for tt, e in zip(tx, sc)] for sc in curves])
+
+
 def seed_crossing_slopes(t, curves, x, fraction: float, transform=lambda v: v):
     """Per seed: the crossing times t_f (E ≤ ``fraction``·E(0), :func:`crossing_time`) of each
     curve and the slope of ``transform``\\(t_f) against ``x`` (:func:`dln_kernels.phenomena.line_fit`,
@@ -117,13 +125,8 @@ def seed_crossing_slopes(t, curves, x, fraction: float, transform=lambda v: v):
     ``t``: recorded times, (n_times,) or per curve (n_x, n_times); ``curves``: (n_seeds, n_x,
     n_times). Returns (times (n_seeds, n_x), mean slope over seeds, its standard error: sd/√n
     over the seeds with a finite slope, NaN with fewer than 2)."""
-    times, slopes = [], []
-    tx = np.broadcast_to(np.asarray(t, dtype=float), curves.shape[1:])
-    for seed_curves_ in curves:
-        ts = np.array([crossing_time(tt, e, fraction * e[0]) for tt, e in zip(tx, seed_curves_)])
-        times.append(ts)
-        slopes.append(line_fit(x, transform(ts))["slope"])
-    times, slopes = np.array(times), np.array(slopes)
+    times = seed_crossing_times(t, curves, fraction)
+    slopes = np.array([line_fit(x, transform(ts))["slope"] for ts in times])
     n = np.isfinite(slopes).sum()
     se = np.nanstd(slopes, ddof=1) / math.sqrt(n) if n > 1 else np.nan
     return times, float(np.nanmean(slopes)), float(se)
@@ -194,7 +197,7 @@ def search_phase_measure(sims, dmft, prior: dict) -> dict:
     for delta in sims["delta"].values:
         t = curve_times(sims, alphas, delta)
         e_th, se_th, t_th, t_th_se, curves = train_crossings(sims, dmft, alphas, delta, t, SEARCH_FRACTION)
-        t_sim_all = np.array([[crossing_time(tt, e, SEARCH_FRACTION * e[0]) for tt, e in zip(t, sc)] for sc in curves])
+        t_sim_all = seed_crossing_times(t, curves, SEARCH_FRACTION)
         f_th = line_fit(L[fit], t_th[fit], np.maximum(t_th_se[fit], 1e-3))
         pred = search_slope(SEARCH_FRACTION, delta, rho, sigma, prior, dt)
         per_delta.append({"delta": delta, "t_dmft": t_th, "t_dmft_se": t_th_se, "t_sim": t_sim_all,
@@ -679,12 +682,12 @@ def effective_scale_summary(scale, alpha: float) -> dict:
     Even et al.), and the 10 / 50 / 90 % quantiles of c/α². Raises ValueError for c ≤ 0 (a step
     past the (1 − dt² g²) > 0 regime, where the scale changes sign).
     """
-    c = np.asarray(scale, dtype=float).ravel() / float(alpha) ** 2
-    if np.any(c <= 0):
-        raise ValueError(f"scale: {int(np.sum(c <= 0))} coordinates with u² − v² ≤ 0 (dt·|g| ≥ 1 at some step)")
-    gain = -np.log(c)
-    q10, q50, q90 = np.quantile(c, [0.1, 0.5, 0.9])
-    return {"alpha_eff": float(alpha) * math.exp(-0.5 * gain.mean()), "gain_mean": float(gain.mean()),
+    scale = np.asarray(scale, dtype=float).ravel()
+    if np.any(scale <= 0):
+        raise ValueError(f"scale: {int(np.sum(scale <= 0))} coordinates with u² − v² ≤ 0 (dt·|g| ≥ 1 at some step)")
+    eff = effective_scale_runs(scale, float(alpha))  # the pooled coordinates as one run
+    q10, q50, q90 = np.quantile(scale / float(alpha) ** 2, [0.1, 0.5, 0.9])
+    return {"alpha_eff": float(eff["alpha_eff"]), "gain_mean": float(eff["gain_mean"]),
             "c_ratio_q10": float(q10), "c_ratio_median": float(q50), "c_ratio_q90": float(q90)}
 
 
@@ -719,7 +722,7 @@ def timescales_measure(sims, dmft, prior: dict) -> dict:
         t = curve_times(sims, alphas, delta)
         dts = t[:, -1] / float(sims["step"].values[-1])
         e_th, se_th, t_th, t_th_se, curves = train_crossings(sims, dmft, alphas, delta, t, SEARCH_FRACTION)
-        t_sim = np.array([[crossing_time(tt, e, SEARCH_FRACTION * e[0]) for tt, e in zip(t, sc)] for sc in curves])
+        t_sim = seed_crossing_times(t, curves, SEARCH_FRACTION)
         slope = search_slope(SEARCH_FRACTION, delta, rho, sigma, prior, float(np.median(dts[fit])) if fit.any() else 0.0)
         L = np.log(1 / alphas)
         offset = float(np.nanmean(t_th[fit] - slope * L[fit])) if fit.any() else np.nan

@@ -106,7 +106,7 @@ def fig_alpha_delta(static, sims=None, *, rho=None, sigma=None, weight_decay=Non
     """(a) Long-time E_test over (log α, δ), theory as a colour map; simulation seed means as
     circles on the same colour scale (a circle that disappears into the background agrees)."""
     _style()
-    sub, sel = _pick(static, rho=rho, sigma=sigma, weight_decay=weight_decay, depth=depth, batch_fraction=None, dt_scale=None)
+    sub, sel = _pick(static, rho=rho, sigma=sigma, weight_decay=weight_decay, depth=depth, **_SIM_ONLY)
     e = _masked_e_test(sub).transpose("delta", "alpha")
     sim_mean = None
     if sims is not None:
@@ -147,7 +147,7 @@ def fig_delta_rho(static, sims=None, *, alpha=None, sigma=None, weight_decay=Non
     """
     _style()
     prior = prior or GB
-    sub, sel = _pick(static, alpha=alpha, sigma=sigma, weight_decay=weight_decay, depth=depth, batch_fraction=None, dt_scale=None)
+    sub, sel = _pick(static, alpha=alpha, sigma=sigma, weight_decay=weight_decay, depth=depth, **_SIM_ONLY)
     e = _masked_e_test(sub).transpose("rho", "delta")
     rho, deltas = sub["rho"].values, sub["delta"].values
     eb2 = second_moment(prior, np.asarray(rho, dtype=float))[:, None]
@@ -202,7 +202,7 @@ def fig_error_vs_alpha(static, sims=None, *, delta=None, rho=None, sigma=None, d
     asymptotes as horizontal lines and simulation seed means ± standard error as markers."""
     _style()
     prior = prior or GB
-    sub, sel = _pick(static, delta=delta, rho=rho, sigma=sigma, weight_decay=0.0, depth=depth, batch_fraction=None, dt_scale=None)
+    sub, sel = _pick(static, delta=delta, rho=rho, sigma=sigma, weight_decay=0.0, depth=depth, **_SIM_ONLY)
     e = _masked_e_test(sub)
     de, rh, si = (float(sel[k]) for k in ("delta", "rho", "sigma"))
     fig, ax = plt.subplots(figsize=(6.0, 4.2), constrained_layout=True)

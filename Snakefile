@@ -2,7 +2,7 @@
 # Rules live in workflow/rules/, the numerics in kernels/dln_kernels/ (import name `dln_kernels`).
 from snakemake.utils import min_version
 
-from dln_kernels.sweep import ConfigError, validate_config
+from dln_kernels.pipeline.sweep import ConfigError, validate_config
 
 min_version("9.0")
 

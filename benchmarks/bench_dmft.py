@@ -30,8 +30,8 @@ import tracemalloc
 
 import numpy as np
 
-import dln_kernels.dmft as dmft_module
-from dln_kernels.dmft import memory_bytes, solve_dmft, sweep_work
+import dln_kernels.dmft.solver as dmft_module
+from dln_kernels.dmft.solver import memory_bytes, solve_dmft, sweep_work
 from bench_simulate import best_of  # best of n wall-clock timings (one helper for both benchmarks)
 
 
@@ -53,7 +53,7 @@ def fixed_point_iteration(point, n_steps, n_paths, damping=0.5, max_iter=200, ta
     stratified teachers). Returns (e_train, e_test, n_iter, seconds, history of max changes).
     ``target`` = (e_train, e_test, tol_train, tol_test): stop when within tolerance of it.
     """
-    from dln_kernels.dmft import _noise_matrix, _stratified_teacher
+    from dln_kernels.dmft.solver import _noise_matrix, _stratified_teacher
 
     rng = np.random.default_rng([seed, 0])
     T = n_steps + 1

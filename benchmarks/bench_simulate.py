@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from dln_kernels.backend import get_namespace, resolve_dtype, sync, to_device
-from dln_kernels.simulate import simulate_grid
+from dln_kernels.sim.simulate import simulate_grid
 
 
 def best_of(fn, repeat=3):

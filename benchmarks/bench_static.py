@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from dln_kernels.static import solve_static
+from dln_kernels.static.solver import solve_static
 
 
 def bench(name, grid, repeat):

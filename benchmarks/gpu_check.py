@@ -44,10 +44,10 @@ import time
 import numpy as np
 
 from dln_kernels import backend
-from dln_kernels import dmft as dmft_module
-from dln_kernels.dln_state import alpha_min
-from dln_kernels.dmft import solve_dmft
-from dln_kernels.simulate import simulate_grid
+from dln_kernels.dmft import solver as dmft_module
+from dln_kernels.model.dln_state import alpha_min
+from dln_kernels.dmft.solver import solve_dmft
+from dln_kernels.sim.simulate import simulate_grid
 
 SIM_OBS = ("e_train", "e_test", "l1_norm", "conservation_drift", "beta_final")
 DMFT_OBS = ("e_train", "e_test")

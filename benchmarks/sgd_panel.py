@@ -28,11 +28,11 @@ import time
 
 import numpy as np
 
-from dln_kernels.dmft import solve_dmft
-from dln_kernels.priors import second_moment
-from dln_kernels.schedule import output_steps
-from dln_kernels.sgd_linear import sgd_linear_exact
-from dln_kernels.simulate import simulate_grid
+from dln_kernels.dmft.solver import solve_dmft
+from dln_kernels.model.priors import second_moment
+from dln_kernels.model.schedule import output_steps
+from dln_kernels.dmft.sgd_linear import sgd_linear_exact
+from dln_kernels.sim.simulate import simulate_grid
 
 BS = [0.1, 0.3, 1.0]
 ALPHAS = [0.1, 1.0]

@@ -20,11 +20,11 @@ import math
 
 import numpy as np
 
-from dln_kernels.dmft import solve_dmft
-from dln_kernels.phenomena_measure import effective_scale_summary
-from dln_kernels.schedule import stability_bound
-from dln_kernels.simulate import simulate_grid
-from dln_kernels.static import solve_static
+from dln_kernels.dmft.solver import solve_dmft
+from dln_kernels.measure.phenomena import effective_scale_summary
+from dln_kernels.model.schedule import stability_bound
+from dln_kernels.sim.simulate import simulate_grid
+from dln_kernels.static.solver import solve_static
 
 GB = {"kind": "gauss_bernoulli"}
 DELTA, RHO = 0.5, 0.2

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dln_kernels.analysis import (
+from dln_kernels.measure.analysis import (
     crossing_time,
     descent_duration,
     detect_plateaus,

@@ -12,7 +12,7 @@ from conftest import REPO, SCHEMA, resolved
 from snakemake_interface_common.exceptions import WorkflowError
 
 from dln_kernels.registry import GRID_AXES
-from dln_kernels.sweep import ConfigError, check_sweep, make_chunks, numeric_fields, sim_chunk_bytes, validate_config
+from dln_kernels.pipeline.sweep import ConfigError, check_sweep, make_chunks, numeric_fields, sim_chunk_bytes, validate_config
 
 
 def mutate(cfg, path, value):
@@ -284,7 +284,7 @@ def test_snakemake_stops_with_the_message_before_any_job(tmp_path, base_config, 
 
 
 # ----------------------------------------------------------------------------------------------
-# designs (dln_kernels.designs): refused before compute with the key named; the default changes nothing
+# designs (dln_kernels.model.designs): refused before compute with the key named; the default changes nothing
 # ----------------------------------------------------------------------------------------------
 def test_default_design_changes_no_chunk(base_config):
     cfg = resolved(base_config)

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from dln_kernels.backend import get_namespace, to_device
-from dln_kernels.dln_state import PMState, alpha_min, network_state
-from dln_kernels.problem import draw_instance
-from dln_kernels.schedule import output_steps
-from dln_kernels.simulate import gd_stack, simulate_grid
+from dln_kernels.model.dln_state import PMState, alpha_min, network_state
+from dln_kernels.model.problem import draw_instance
+from dln_kernels.model.schedule import output_steps
+from dln_kernels.sim.simulate import gd_stack, simulate_grid
 
 GB = {"kind": "gauss_bernoulli"}
 X3 = np.array([[-1.2, 1.2, -0.5], [-0.3, 1.8, 0.2]])
@@ -183,7 +183,7 @@ def test_pm_depth3_tiny_alpha_is_in_range_and_stays_at_the_saddle():
 # (f) DMFT: L = 2 is uv rotated; (g) tangent and DMFT at L = 3
 # ------------------------------------------------------------------------------------------
 def test_dmft_pm_depth2_equals_uv_rotated(backend):
-    from dln_kernels.dmft import solve_dmft
+    from dln_kernels.dmft.solver import solve_dmft
 
     kw = dict(n_steps=60, n_paths=960, n_batches=4, seed=3, progress=False, backend=backend)
     for lam in (0.0, 0.02):
@@ -226,7 +226,7 @@ def test_dmft_pm_depth3_matches_simulation():
     σ = 0, dt = 0.02 (curvature estimate H·L²((b + α^L)^{2−2/L} + α^{2L−2}) ≈ 32: stable below
     dt ≈ 0.06), 200 steps through escape and descent: within 4.5
     combined standard errors (as tests/test_dmft.py) wherever not below the noise floor."""
-    from dln_kernels.dmft import solve_dmft
+    from dln_kernels.dmft.solver import solve_dmft
 
     delta, rho, alpha, dt, T = 2.0, 0.3, 0.5, 0.02, 200
     rec = output_steps(T, 20)
@@ -251,8 +251,8 @@ def test_dmft_divergence_near_a_deep_escape_names_its_causes():
     """Near the saddle escape of a depth-4 network, 401 paths per replica diverge (docs/dmft.md,
     "Depth-L networks"): the solver stops with the points and both causes named, never NaNs;
     the same 3208 paths in 2 replicas stay finite to t = 8 (measured E_test 0.0934)."""
-    from dln_kernels.dmft import solve_dmft
-    from dln_kernels.simulate import DivergenceError
+    from dln_kernels.dmft.solver import solve_dmft
+    from dln_kernels.model.dln_state import DivergenceError
 
     kw = dict(n_steps=400, dt=0.02, n_paths=3208, prior={"kind": "discrete", "values": [-1.0, 1.0], "probs": [0.5, 0.5]},
               network="pm", depth=4, progress=False)
@@ -315,7 +315,7 @@ def test_pm_float32_is_float32_arithmetic(backend):
 
 
 def test_dmft_pm_float32(backend):
-    from dln_kernels.dmft import solve_dmft
+    from dln_kernels.dmft.solver import solve_dmft
 
     # As tests/test_edges.py for uv: float32-sized differences against float64 on the same inputs and
     # pivot tolerance (measured 3.3e-4), far inside the Monte-Carlo error with the default tolerances.
@@ -335,7 +335,7 @@ def test_dmft_pm_float32(backend):
 
 
 def test_network_arguments_are_validated():
-    from dln_kernels.dmft import solve_dmft
+    from dln_kernels.dmft.solver import solve_dmft
 
     kw = dict(model="dln", d=20, delta=0.5, rho=[0.3], sigma=[0.0], alpha=[0.5], weight_decay=[0.0], seeds=[0],
               dt=0.05, n_steps=4, record_steps=[0, 4])
@@ -367,9 +367,9 @@ def test_network_arguments_are_validated():
 
 
 def test_conventions_give_the_same_dynamics():
-    """dln_kernels.conventions.convert: each literature convention, iterated as written, equals
+    """dln_kernels.model.conventions.convert: each literature convention, iterated as written, equals
     the project's uv network at the converted (α, dt, λ), step for step (to rounding)."""
-    from dln_kernels.conventions import convert
+    from dln_kernels.model.conventions import convert
 
     rng = np.random.default_rng(3)
     n, d, T = 30, 60, 300

@@ -1,4 +1,4 @@
-"""Designs beyond i.i.d. Gaussian (dln_kernels.designs): the variance convention, whitening,
+"""Designs beyond i.i.d. Gaussian (dln_kernels.model.designs): the variance convention, whitening,
 determinism per seed, rows without replacement, refusals naming the key, and that the default
 Gaussian design is today's instance bit for bit."""
 
@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from dln_kernels import designs as D
-from dln_kernels.problem import draw_instance
+from dln_kernels.model import designs as D
+from dln_kernels.model.problem import draw_instance
 
 pytest.importorskip("sklearn")
 
@@ -147,9 +147,9 @@ def test_design_chunks_run_and_aggregate_with_a_design_dim(tmp_path):
 
     from conftest import SCHEMA
 
-    from dln_kernels.io import aggregate_chunks, write_chunk
-    from dln_kernels.provenance import provenance
-    from dln_kernels.sweep import make_chunks, run_chunk, validate_config
+    from dln_kernels.pipeline.io import aggregate_chunks, write_chunk
+    from dln_kernels.pipeline.provenance import provenance
+    from dln_kernels.pipeline.sweep import make_chunks, run_chunk, validate_config
 
     base = {"grid": {"alpha": [0.1, 1.0], "delta": [0.5, 2.0]}, "d": 40, "seeds": 2, "dt": 0.05,
             "t_max": 1.0, "output": {"n_times": 5}}

@@ -1,4 +1,4 @@
-"""Validation of the DMFT solver (kernels/dln_kernels/dmft.py).
+"""Validation of the DMFT solver (kernels/dln_kernels/dmft/solver.py).
 
 Tolerances are statistical: a deviation is compared with the combined Monte-Carlo standard error
 (DMFT replica spread, simulation seed spread). There is no separate finite-d allowance: a d-scan
@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dln_kernels.dmft import memory_bytes, solve_dmft
-from dln_kernels.marchenko_pastur import linear_gd_errors, mp_quadrature
-from dln_kernels.priors import second_moment
-from dln_kernels.schedule import output_steps
+from dln_kernels.dmft.solver import memory_bytes, solve_dmft
+from dln_kernels.static.marchenko_pastur import linear_gd_errors, mp_quadrature
+from dln_kernels.model.priors import second_moment
+from dln_kernels.model.schedule import output_steps
 
 GB = {"kind": "gauss_bernoulli"}
 
@@ -95,7 +95,7 @@ def _compare_with_sim(delta, rho, sigmas, alphas, wds, dt, n_steps, d, seeds, n_
                       **family):
     """DMFT vs simulation seed means on every recorded time above the DMFT's noise floor.
     ``family``: prior, network, depth (passed to both), e.g. the depth panel of test_depth.py."""
-    from dln_kernels.simulate import simulate_grid
+    from dln_kernels.sim.simulate import simulate_grid
 
     rec = output_steps(n_steps, n_rec)
     sim = simulate_grid(model="dln", d=d, delta=delta, rho=[rho], sigma=sigmas, alpha=alphas, backend=backend,
@@ -275,8 +275,8 @@ def test_fused_and_cpu_products_agree(monkeypatch):
     loops of cpu_products, by cache blocks of systems) are the same algorithm: equal to rounding
     over a short sweep; and the CPU blocking does not change a bit (a system's result depends
     only on its own inputs)."""
-    import dln_kernels.dmft as dm
-    from dln_kernels import cpu_products
+    import dln_kernels.dmft.solver as dm
+    from dln_kernels.dmft import cpu_products
 
     pts = [dict(delta=0.5, rho=0.3, sigma=0.1, alpha=1.0, dt=0.05), dict(delta=2.0, rho=0.3, sigma=0.0, alpha=0.5, dt=0.05)]
     kw = dict(n_steps=20, n_paths=800, n_batches=4, seed=1, progress=False)
@@ -295,7 +295,7 @@ def test_fused_and_cpu_products_agree(monkeypatch):
 def test_cpu_products_equal_matmul(dtype):
     """cpu_products.dots2 / combos3 against matmul at every row count the unrolled loops split
     differently (m = 0, remainders of 4 and 8, full), rounding of the dtype; NaN propagates."""
-    from dln_kernels import cpu_products
+    from dln_kernels.dmft import cpu_products
 
     if not cpu_products.AVAILABLE:
         pytest.skip("numba not installed")
@@ -323,7 +323,7 @@ def test_cpu_products_equal_matmul(dtype):
 
 def test_pass_clock_times_without_changing_results(monkeypatch):
     """The benchmark hook (dmft.PASS_CLOCK) accumulates the passes' wall time and changes no bit."""
-    import dln_kernels.dmft as dm
+    import dln_kernels.dmft.solver as dm
 
     pts = [dict(delta=0.5, rho=0.3, sigma=0.1, alpha=1.0, dt=0.05)]
     kw = dict(n_steps=12, n_paths=400, n_batches=4, seed=2, progress=False)

@@ -1,6 +1,6 @@
 """Exact at the edges: tiny α, float32 arithmetic, and the DMFT at α = 1e-30.
 
-The simulator and the DMFT store the DLN as (a, b) = (u + v, u − v) (``dln_kernels.dln_state``).
+The simulator and the DMFT store the DLN as (a, b) = (u + v, u − v) (``dln_kernels.model.dln_state``).
 The references here are independent: the same discrete GD iterated in *log* coordinates
 (log|a|, log|b|), and published closed-form answers of the α → 0 limit.
 """
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from dln_kernels.backend import get_namespace, to_device
-from dln_kernels.dln_state import alpha_min
-from dln_kernels.simulate import gd_stack, simulate_grid
+from dln_kernels.model.dln_state import alpha_min
+from dln_kernels.sim.simulate import gd_stack, simulate_grid
 
 # The issue's small input: n = 2, d = 3; the α → 0 limit is the minimum-ℓ₁ interpolator.
 X3 = np.array([[-1.2, 1.2, -0.5], [-0.3, 1.8, 0.2]])
@@ -129,7 +129,7 @@ def test_conservation_drift_exact_at_tiny_alpha():
 def test_same_numbers_as_uv_storage_where_that_was_right():
     """For α ≥ 1e-6 the (u, v) iteration of theory.md §1 is accurate; the library must agree with
     it to rounding (1e-10 relative after 300 steps on a d = 150 problem, all observables)."""
-    from dln_kernels.problem import draw_instance
+    from dln_kernels.model.problem import draw_instance
 
     d, delta, dt, T = 150, 0.6, 0.02, 300
     inst = draw_instance(d, 0, 0)
@@ -176,7 +176,7 @@ def test_float32_is_float32_arithmetic_in_the_dmft(backend):
     Gram–Schmidt pivot tolerance: float32-sized differences (amplified by the ~60-step causal
     sweep to ~1e-3), not zero. With each dtype's default pivot tolerance (1e-5 vs 1e-12) the
     difference (0.5 %) stays far inside the Monte-Carlo error (≥ 4 %)."""
-    from dln_kernels.dmft import solve_dmft
+    from dln_kernels.dmft.solver import solve_dmft
 
     kw = dict(n_steps=60, dt=0.05, n_paths=960, progress=False, seed=3, backend=backend)
     pts = {"alpha": [1e-3, 1.0], "delta": [0.5], "rho": [0.3], "sigma": [0.1]}
@@ -200,8 +200,8 @@ def test_dmft_tiny_alpha_against_simulation_quick():
     """α = 1e-30, teacher values ±4 (search phase ≈ ln(1e30)/4 ≈ 17 time units) at δ = 4: the
     DMFT and d = 1000 simulations through the search and into the descent, within 4.5 combined
     standard errors (as tests/test_dmft.py)."""
-    from dln_kernels.dmft import solve_dmft
-    from dln_kernels.schedule import output_steps
+    from dln_kernels.dmft.solver import solve_dmft
+    from dln_kernels.model.schedule import output_steps
 
     prior = {"kind": "discrete", "values": [-4.0, 4.0], "probs": [0.5, 0.5]}
     delta, rho, dt, T, alpha = 4.0, 0.3, 0.05, 500, 1e-30
@@ -228,7 +228,7 @@ def test_dmft_tiny_alpha_against_simulation_quick():
 def test_kernels_refuse_alpha_below_the_dtype_range():
     """Called directly (not through a config), the kernels refuse α < alpha_min(dtype) before
     compute instead of returning a silently wrong state."""
-    from dln_kernels.dmft import solve_dmft
+    from dln_kernels.dmft.solver import solve_dmft
 
     kw = dict(model="dln", d=20, delta=0.5, rho=[0.3], sigma=[0.0], weight_decay=[0.0], seeds=[0], dt=0.05,
               n_steps=4, record_steps=[0, 4])

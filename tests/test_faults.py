@@ -21,8 +21,8 @@ import pytest
 import yaml
 from conftest import REPO
 
-from dln_kernels.io import ChunkFileError, read_chunk
-from dln_kernels.sweep import run_chunk
+from dln_kernels.pipeline.io import ChunkFileError, read_chunk
+from dln_kernels.pipeline.sweep import run_chunk
 
 # Two chunks (one per δ, 2 seeds × 2 α each) of ~1 s and ~3 s of computing: long enough to kill
 # a job while it computes.
@@ -56,7 +56,7 @@ def chunk_name(sweep: dict, delta: float, seed: int) -> str:
     """Content-derived name of the simulation chunk of ``sweep`` holding (δ, seed)."""
     from conftest import resolved
 
-    from dln_kernels.sweep import make_chunks
+    from dln_kernels.pipeline.sweep import make_chunks
 
     full = resolved({"sweeps": {"s": json.loads(json.dumps(sweep))}})["sweeps"]["s"]
     (name,) = [c["name"] for c in make_chunks(full) if c["delta"] == delta and seed in c["seeds"]]
@@ -127,12 +127,12 @@ def reference(tmp_path_factory, config_file):
 
 
 def test_sigkill_mid_write_leaves_no_complete_file(tmp_path):
-    """SIGKILL a process while kernels/dln_kernels/io.py writes a (large) chunk: nothing under the chunk's
+    """SIGKILL a process while kernels/dln_kernels/pipeline/io.py writes a (large) chunk: nothing under the chunk's
     name, and what is left under the temporary name is rejected as a chunk."""
     target = tmp_path / "sim" / "chunk.h5"
     code = (
         "import numpy as np, sys\n"
-        "from dln_kernels.io import write_chunk\n"
+        "from dln_kernels.pipeline.io import write_chunk\n"
         "R, T, d = 1000, 20, 20000\n"
         "rng = np.random.default_rng(0)\n"
         "res = {'params': {'alpha': np.ones(R)}, 'time': np.arange(T) * 1.0, 'step': np.arange(T),\n"
@@ -215,7 +215,7 @@ def test_diverging_chunk_is_reported_and_not_aggregated(tmp_path, config_file):
 
     # A chunk with non-finite values that reaches aggregation anyway (here written by hand in the
     # chunk format, e.g. by an older version) is refused there, naming the file.
-    from dln_kernels.io import write_chunk
+    from dln_kernels.pipeline.io import write_chunk
 
     good = read_chunk(sim / f"{D0}.h5")
     bad = {"params": dict(good["params"]), "time": good["time"], "step": good["step"], **good["observables"]}

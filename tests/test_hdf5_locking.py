@@ -29,7 +29,7 @@ else:
 PROJECT_IO = """
 import numpy as np
 import xarray as xr
-from dln_kernels.io import aggregate_chunks, open_netcdf, read_chunk, write_chunk, write_netcdf
+from dln_kernels.pipeline.io import aggregate_chunks, open_netcdf, read_chunk, write_chunk, write_netcdf
 
 sweep = {"grid": {"alpha": [1.0], "delta": [0.5], "rho": [0.3], "sigma": [0.0], "weight_decay": [0.0]},
          "seeds": 2}

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from conftest import resolved
 
-from dln_kernels.io import ChunkFileError, aggregate_chunks, atomic_write, read_chunk, write_chunk
-from dln_kernels.provenance import provenance
-from dln_kernels.sweep import make_chunks, run_chunk
+from dln_kernels.pipeline.io import ChunkFileError, aggregate_chunks, atomic_write, read_chunk, write_chunk
+from dln_kernels.pipeline.provenance import provenance
+from dln_kernels.pipeline.sweep import make_chunks, run_chunk
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""DMFT phase diagram (dln_kernels.phase_diagram): the table of final E_test per grid point on
+"""DMFT phase diagram (dln_kernels.measure.phase_diagram): the table of final E_test per grid point on
 synthetic Datasets whose every entry is known, the choice of the two axes, the config checks, and a
 smoke test of the drawing (workflow/scripts/phase_plots.py)."""
 
@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 from conftest import REPO, resolved
 
-from dln_kernels.phase_diagram import (
+from dln_kernels.measure.phase_diagram import (
     SETTLED_RTOL,
     SETTLED_WINDOW,
     PhaseDiagramError,
@@ -24,7 +24,7 @@ from dln_kernels.phase_diagram import (
     snapshot_times,
 )
 from dln_kernels.registry import AXES, GRID_AXES
-from dln_kernels.sweep import ConfigError, check_sweep
+from dln_kernels.pipeline.sweep import ConfigError, check_sweep
 
 TIME = np.array([0.0, 1.0, 2.0, 4.0, 8.0, 16.0])  # t_final/4 = 4 is recorded: the settle test is exact
 SEEDS = 3

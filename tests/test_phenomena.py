@@ -16,9 +16,9 @@ import math
 import numpy as np
 import pytest
 
-from dln_kernels.analysis import crossing_time
-from dln_kernels.dmft import solve_dmft
-from dln_kernels.phenomena import (
+from dln_kernels.measure.analysis import crossing_time
+from dln_kernels.dmft.solver import solve_dmft
+from dln_kernels.measure.predictions import (
     depth_search_time,
     escape_clock,
     escape_rate,
@@ -31,9 +31,9 @@ from dln_kernels.phenomena import (
     search_slope,
     tail_second_moment,
 )
-from dln_kernels import phenomena_measure as pm
-from dln_kernels.schedule import output_steps
-from dln_kernels.simulate import simulate_grid
+from dln_kernels.measure import phenomena as pm
+from dln_kernels.model.schedule import output_steps
+from dln_kernels.sim.simulate import simulate_grid
 
 GB = {"kind": "gauss_bernoulli"}
 
@@ -43,8 +43,8 @@ GB = {"kind": "gauss_bernoulli"}
 # ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("prior", [GB, {"kind": "discrete", "values": [-2, 1, 3], "probs": [0.3, 0.5, 0.2]}])
 def test_tail_second_moment_matches_monte_carlo(prior):
-    from dln_kernels.phenomena import g0_std
-    from dln_kernels.priors import sample_teacher
+    from dln_kernels.measure.predictions import g0_std
+    from dln_kernels.model.priors import sample_teacher
 
     rng = np.random.default_rng(1)
     delta, rho, sigma, c = 0.7, 0.3, 0.2, 0.9
@@ -210,7 +210,7 @@ def test_incremental_step_times_dmft():
 
 
 # ----------------------------------------------------------------------------------------------
-# measurements on aggregated Datasets (dln_kernels.phenomena_measure), on synthetic curves
+# measurements on aggregated Datasets (dln_kernels.measure.phenomena), on synthetic curves
 # ----------------------------------------------------------------------------------------------
 LN2 = math.log(2)
 

@@ -7,8 +7,8 @@ import pytest
 import xarray as xr
 from conftest import SNAKEMAKE, copy_run
 
-from dln_kernels.schedule import n_steps_for, output_steps
-from dln_kernels.simulate import simulate_grid
+from dln_kernels.model.schedule import n_steps_for, output_steps
+from dln_kernels.sim.simulate import simulate_grid
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,8 @@
 import yaml
 from conftest import SCHEMA, resolved
 
-from dln_kernels import io, sweep
+from dln_kernels.pipeline import io
+from dln_kernels.pipeline import sweep
 from dln_kernels.registry import AXES, GRID_AXES, MEMBER_AXES, OBSERVABLES, observables, schema_grid
 
 
@@ -56,7 +57,7 @@ def test_one_copy_of_the_package():
     assert Path(dln_kernels.__file__).resolve().parent == root / "kernels" / "dln_kernels"
     assert not (root / "kernels" / "__init__.py").exists()
     code = (
-        "import importlib, dln_kernels.static as s\n"
+        "import importlib, dln_kernels.static.solver as s\n"
         "try:\n    importlib.import_module('kernels.static')\nexcept ModuleNotFoundError:\n    print('one')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)

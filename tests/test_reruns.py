@@ -65,7 +65,7 @@ def with_tiny(tmp_path, name, **changes):
 def sim_chunks(project, delta_values):
     from conftest import resolved
 
-    from dln_kernels.sweep import make_chunks
+    from dln_kernels.pipeline.sweep import make_chunks
 
     cfg = yaml.safe_load((project / "config.yaml").read_text())
     cfg["sweeps"]["tiny"]["grid"]["delta"] = delta_values
@@ -145,8 +145,8 @@ def test_thread_count_is_part_of_the_result(tmp_path):
 
 def test_recompute_from_the_file_is_bit_identical(project):
     """The README's recipe: a chunk recomputed from its own provenance (thread count included)."""
-    from dln_kernels.io import read_chunk
-    from dln_kernels.recompute import recompute_chunk
+    from dln_kernels.pipeline.io import read_chunk
+    from dln_kernels.pipeline.recompute import recompute_chunk
 
     for path in sorted((project / "results/tiny/sim").glob("*.h5")) + sorted((project / "results/tiny/dmft").glob("*.h5")):
         again = recompute_chunk(path)

@@ -8,11 +8,13 @@ import pytest
 import yaml
 from conftest import REPO, resolved
 
-from dln_kernels import io, sweep
+from dln_kernels.measure import curves
+from dln_kernels.pipeline import io
+from dln_kernels.pipeline import sweep
 from dln_kernels.backend import get_namespace
-from dln_kernels.problem import draw_instance
-from dln_kernels.schedule import check_schedule, shared_dt_schedule, stability_bound
-from dln_kernels.simulate import simulate_members
+from dln_kernels.model.problem import draw_instance
+from dln_kernels.model.schedule import check_schedule, shared_dt_schedule, stability_bound
+from dln_kernels.sim.simulate import simulate_members
 
 GB = {"kind": "gauss_bernoulli"}
 
@@ -123,12 +125,12 @@ def test_alpha_rule_sweep_end_to_end(tmp_path):
         dmfts.append(p)
     ds = io.aggregate_chunks(sims, sw, {})
     th = io.aggregate_chunks(dmfts, sw, {}, with_seed=False)
-    assert io.record_dim(ds) == "step" and "time" not in ds.dims and ds["time"].dims[-1] == "step"
+    assert curves.record_dim(ds) == "step" and "time" not in ds.dims and ds["time"].dims[-1] == "step"
     for a in (1e-4, 2.0):
         dt = sweep.point_dt_schedule(sw, {"alpha": a, "delta": 0.5})[0]
-        t = io.point_times(ds, {"alpha": a, "delta": 0.5, "seed": 1})
+        t = curves.point_times(ds, {"alpha": a, "delta": 0.5, "seed": 1})
         assert np.allclose(t, ds["step"].values * dt, rtol=1e-13)
-        assert np.array_equal(t, io.point_times(th, {"alpha": a, "delta": 0.5}))
+        assert np.array_equal(t, curves.point_times(th, {"alpha": a, "delta": 0.5}))
     # E_train starts equal (same data statistics) and both curves fall at large α on the 1/α² scale
     e0 = th["e_train"].isel(step=0).values.ravel()
     assert np.all(np.isfinite(th["e_train"].values)) and np.all(e0 > 0)

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from dln_kernels.problem import draw_instance
-from dln_kernels.schedule import output_steps
-from dln_kernels.simulate import DivergenceError, simulate_grid
+from dln_kernels.model.problem import draw_instance
+from dln_kernels.model.schedule import output_steps
+from dln_kernels.sim.simulate import DivergenceError, simulate_grid
 
 GB = {"kind": "gauss_bernoulli"}
 

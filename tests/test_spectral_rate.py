@@ -1,14 +1,14 @@
-"""The late-time rate of E_train from the spectral edge (kernels/dln_kernels/spectral_rate.py)."""
+"""The late-time rate of E_train from the spectral edge (kernels/dln_kernels/dmft/spectral_rate.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from dln_kernels.analysis import late_decay_rate
-from dln_kernels.dmft import solve_dmft
-from dln_kernels.marchenko_pastur import linear_gd_errors, mp_edges
-from dln_kernels.spectral_rate import finite_rate, rate_from_edges, spectrum_edges
+from dln_kernels.measure.analysis import late_decay_rate
+from dln_kernels.dmft.solver import solve_dmft
+from dln_kernels.static.marchenko_pastur import linear_gd_errors, mp_edges
+from dln_kernels.dmft.spectral_rate import finite_rate, rate_from_edges, spectrum_edges
 
 
 @pytest.mark.parametrize("delta", [0.3, 0.5, 2.0, 4.0])
@@ -83,7 +83,7 @@ def test_simulated_tail_decays_at_the_finite_edge_rate(alpha):
     measured gap is 0.8 % (α = 1) and 0.5 % (α = 2), from w still settling inside the window
     and the next eigenvalues; 3 % would flag a wrong metric (e.g. w = 2|β| or α² is off by
     factors) or a missing factor 2."""
-    from dln_kernels.problem import draw_instance
+    from dln_kernels.model.problem import draw_instance
 
     d, delta, dt = 400, 0.5, 0.05
     inst = draw_instance(d, 3)
@@ -112,8 +112,8 @@ def _dmft_vs_finite_rates(d, alphas, n_steps, n_paths, seeds, delta=0.5, dt=0.05
     """DMFT spectral rate, and per seed for the simulation's final (u, v): the d → ∞ edge rate of
     its empirical law of w (same formula as the DMFT's, isolates the law of w) and the finite-d
     rate from the exact smallest eigenvalue."""
-    from dln_kernels.problem import draw_instance
-    from dln_kernels.spectral_rate import edge_rate
+    from dln_kernels.model.problem import draw_instance
+    from dln_kernels.dmft.spectral_rate import edge_rate
 
     pts = [dict(alpha=a, delta=delta, rho=0.2, sigma=0.0, weight_decay=0.0, dt=dt) for a in alphas]
     out = solve_dmft(pts, n_steps=n_steps, record_steps=[0, n_steps], n_paths=n_paths, seed=1, progress=False)

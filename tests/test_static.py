@@ -1,4 +1,4 @@
-"""Tests of the long-time (static) solver ``dln_kernels.static``.
+"""Tests of the long-time (static) solver ``dln_kernels.static.solver``.
 
 Conventions: E_test = ‖β − β*‖²/(2d), so the theory's (1/d)‖β_∞ − β*‖² is 2·E_test.
 The default suite is fast; the long validation against simulations is marked ``slow``.
@@ -11,8 +11,8 @@ import pytest
 from scipy.optimize import minimize_scalar
 from scipy.stats import norm
 
-from dln_kernels import static as S
-from dln_kernels.priors import sample_teacher
+from dln_kernels.static import solver as S
+from dln_kernels.model.priors import sample_teacher
 
 GB = {"kind": "gauss_bernoulli"}
 DISCRETE = {"kind": "discrete", "values": [-2.0, -1.0, 1.0, 3.0], "probs": [0.2, 0.3, 0.3, 0.2]}
@@ -261,7 +261,7 @@ def _sim_vs_static(d, delta, alphas, seeds, dt, t_end, rho=0.1, sigma=0.0):
     dt = 0.025, against a direct convex solve on the same instance). Each seed is therefore run at
     dt and dt/2 and Richardson-extrapolated, e = 2e(dt/2) − e(dt).
     """
-    simulate = pytest.importorskip("dln_kernels.simulate")
+    simulate = pytest.importorskip("dln_kernels.sim.simulate")
     runs = []
     for h in (dt, dt / 2):
         n_steps = int(round(t_end / h))

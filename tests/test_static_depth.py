@@ -1,4 +1,4 @@
-"""Tests of the depth-L static theory ``dln_kernels.static_depth`` (theory.md §6, docs/static.md
+"""Tests of the depth-L static theory ``dln_kernels.static.depth`` (theory.md §6, docs/static.md
 "Depth-L networks").
 
 Network ``pm``: β = u^L − v^L, u₀ = v₀ = α. Conventions as in ``test_static``: E_test =
@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dln_kernels import static as S
-from dln_kernels import static_depth as SD
-from dln_kernels.priors import sample_teacher
+from dln_kernels.static import solver as S
+from dln_kernels.static import depth as SD
+from dln_kernels.model.priors import sample_teacher
 
 GB = {"kind": "gauss_bernoulli"}
 DISCRETE = {"kind": "discrete", "values": [-2.0, -1.0, 1.0, 3.0], "probs": [0.2, 0.3, 0.3, 0.2]}

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from conftest import REPO, resolved
 
-from dln_kernels import registry, simulate
-from dln_kernels.phenomena_measure import effective_scale_summary, step_size_measure
-from dln_kernels.sweep import ConfigError, check_sweep, make_chunks, make_dmft_chunks, run_chunk, run_dmft_chunk
+from dln_kernels import registry
+from dln_kernels.sim import simulate
+from dln_kernels.measure.phenomena import effective_scale_summary, step_size_measure
+from dln_kernels.pipeline.sweep import ConfigError, check_sweep, make_chunks, make_dmft_chunks, run_chunk, run_dmft_chunk
 
 EFFECTIVE = ("alpha_eff", "gain_mean")
 
@@ -90,7 +91,7 @@ SCALES = (0.5, 1.0)
 def _synthetic(prior):
     import xarray as xr
 
-    from dln_kernels.schedule import stability_bound
+    from dln_kernels.model.schedule import stability_bound
 
     alphas, bs, seeds, steps = (0.1, 1.0), (0.3, 1.0), np.arange(3), np.array([0, 10, 20, 40])
     axes = {"alpha": alphas, "delta": (0.5,), "rho": (0.2,), "sigma": (0.0,), "weight_decay": (0.0,), "depth": (2,),
@@ -160,7 +161,7 @@ def test_step_size_figure_draws():
 
 
 def test_aggregated_effective_scale_has_no_time_axis(base_config, tmp_path):
-    from dln_kernels.io import DMFT_SCHEMA, aggregate_chunks, write_chunk
+    from dln_kernels.pipeline.io import DMFT_SCHEMA, aggregate_chunks, write_chunk
 
     sweep = _small(base_config, effective_scale=True)
     paths = []

@@ -1,15 +1,15 @@
 """Numerical core of the DLN sweep pipeline (installed as ``dln_kernels``).
 
-Modules, one job each:
+Layers, lowest first; a module imports only from its own layer or lower ones
+(docs/architecture.md, enforced by tests/test_architecture.py):
 
-- ``backend``   : choose NumPy or CuPy (array-namespace style), move arrays to the host.
-- ``priors``    : teacher priors (Gauss–Bernoulli, discrete magnitudes) with common random numbers.
-- ``problem``   : draw a problem instance (X, β*, ξ) from a seed.
-- ``schedule``  : step schedules, output times and the step-size stability bound.
-- ``simulate``  : batched gradient descent of the DLN and of the linear model.
-- ``sweep``     : expand a sweep configuration into runs and chunks.
-- ``provenance``: what every output file records about how it was made.
-- ``io``        : the HDF5 chunk format (atomic writes) and aggregation into xarray.
+0. ``registry`` (grid axes, observables, phenomenon kinds), ``backend`` (NumPy/CuPy namespace).
+1. ``model``    : the problem — priors, designs, instances, network state, step schedules.
+2. ``sim``      : batched gradient descent (simulations) and its recorders;
+   ``dmft``     : the dynamical mean-field theory (d → ∞) of the same discrete algorithm;
+   ``static``   : the long-time (gradient-flow) limit. The three do not import each other.
+3. ``measure``  : curve features, theory–simulation comparison, phase diagrams, phenomena.
+4. ``pipeline`` : sweep configuration, chunks, running jobs, HDF5/netCDF files, provenance.
 
 Nothing here imports Snakemake.
 """

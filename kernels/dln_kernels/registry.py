@@ -123,7 +123,11 @@ class Observable:
     non-finite value means the chunk is not data; ``boolean``: a mask; ``static_key``: the key
     of ``static.solve_static``'s result it comes from (static-theory variables); ``opt_in``: the
     boolean sweep key that switches it on (recorded only by sweeps that set it; once per run or
-    point, from the final state, not by the per-step recorder)."""
+    point, from the final state, not by the per-step recorder); ``only_with``: the DMFT step that
+    adds it (``"n_convergence"``: the second solve with half the paths, ``dmft.n_convergence``),
+    so chunks of sweeps without that step do not hold it. Every other observable of a producer is
+    recorded by every chunk of that producer: the simulator's recorders (``sim.recorders``) and
+    the DMFT's outputs are checked against this table, a missing one is an error."""
 
     name: str
     long_name: str
@@ -135,6 +139,7 @@ class Observable:
     boolean: bool = False
     static_key: str | None = None
     opt_in: str | None = None
+    only_with: str | None = None
 
 
 _SIM = frozenset({"sim:dln", "sim:linear"})
@@ -158,9 +163,9 @@ OBSERVABLES = {
         # convergence in N (dmft.n_convergence; by default in sweeps with a batch fraction < 1 only,
         # other sweeps' files do not hold them): values above n_bias_tol x the value are also masked
         Observable("e_train_n_bias", "estimated Monte-Carlo bias of e_train from convergence in N: "
-                   "E(N/2) - E(N), N paths per replica", "1", _D),
+                   "E(N/2) - E(N), N paths per replica", "1", _D, only_with="n_convergence"),
         Observable("e_test_n_bias", "estimated Monte-Carlo bias of e_test from convergence in N: "
-                   "E(N/2) - E(N), N paths per replica", "1", _D),
+                   "E(N/2) - E(N), N paths per replica", "1", _D, only_with="n_convergence"),
         Observable("decay_rate", "exponential decay rate of e_train on the late half of its resolved (above-floor) "
                    "part; pre-asymptotic where the floor comes early, see decay_rate_spectral", "1/time", _D,
                    per_time=False, may_be_nan=True),
@@ -203,11 +208,14 @@ COORDINATES = {
 }
 
 
-def observables(producer: str, opt_in=()) -> tuple:
+def observables(producer: str, opt_in=(), steps=None) -> tuple:
     """Names of the observables ``producer`` ("sim:dln", "sim:linear", "dmft", "static") records;
-    opt-in observables only where their sweep key is in ``opt_in`` (by default none)."""
+    opt-in observables only where their sweep key is in ``opt_in`` (by default none); those added
+    by an optional step (``only_with``) all by default (``steps=None``), else only for the steps
+    named in ``steps``."""
     return tuple(o.name for o in OBSERVABLES.values()
-                 if producer in o.producers and (o.opt_in is None or o.opt_in in opt_in))
+                 if producer in o.producers and (o.opt_in is None or o.opt_in in opt_in)
+                 and (steps is None or o.only_with is None or o.only_with in steps))
 
 
 def opted_in(producer: str, sweep: dict) -> tuple:

@@ -4,10 +4,10 @@
 import json
 import os
 
-from dln_kernels.designs import is_default
-from dln_kernels.sweep import (ConfigError, check_sweep, chunk_d, make_chunks, make_dmft_chunks, n_convergence,
+from dln_kernels.model.designs import is_default
+from dln_kernels.pipeline.sweep import (ConfigError, check_sweep, chunk_d, make_chunks, make_dmft_chunks, n_convergence,
                                per_point_times, schedule_of, sim_chunk_bytes, time_grid)
-from dln_kernels.problem import n_samples
+from dln_kernels.model.problem import n_samples
 from dln_kernels.registry import implicit
 
 SWEEPS = config["sweeps"]
@@ -21,7 +21,7 @@ for _name, _sweep in SWEEPS.items():
     except ConfigError as exc:
         raise WorkflowError(f"Invalid configuration: {exc}")
 
-# Chunks by content-derived name (dln_kernels.sweep.chunk_name): the file of a chunk is named by
+# Chunks by content-derived name (dln_kernels.pipeline.sweep.chunk_name): the file of a chunk is named by
 # what it computes, so inserting, removing or reordering grid values re-runs only new chunks.
 CHUNKS = {name: {c["name"]: c for c in make_chunks(sweep)} for name, sweep in SWEEPS.items()}
 DMFT_CHUNKS = {name: {c["name"]: c for c in make_dmft_chunks(sweep)} for name, sweep in SWEEPS.items()}
@@ -102,7 +102,7 @@ def sim_mem_mb(wildcards):
     """Host memory of a simulation job in MB, from its chunk (G seeds × b members, n = δ·d rows):
 
     mem_mb = 300 + 8 · (G·n·d + 8·G·d·b + 2·G·n·b) / 1e6, i.e. the design, ~8 run-sized
-    arrays and the outputs in float64 (dln_kernels.sweep.sim_chunk_bytes, the formula the
+    arrays and the outputs in float64 (dln_kernels.pipeline.sweep.sim_chunk_bytes, the formula the
     sweep's memory_budget_gb is checked with), plus 300 MB for Python and the libraries.
     """
     return 300 + int(sim_chunk_bytes(SWEEPS[wildcards.sweep], chunk_of(wildcards)) / 1e6)
@@ -146,10 +146,10 @@ def dmft_chunk_of(wildcards):
 def dmft_mem_mb(wildcards):
     """Host memory of a DMFT job in MB: 300 + memory_bytes(P, n_paths, n_steps, n_batches, dtype, sgd) / 1e6,
 
-    the solver's own formula (dln_kernels.dmft.memory_bytes) for the job's P points, capped by
+    the solver's own formula (dln_kernels.dmft.solver.memory_bytes) for the job's P points, capped by
     ``dmft.memory_budget_gb`` (the solver batches to stay within it).
     """
-    from dln_kernels.dmft import memory_bytes
+    from dln_kernels.dmft.solver import memory_bytes
 
     sweep, cfg = SWEEPS[wildcards.sweep], SWEEPS[wildcards.sweep]["dmft"]
     points = dmft_chunk_of(wildcards)["points"]

@@ -83,7 +83,7 @@ rule dmft_figures:
 
 
 # DMFT phase diagram over the sweep's two varied axes, (α, δ) or (δ, ρ), for sweeps with
-# `dmft.phase_diagram` (final_targets): the measurement is dln_kernels.phase_diagram, the tables
+# `dmft.phase_diagram` (final_targets): the measurement is dln_kernels.measure.phase_diagram, the tables
 # are written beside the figures.
 rule dmft_phase_diagram:
     input:

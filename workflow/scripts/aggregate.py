@@ -4,10 +4,10 @@ import json
 
 from _common import full_sweep, json_param, setup_logging
 
-from dln_kernels.designs import provenance as design_provenance
-from dln_kernels.designs import resolve_designs
-from dln_kernels.io import CHUNK_SCHEMA, DMFT_SCHEMA, aggregate_chunks, chunk_attrs_summary, write_netcdf
-from dln_kernels.provenance import provenance
+from dln_kernels.model.designs import provenance as design_provenance
+from dln_kernels.model.designs import resolve_designs
+from dln_kernels.pipeline.io import CHUNK_SCHEMA, DMFT_SCHEMA, aggregate_chunks, chunk_attrs_summary, write_netcdf
+from dln_kernels.pipeline.provenance import provenance
 
 smk = snakemake  # noqa: F821  (injected by Snakemake)
 log = setup_logging(smk.log[0])

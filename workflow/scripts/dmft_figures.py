@@ -4,7 +4,7 @@ import matplotlib.pyplot as plt
 from _common import setup_logging
 from sim_plots import learning_curves, theory_deviation
 
-from dln_kernels.io import open_netcdf
+from dln_kernels.pipeline.io import open_netcdf
 
 smk = snakemake  # noqa: F821  (injected by Snakemake)
 log = setup_logging(smk.log[0])

@@ -5,8 +5,8 @@ import matplotlib.pyplot as plt
 from _common import setup_logging
 from phase_plots import dmft_phase_diagram, dmft_phase_times
 
-from dln_kernels.io import open_netcdf
-from dln_kernels.phase_diagram import phase_summary, phase_table, phase_time_table
+from dln_kernels.pipeline.io import open_netcdf
+from dln_kernels.measure.phase_diagram import phase_summary, phase_table, phase_time_table
 
 smk = snakemake  # noqa: F821  (injected by Snakemake)
 log = setup_logging(smk.log[0])

@@ -1,4 +1,4 @@
-"""DMFT phase-diagram figures, drawn from the tables of ``dln_kernels.phase_diagram`` (testable:
+"""DMFT phase-diagram figures, drawn from the tables of ``dln_kernels.measure.phase_diagram`` (testable:
 pure functions of DataFrames, no file I/O).
 
 - :func:`dmft_phase_diagram`: final E_test over the two varied axes — DMFT, long-time theory,
@@ -21,7 +21,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.colors import LogNorm, TwoSlopeNorm  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
-from dln_kernels.phase_diagram import Z_AGREE, log_spaced  # noqa: E402
+from dln_kernels.measure.phase_diagram import Z_AGREE, log_spaced  # noqa: E402
 from dln_kernels.registry import AXES  # noqa: E402
 
 AXIS_LABELS = {"alpha": "initialisation scale α", "delta": "sample ratio δ = n/d", "rho": "teacher sparsity ρ"}

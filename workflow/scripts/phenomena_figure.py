@@ -16,7 +16,7 @@ from phenomena_plots import (
     universality,
 )
 
-from dln_kernels.io import open_netcdf
+from dln_kernels.pipeline.io import open_netcdf
 
 smk = snakemake  # noqa: F821  (injected by Snakemake)
 log = setup_logging(smk.log[0])

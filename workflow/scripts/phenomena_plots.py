@@ -1,8 +1,8 @@
-"""Phenomenon figures, drawn from the measurements of ``dln_kernels.phenomena_measure`` on the
+"""Phenomenon figures, drawn from the measurements of ``dln_kernels.measure.phenomena`` on the
 aggregated simulation and DMFT Datasets (definitions and thresholds: docs/phenomena.md).
 
 Every function returns (figure, pandas.DataFrame of the measured numbers); the numbers are
-computed in ``dln_kernels.phenomena_measure``, this module only draws them.
+computed in ``dln_kernels.measure.phenomena``, this module only draws them.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from dln_kernels.phenomena import depth_search_time, incremental_step_prediction  # noqa: E402
-from dln_kernels.phenomena_measure import (  # noqa: E402
+from dln_kernels.measure.predictions import depth_search_time, incremental_step_prediction  # noqa: E402
+from dln_kernels.measure.phenomena import (  # noqa: E402
     LAZY_FRACTION,
     CONVERGED_FRACTION,
     DEPTH_FIT_MAX_ALPHA,
@@ -419,7 +419,7 @@ def universality(sims, dmft):
 
 def sgd_noise(sims, dmft):
     """Final E_test vs α per batch fraction (simulation and DMFT), and α_eff/α."""
-    from dln_kernels.phenomena_measure import sgd_noise_measure
+    from dln_kernels.measure.phenomena import sgd_noise_measure
 
     _theme()
     m = sgd_noise_measure(sims, dmft)

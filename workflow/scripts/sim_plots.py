@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
-from dln_kernels.io import point_times, record_dim  # noqa: E402
+from dln_kernels.measure.curves import point_times, record_dim  # noqa: E402
 from dln_kernels.registry import AXES, GRID_AXES  # noqa: E402
 
 # Axes a figure fixes at their first value (α and δ are drawn): every other grid axis, by name,

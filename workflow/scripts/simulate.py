@@ -4,11 +4,11 @@ import json
 
 from _common import full_sweep, json_param, setup_logging
 
-from dln_kernels import chunk_cache
-from dln_kernels.designs import provenance as design_provenance
-from dln_kernels.io import write_chunk
-from dln_kernels.provenance import fixed_threads, provenance
-from dln_kernels.sweep import chunk_d, run_chunk
+from dln_kernels.pipeline import chunk_cache
+from dln_kernels.model.designs import provenance as design_provenance
+from dln_kernels.pipeline.io import write_chunk
+from dln_kernels.pipeline.provenance import fixed_threads, provenance
+from dln_kernels.pipeline.sweep import chunk_d, run_chunk
 
 smk = snakemake  # noqa: F821  (injected by Snakemake)
 log = setup_logging(smk.log[0])

@@ -1,14 +1,14 @@
 """Rule `static`: long-time theory on the sweep's grid (root group) and on dense grids (groups);
-layout in docs/file_formats.md (``dln_kernels.io.static_dataset``)."""
+layout in docs/file_formats.md (``dln_kernels.pipeline.io.static_dataset``)."""
 
 import time
 
 import numpy as np
 from _common import full_sweep, json_param, setup_logging
 
-from dln_kernels.io import static_dataset, write_netcdf
-from dln_kernels.provenance import provenance
-from dln_kernels.sweep import static_grids, static_on_grid
+from dln_kernels.pipeline.io import static_dataset, write_netcdf
+from dln_kernels.pipeline.provenance import provenance
+from dln_kernels.pipeline.sweep import static_grids, static_on_grid
 
 smk = snakemake  # noqa: F821  (injected by Snakemake)
 log = setup_logging(smk.log[0])

@@ -4,7 +4,7 @@ import matplotlib.pyplot as plt
 from _common import json_param, setup_logging
 from static_plots import fig_alpha_delta, fig_delta_rho, fig_error_vs_alpha
 
-from dln_kernels.io import open_netcdf
+from dln_kernels.pipeline.io import open_netcdf
 
 smk = snakemake  # noqa: F821  (injected by Snakemake)
 log = setup_logging(smk.log[0])

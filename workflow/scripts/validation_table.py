@@ -2,8 +2,8 @@
 
 from _common import setup_logging
 
-from dln_kernels.compare import deviation_table
-from dln_kernels.io import open_netcdf
+from dln_kernels.measure.compare import deviation_table
+from dln_kernels.pipeline.io import open_netcdf
 
 smk = snakemake  # noqa: F821  (injected by Snakemake)
 log = setup_logging(smk.log[0])

@@ -22,7 +22,7 @@ every run become two matrix–matrix products per group. G = 1 with b = B is "sh
 with b = 1 is "per-run data".
 
 State: the ``uv`` DLN is stored as (a, b) = (u + v, u − v), whose update is multiplicative and so
-exact for any α (see :mod:`dln_kernels.dln_state`); u, v never appear. The ``pm`` DLN is stored
+exact for any α (see :mod:`dln_kernels.model.dln_state`); u, v never appear. The ``pm`` DLN is stored
 as (u, v), whose update is multiplicative in u and v themselves (``dln_state.PMState``). Every array and every scalar of
 a run has the configured dtype (float32 runs do float32 arithmetic end to end). The code uses only
 the array API standard, so it runs unchanged on NumPy, CuPy and ``array_api_strict``.
@@ -35,22 +35,19 @@ import time as _time
 
 import numpy as np
 
-from . import dln_state
-from .backend import get_namespace, resolve_dtype, to_device, to_numpy
-from .problem import draw_instance, n_samples
-from .registry import observables
-from .schedule import step_times
+from dln_kernels.model import dln_state
+from dln_kernels.model.dln_state import DivergenceError, effective_scale_runs  # noqa: F401 (public here too)
+from dln_kernels.backend import get_namespace, resolve_dtype, to_device, to_numpy
+from dln_kernels.model.problem import draw_instance, n_samples
+from dln_kernels.sim.recorders import Step, recorders_for
+from dln_kernels.model.schedule import step_times
 
-log = logging.getLogger("dln_kernels.simulate")
+log = logging.getLogger("dln_kernels.sim.simulate")
 
 MODELS = ("dln", "linear")
 BATCH_SAMPLING = ("bernoulli", "fixed")
 # What each model records, from the registry (by name): "sim:dln" and "sim:linear" producers.
-OBSERVABLES = {model: observables(f"sim:{model}") for model in MODELS}
-
-
-class DivergenceError(FloatingPointError):
-    """A run produced non-finite values (step too large for its parameters)."""
+OBSERVABLES = {model: tuple(recorders_for(model)) for model in MODELS}
 
 
 def _finite_or_raise(xp, e_train, k, params):
@@ -97,13 +94,14 @@ def gd_stack(
     steps); record_steps: sorted
     ints in [0, n_steps]. ``delta`` = n/d of X (the algorithm's 1/δ).
 
-    Returns host arrays of the run dtype: each name of ``OBSERVABLES[model]`` shaped (G, b, R); with ``save_beta`` also ``beta_final`` (G, b, d); with
+    Returns host arrays of the run dtype: each observable of ``recorders.recorders_for(model)`` (the
+    registry's, each with its recorder) shaped (G, b, R); with ``save_beta`` also ``beta_final`` (G, b, d); with
     ``record_beta`` also ``beta`` (G, b, R, d), β at every recorded step.
     ``progress_every`` (seconds): log progress at most this often.
 
     ``network``, ``depth`` (model "dln" only; one network and depth per call): ``"uv"`` (β = u v,
     depth 2, theory.md §1), integrated in the exact coordinates (a, b) = (u + v, u − v) of
-    :mod:`dln_kernels.dln_state`, or ``"pm"`` (β = u^L − v^L, L = ``depth`` ≥ 2, theory.md §6),
+    :mod:`dln_kernels.model.dln_state`, or ``"pm"`` (β = u^L − v^L, L = ``depth`` ≥ 2, theory.md §6),
     integrated in (u, v) with the multiplicative update of ``dln_state.PMState``; both are the
     same discrete algorithm as the theory reference, exact for any α ≥ ``alpha_min(dtype,
     network, depth)``. ``conservation_drift`` is the mean over coordinates of the relative
@@ -134,6 +132,8 @@ def gd_stack(
     if sched.ndim == 2 and sched.shape[1] != b:
         raise ValueError(f"dt_schedule: per-run steps need shape (n_steps, {b}), got {sched.shape}")
     record_steps = np.asarray(record_steps, dtype=np.int64)
+    if record_steps.size == 0 or np.any(np.diff(record_steps) <= 0) or record_steps[0] < 0 or record_steps[-1] > n_steps:
+        raise ValueError(f"record_steps: need strictly increasing steps in [0, {n_steps}], got {record_steps.tolist()}")
     record_index = {int(k): i for i, k in enumerate(record_steps)}
     Xt = xp.matrix_transpose(X)
     dtype = X.dtype
@@ -151,10 +151,9 @@ def gd_stack(
     else:
         beta = xp.zeros((G, d, b), dtype=dtype)
 
-    names = OBSERVABLES[model]
-    R = len(record_steps)
-    out = {name: xp.empty((G, b, R), dtype=dtype) for name in names}
-    beta_hist = xp.empty((G, b, R, d), dtype=dtype) if record_beta else None
+    recorders = recorders_for(model)  # the registry's observables of this model, each with its recorder
+    records = {name: [] for name in recorders}  # one (G, b) array per recorded step, stacked at the end
+    beta_hist = []
     params = {"alpha": alpha, "weight_decay": weight_decay}
     sgd = batch_fraction is not None and bool(np.any(np.asarray(batch_fraction) < 1.0))
     if sgd:
@@ -177,16 +176,14 @@ def gd_stack(
         r = y - xp.matmul(X, beta)
         i = record_index.get(k)
         if i is not None:
-            e_train = xp.sum(r * r, axis=1) / (2 * n)
-            out["e_train"][:, :, i] = e_train
-            diff = beta - beta_star
-            out["e_test"][:, :, i] = xp.sum(diff * diff, axis=1) / (2 * d)
-            out["l1_norm"][:, :, i] = xp.sum(xp.abs(beta), axis=1) / d
-            if model == "dln":
-                out["conservation_drift"][:, :, i] = xp.mean(net.conservation_drift(ua, ub, alpha), axis=1)
+            state = Step(r=r, beta=beta, beta_star=beta_star, n=n, d=d, **(
+                dict(net=net, ua=ua, ub=ub, alpha=alpha) if model == "dln" else {}))
+            for name, record in recorders.items():
+                value = record(xp, state)
+                records[name].append(value if value.dtype == dtype else xp.astype(value, dtype))
             if record_beta:
-                beta_hist[:, :, i, :] = xp.matrix_transpose(beta)
-            _finite_or_raise(xp, e_train, k, params)
+                beta_hist.append(xp.matrix_transpose(beta))
+            _finite_or_raise(xp, records["e_train"][-1], k, params)
         if k == n_steps:
             break
         if sgd:
@@ -215,11 +212,11 @@ def gd_stack(
                 )
                 last_log = now
 
-    result = {name: to_numpy(a) for name, a in out.items()}
+    result = {name: to_numpy(xp.stack(vals, axis=-1)) for name, vals in records.items()}  # (G, b, R)
     if save_beta:
         result["beta_final"] = to_numpy(xp.matrix_transpose(beta))  # (G, b, d)
     if record_beta:
-        result["beta"] = to_numpy(beta_hist)
+        result["beta"] = to_numpy(xp.stack(beta_hist, axis=2))  # (G, b, R, d)
     if save_scale:
         if model != "dln" or net.network != "uv":
             raise ValueError("save_scale: the effective scale u² − v² is defined for network uv only")
@@ -390,23 +387,3 @@ def simulate_grid(
     out["step"] = record_steps
     out["time"] = step_times(dt_schedule)[record_steps]
     return out
-
-
-def effective_scale_runs(scale, alpha, dtype=np.float64) -> dict:
-    """Per-run effective initialisation of network ``uv`` from its final state.
-
-    ``scale`` (..., d): c_i = u_i² − v_i² at the last step (``gd_stack(save_scale=True)``'s
-    ``scale_final``); ``alpha`` (...): the runs' initial scale. Each step multiplies c_i by
-    (1 − dt λ)² − dt² g_i², so at λ = 0 c_i = α²·Π_k (1 − dt² g_{k,i}²) (Even et al. 2023).
-    Returns ``alpha_eff`` (...) = √(exp(mean_i ln c_i)) and ``gain_mean`` (...) = mean_i −ln(c_i/α²)
-    (= 2 ln(α/α_eff)), in ``dtype``, computed in float64 on the host; NaN for a run with some
-    c_i ≤ 0 (a step past the 1 − dt² g² > 0 regime). One run's values equal
-    ``phenomena_measure.effective_scale_summary`` of its coordinates.
-    """
-    c = np.asarray(scale, dtype=np.float64)
-    a = np.asarray(alpha, dtype=np.float64)
-    ok = np.all(c > 0, axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_ln = np.where(ok, np.mean(np.log(np.where(c > 0, c, 1.0)), axis=-1), np.nan)
-    gain = 2.0 * np.log(a) - mean_ln
-    return {"alpha_eff": np.exp(0.5 * mean_ln).astype(dtype), "gain_mean": gain.astype(dtype)}

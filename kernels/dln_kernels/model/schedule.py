@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .priors import max_magnitude
+from dln_kernels.model.priors import max_magnitude
 
 
 def n_steps_for(t_max: float, dt: float) -> int:

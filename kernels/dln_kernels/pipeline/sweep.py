@@ -18,15 +18,15 @@ import re
 import numpy as np
 import yaml
 
-from .backend import backend_name, get_namespace, resolve_dtype
-from .designs import DesignError, check_rows, is_default, resolve_designs
-from .dln_state import alpha_min
-from .priors import validate_prior
-from .problem import draw_instance, n_samples
-from .registry import AXES, CHUNK_AXES, GRID_AXES, MEMBER_AXES, OBSERVABLES, STATIC, implicit, observables, opted_in  # by name
-from .schedule import (DEFAULT_SCHEDULE, check_schedule, is_per_point, n_steps_for, output_steps, rule_dt,
+from dln_kernels.backend import backend_name, get_namespace, resolve_dtype
+from dln_kernels.model.designs import DesignError, check_rows, is_default, resolve_designs
+from dln_kernels.model.dln_state import alpha_min
+from dln_kernels.model.priors import validate_prior
+from dln_kernels.model.problem import draw_instance, n_samples
+from dln_kernels.registry import AXES, CHUNK_AXES, GRID_AXES, MEMBER_AXES, OBSERVABLES, STATIC, implicit, observables, opted_in  # by name
+from dln_kernels.model.schedule import (DEFAULT_SCHEDULE, check_schedule, is_per_point, n_steps_for, output_steps, rule_dt,
                        shared_dt_schedule, stability_bound, step_times)
-from .simulate import DivergenceError, effective_scale_runs, simulate_members
+from dln_kernels.sim.simulate import DivergenceError, effective_scale_runs, simulate_members
 
 
 class ConfigError(ValueError):
@@ -294,14 +294,14 @@ def check_sim_memory(key: str, sweep: dict) -> None:
 
 def check_dmft(key: str, sweep: dict) -> None:
     """A DMFT solve holds T×T matrices: refuse, before compute, one that exceeds its budget."""
-    from .dmft import memory_bytes
+    from dln_kernels.dmft.solver import memory_bytes
 
     cfg = sweep["dmft"]
     n_steps = time_grid(sweep)[0]
     need = memory_bytes(1, cfg["n_paths"], n_steps, cfg["n_batches"], sweep["dtype"],
                         sgd=min(sweep["grid"].get("batch_fraction", [1.0])) < 1)
     if n_convergence(sweep):
-        from .dmft import half_paths
+        from dln_kernels.dmft.solver import half_paths
 
         try:
             half_paths(cfg["n_paths"], cfg["n_batches"])
@@ -320,7 +320,7 @@ def check_phase_diagram(key: str, sweep: dict) -> None:
     """``dmft.phase_diagram`` draws the DMFT, the long-time theory and the simulations over two
     varied axes, (α, δ) or (δ, ρ) (``phase_diagram.phase_axes``): it needs the DMFT, the static
     theory and the default design."""
-    from .phase_diagram import PhaseDiagramError, check_phase_grid
+    from dln_kernels.measure.phase_diagram import PhaseDiagramError, check_phase_grid
 
     for part in ("dmft", "static"):
         if not sweep[part]["enabled"]:
@@ -337,7 +337,7 @@ def check_phase_diagram(key: str, sweep: dict) -> None:
 
 def schedule_of(sweep: dict) -> dict:
     """The sweep's step schedule (key ``schedule``, default constant dt), checked
-    (:func:`dln_kernels.schedule.check_schedule`)."""
+    (:func:`dln_kernels.model.schedule.check_schedule`)."""
     return check_schedule(sweep.get("schedule", DEFAULT_SCHEDULE))
 
 
@@ -570,7 +570,7 @@ def n_convergence(sweep: dict) -> bool:
     exactly when the grid holds a batch fraction b < 1). Then every DMFT point is solved a second
     time with half the paths per replica and ``*_below_floor`` also masks the values whose N-path
     bias estimate E(N/2) − E(N) exceeds ``dmft.n_bias_tol`` (default
-    :data:`dln_kernels.dmft.N_BIAS_TOL`) of the value (:func:`dln_kernels.dmft.mask_n_bias`).
+    :data:`dln_kernels.dmft.solver.N_BIAS_TOL`) of the value (:func:`dln_kernels.dmft.solver.mask_n_bias`).
     Full-batch sweeps keep their single solve (and their job params and bits) unless they ask.
     Reads the whole sweep (its grid); a DMFT job learns the answer from its chunk
     (:func:`make_dmft_chunks` sets ``chunk["n_convergence"]``)."""
@@ -587,12 +587,12 @@ def run_dmft_chunk(sweep: dict, chunk: dict, progress: bool = True) -> dict:
     (``chunk["n_convergence"]``, set by :func:`make_dmft_chunks` from :func:`n_convergence`)
     each solve is repeated with half the paths per replica (same seed;
     ≈ +50 % time) and the N-path bias estimates ``e_train_n_bias``, ``e_test_n_bias`` are added
-    and folded into ``*_below_floor`` (:func:`dln_kernels.dmft.mask_n_bias`). The half-N estimate
+    and folded into ``*_below_floor`` (:func:`dln_kernels.dmft.solver.mask_n_bias`). The half-N estimate
     cannot be read off the full solve: each replica's paths are driven by that replica's own
     estimates of G, K and M from all its n paths, so a subset of n/2 of them is not a solve with
     n/2 paths, and the replica means share one bias c/n.
     """
-    from .dmft import N_BIAS_TOL, half_paths, mask_n_bias, solve_dmft
+    from dln_kernels.dmft.solver import N_BIAS_TOL, half_paths, mask_n_bias, solve_dmft
 
     cfg = sweep["dmft"]
     n_steps, shared, steps, times = time_grid(sweep, chunk)
@@ -630,10 +630,14 @@ def run_dmft_chunk(sweep: dict, chunk: dict, progress: bool = True) -> dict:
             part = mask_n_bias(part, half, float(cfg.get("n_bias_tol", N_BIAS_TOL)))
         parts.append((idx, part))
     res = {}
-    names = DMFT_OBSERVABLES + opted_in("dmft", sweep)  # opt-in ones (alpha_eff) only where the sweep asks
+    # the registry's DMFT observables for this sweep: opt-in ones (alpha_eff) only where the sweep
+    # asks, the N-bias estimates only with the convergence-in-N solve; each must be recorded
+    names = observables("dmft", steps=("n_convergence",) if check else ()) + opted_in("dmft", sweep)
+    missing = [n for n in names if n not in parts[0][1]]
+    if missing:
+        raise LookupError(f"observable(s) {missing} are registered for the DMFT (registry.OBSERVABLES) but "
+                          "solve_dmft does not record them: add them to its outputs (docs/extending.md)")
     for name in names:
-        if name not in parts[0][1]:  # e.g. the N-bias estimates of a sweep without the check
-            continue
         first = parts[0][1][name]
         res[name] = np.empty((len(chunk["points"]), *first.shape[1:]), dtype=first.dtype)
         for idx, part in parts:
@@ -661,8 +665,8 @@ def static_on_grid(coords: dict, prior: dict, network: str = "uv") -> dict:
     ``network`` ``uv`` uses the depth-2 solver (the depth axis holds 2 only); ``pm`` the depth-L
     one (``static_depth``; λ > 0 with depth ≥ 3 is NaN there: a non-convex penalty).
     """
-    from .static import solve_static
-    from .static_depth import solve_static_depth
+    from dln_kernels.static.solver import solve_static
+    from dln_kernels.static.depth import solve_static_depth
 
     mesh = dict(zip(GRID_AXES, np.meshgrid(*(np.asarray(coords[a], dtype=float) for a in GRID_AXES), indexing="ij")))
     for a in GRID_AXES:  # axes the long-time theory does not read (e.g. the batch fraction: the

@@ -9,7 +9,7 @@ At step k (all rows < k of every matrix are final):
 
 1. paths: Δ_k = u_k v_k − β* (linear model: β_k − β*); tangent x_k = v_k δu_k + u_k δv_k.
    Paths and tangents are stored in the exact coordinates (a, b) = (u + v, u − v) of
-   :mod:`dln_kernels.dln_state` (Δ = (a − b)(a + b)/4 − β*, x = (a δa − b δb)/2), so a path can
+   :mod:`dln_kernels.model.dln_state` (Δ = (a − b)(a + b)/4 − β*, x = (a δa − b δb)/2), so a path can
    change sign after any length of search phase at any α ≥ alpha_min(dtype).
    Depth-L ``pm`` network (theory.md §6): Δ_k = u_k^L − v_k^L − β*, x_k = L u^{L−1} δu −
    L v^{L−1} δv, paths stored as (u, v) with the multiplicative update and its linearisation
@@ -61,7 +61,7 @@ Gaussian values on quantile strata).
 Arrays on the backend are of the run dtype throughout (a float32 solve is float32 arithmetic);
 only the array API standard is used, so NumPy, CuPy and ``array_api_strict`` run the same code,
 except the two passes over a point's Gram–Schmidt basis on NumPy: there the fused loops of
-:mod:`dln_kernels.cpu_products` (numba) replace the ``matmul`` twin, which a CPU BLAS runs at a
+:mod:`dln_kernels.dmft.cpu_products` (numba) replace the ``matmul`` twin, which a CPU BLAS runs at a
 third of its bandwidth (docs/dmft.md, "Matrix–matrix across points").
 
 Memory (bytes, per call, ``itemsize`` = 8 for float64):
@@ -88,13 +88,14 @@ import time as _time
 
 import numpy as np
 
-from . import cpu_products, dln_state
-from .backend import backend_name, get_namespace, resolve_dtype, to_device, to_numpy, xp_dtype
-from .priors import validate_prior
-from .simulate import effective_scale_runs
-from .spectral_rate import edge_rate
+from dln_kernels.dmft import cpu_products
+from dln_kernels.model import dln_state
+from dln_kernels.backend import backend_name, get_namespace, resolve_dtype, to_device, to_numpy, xp_dtype
+from dln_kernels.model.priors import validate_prior
+from dln_kernels.model.dln_state import effective_scale_runs
+from dln_kernels.dmft.spectral_rate import edge_rate
 
-logger = logging.getLogger("dln_kernels.dmft")
+logger = logging.getLogger("dln_kernels.dmft.solver")
 
 MODELS = ("dln", "linear")
 POINT_KEYS = ("alpha", "delta", "rho", "sigma", "weight_decay", "dt", "batch_fraction")
@@ -526,7 +527,7 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
         A[:, m, :m] = A[:, m, :m] + c2
         A[:, m, m] = LM[:, m, m]
     if not bool(xp.all(xp.isfinite(dk))):  # never hand on silent NaNs: name the points
-        from .simulate import DivergenceError
+        from dln_kernels.model.dln_state import DivergenceError
 
         bad = ", ".join(f"{k}={sorted(set(to_numpy(par[k]).tolist()))}" for k in ("alpha", "delta", "weight_decay", "dt"))
         raise DivergenceError(
@@ -882,7 +883,7 @@ def mask_n_bias(full: dict, half: dict, tol: float = N_BIAS_TOL) -> dict:
 def spectral_decay_rate(w_final: np.ndarray, par: dict) -> np.ndarray:
     """Asymptotic decay rate of E_train from the spectral edge of X diag(w) Xᵀ/δ at the paths'
     final Gauss–Newton metric w, β_{k+1} − β_k = dt·w·g_k + O(dt²) (uv: w = u² + v²; pm:
-    w = L²(u^{2L−2} + v^{2L−2}); see :mod:`dln_kernels.spectral_rate`): no cancellation, so no
+    w = L²(u^{2L−2} + v^{2L−2}); see :mod:`dln_kernels.dmft.spectral_rate`): no cancellation, so no
     noise floor. It is the rate the last state would converge at (the true late rate once w has
     settled). NaN for λ > 0 (the fixed point is then not a zero of the gradient alone) and for
     non-finite paths."""

@@ -2,7 +2,7 @@
 
 Network β = u^L − v^L (coordinate-wise), u₀ = v₀ = α, L ≥ 2, objective
 (1/(2δ))‖y − Xβ‖² + (λ/2)(‖u‖² + ‖v‖²), gradient flow (dt → 0). Conventions and error
-normalisation are those of :mod:`dln_kernels.static` (E_test = ‖β_∞ − β*‖²/(2d),
+normalisation are those of :mod:`dln_kernels.static.solver` (E_test = ‖β_∞ − β*‖²/(2d),
 E_train = ‖y − Xβ_∞‖²/(2n)).
 
 Implicit bias (λ = 0). With S(t) = ∫₀ᵗ g (g = Xᵀr/δ) the flow u̇ = L u^{L−1} g, v̇ = −L v^{L−1} g
@@ -39,8 +39,8 @@ Regimes returned by :func:`solve_static_depth` (codes as in :mod:`static`):
 from __future__ import annotations
 
 import numpy as np
-from . import static as _st
-from .priors import second_moment
+from dln_kernels.static import solver as _st
+from dln_kernels.model.priors import second_moment
 
 GAUSS_BERNOULLI = _st.GAUSS_BERNOULLI
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import h5py
 
-from .io import open_h5
-from .provenance import package_versions
+from dln_kernels.pipeline.io import open_h5
+from dln_kernels.pipeline.provenance import package_versions
 
 
 def code_fingerprint() -> str:

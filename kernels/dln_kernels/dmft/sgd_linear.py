@@ -18,7 +18,7 @@ Solving order (causal, one forward sweep): at step k, row k of J and a_k (from r
 and K), row k of K (forward substitution), row k of C_Δ (C_η up to k − 1 is final because
 J[k, l] = 0 for l ≥ k), then C_r[k, k], D_k and row k of C_η. Cost O(T³) per point (the rows
 of J C_η Jᵀ), no estimator, no noise floor: an estimator-free test of the SGD terms of the
-N-path solver (:func:`dln_kernels.dmft.solve_dmft`) and of the simulator. At b = 1 it is the
+N-path solver (:func:`dln_kernels.dmft.solver.solve_dmft`) and of the simulator. At b = 1 it is the
 full-batch linear DMFT, whose answer is the Marchenko–Pastur average of the finite-d GD errors
 (``marchenko_pastur.linear_gd_errors``).
 

@@ -11,7 +11,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-from . import __version__
+from dln_kernels import __version__
 
 _PACKAGES = ("numpy", "scipy", "numba", "h5py", "h5netcdf", "xarray", "snakemake", "cupy-cuda12x", "cupy")
 

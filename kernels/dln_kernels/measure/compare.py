@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from .io import point_times
-from .registry import GRID_AXES
+from dln_kernels.measure.curves import point_times
+from dln_kernels.registry import GRID_AXES
 
 POINT_DIMS = GRID_AXES  # every grid axis the Datasets hold (depth, batch_fraction included), by name
 

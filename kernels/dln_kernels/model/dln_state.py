@@ -274,3 +274,27 @@ class PMState:
         if L == 2:
             return abs((u / alpha) * (v / alpha) - 1.0)
         return abs((_ipow(alpha / u, L - 2) + _ipow(alpha / v, L - 2)) * 0.5 - 1.0)
+
+
+class DivergenceError(FloatingPointError):
+    """A run produced non-finite values (step too large for its parameters)."""
+
+
+def effective_scale_runs(scale, alpha, dtype=np.float64) -> dict:
+    """Per-run effective initialisation of network ``uv`` from its final state.
+
+    ``scale`` (..., d): c_i = u_i² − v_i² at the last step (``gd_stack(save_scale=True)``'s
+    ``scale_final``); ``alpha`` (...): the runs' initial scale. Each step multiplies c_i by
+    (1 − dt λ)² − dt² g_i², so at λ = 0 c_i = α²·Π_k (1 − dt² g_{k,i}²) (Even et al. 2023).
+    Returns ``alpha_eff`` (...) = √(exp(mean_i ln c_i)) and ``gain_mean`` (...) = mean_i −ln(c_i/α²)
+    (= 2 ln(α/α_eff)), in ``dtype``, computed in float64 on the host; NaN for a run with some
+    c_i ≤ 0 (a step past the 1 − dt² g² > 0 regime). One run's values equal
+    ``phenomena_measure.effective_scale_summary`` of its coordinates.
+    """
+    c = np.asarray(scale, dtype=np.float64)
+    a = np.asarray(alpha, dtype=np.float64)
+    ok = np.all(c > 0, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_ln = np.where(ok, np.mean(np.log(np.where(c > 0, c, 1.0)), axis=-1), np.nan)
+    gain = 2.0 * np.log(a) - mean_ln
+    return {"alpha_eff": np.exp(0.5 * mean_ln).astype(dtype), "gain_mean": gain.astype(dtype)}

@@ -12,8 +12,8 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import ndtr
 
-from .analysis import crossing_time, detect_plateaus
-from .priors import second_moment
+from dln_kernels.measure.analysis import crossing_time, detect_plateaus
+from dln_kernels.model.priors import second_moment
 
 
 def _phi(x):
@@ -106,9 +106,9 @@ def lazy_time_prediction(alpha, delta: float, m2: float, dt: float, sigma: float
 
     For α → ∞, u ≈ α and β = u v follows β_{k+1} = β_k + (dt α²) g_k to leading order: gradient
     descent of linear least squares with step dt·α². Its d → ∞ curve is exact by
-    Marchenko–Pastur quadrature (:mod:`dln_kernels.marchenko_pastur`); the crossing step k times
+    Marchenko–Pastur quadrature (:mod:`dln_kernels.static.marchenko_pastur`); the crossing step k times
     dt is the prediction. As dt·α² → 0 it is t_lin/α² (slope −2 on log–log axes)."""
-    from .marchenko_pastur import linear_gd_errors
+    from dln_kernels.static.marchenko_pastur import linear_gd_errors
 
     out = []
     for a in np.atleast_1d(np.asarray(alpha, float)):
@@ -136,7 +136,7 @@ def incremental_step_prediction(levels, alpha: float, dt: float = 0.0, reach: fl
 
 def incremental_steps(t, e, n_steps: int | None = None, drop: float = 0.5, slope_tol: float = 0.3,
                       min_decades: float = 0.05, **plateau_kw) -> dict:
-    """Plateaus of E_train (:func:`dln_kernels.analysis.detect_plateaus` with |d log E/d log t|
+    """Plateaus of E_train (:func:`dln_kernels.measure.analysis.detect_plateaus` with |d log E/d log t|
     < ``slope_tol`` over ≥ ``min_decades``: saddles of a few tenths of a decade, as at
     ln(1/α) ≈ 20, are resolved) and, after each, the
     step time: the first time after the plateau's end at which E_train ≤ ``drop``× its height.

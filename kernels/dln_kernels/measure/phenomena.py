@@ -13,8 +13,8 @@ Inputs are the files of a named sweep, loaded as xarray Datasets:
 Times are in the sweep's time units (t = step·dt), errors as recorded (E_train, E_test), rates
 per unit time (E ∝ exp(−rate·t)). Every measurement reads ρ, σ (and λ unless it is selected) at
 their first value in the Dataset. Definitions and thresholds: docs/phenomena.md (sections a–e);
-crossing times: :func:`dln_kernels.analysis.crossing_time` (linear in (t, log E) between recorded
-times); leading-order predictions: :mod:`dln_kernels.phenomena`.
+crossing times: :func:`dln_kernels.measure.analysis.crossing_time` (linear in (t, log E) between recorded
+times); leading-order predictions: :mod:`dln_kernels.measure.predictions`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from .analysis import crossing_time, late_decay_rate
-from .compare import seed_mean_se
-from .phenomena import (
+from dln_kernels.measure.analysis import crossing_time, late_decay_rate
+from dln_kernels.measure.compare import seed_mean_se
+from dln_kernels.measure.predictions import (
     crossing_time_se,
     depth_search_time,
     grokking_times,
@@ -36,8 +36,8 @@ from .phenomena import (
     line_fit,
     search_slope,
 )
-from .priors import second_moment
-from .simulate import effective_scale_runs
+from dln_kernels.model.priors import second_moment
+from dln_kernels.model.dln_state import effective_scale_runs
 
 SEARCH_FRACTION = 0.5  # end of the search phase: E_train ≤ ½ E_train(0)
 SEARCH_FIT_MAX_ALPHA = 1e-3  # leading order needs ln(1/α) ≫ 1: fit α ≤ 0.001 (ln(1/α) ≥ 6.9) only
@@ -119,7 +119,7 @@ def seed_crossing_times(t, curves, fraction: float) -> np.ndarray:
 
 def seed_crossing_slopes(t, curves, x, fraction: float, transform=lambda v: v):
     """Per seed: the crossing times t_f (E ≤ ``fraction``·E(0), :func:`crossing_time`) of each
-    curve and the slope of ``transform``\\(t_f) against ``x`` (:func:`dln_kernels.phenomena.line_fit`,
+    curve and the slope of ``transform``\\(t_f) against ``x`` (:func:`dln_kernels.measure.predictions.line_fit`,
     unweighted).
 
     ``t``: recorded times, (n_times,) or per curve (n_x, n_times); ``curves``: (n_seeds, n_x,
@@ -135,7 +135,7 @@ def seed_crossing_slopes(t, curves, x, fraction: float, transform=lambda v: v):
 def train_crossings(sims, dmft, alphas, delta: float, t, fraction: float):
     """At one δ, for each α of ``alphas``: the DMFT E_train curves and their Monte-Carlo s.e.
     (n_α, n_times), the DMFT crossing times of E_train = ``fraction``·E_train(0) and their s.e.
-    (:func:`dln_kernels.phenomena.crossing_time_se`: half the distance between the crossings of
+    (:func:`dln_kernels.measure.predictions.crossing_time_se`: half the distance between the crossings of
     E ∓ s.e.), and the simulations' E_train curves (n_seeds, n_α, n_times). ``t``: the recorded
     times, (n_times,) or per α (n_α, n_times) (:func:`curve_times`).
 
@@ -154,7 +154,7 @@ def train_crossings(sims, dmft, alphas, delta: float, t, fraction: float):
 # a. search phase (docs/phenomena.md, a)
 # ----------------------------------------------------------------------------------------------
 def search_slope_theory(sims, prior: dict, delta: float, fraction, dt: float | None = None):
-    """Leading-order slope d t_f / d ln(1/α) (:func:`dln_kernels.phenomena.search_slope`) at the
+    """Leading-order slope d t_f / d ln(1/α) (:func:`dln_kernels.measure.predictions.search_slope`) at the
     sweep's ρ, σ (first values) and dt (default the sweep's constant step; give the
     search-phase step, ``search_phase_measure(...)["dt"]``, for per-point steps), for one drop
     fraction or an array of them."""
@@ -172,7 +172,7 @@ def search_phase_measure(sims, dmft, prior: dict) -> dict:
     (``SEARCH_FRACTION``). DMFT slopes of t_f against L: weighted line fit over α ≤
     ``SEARCH_FIT_MAX_ALPHA`` with the crossing-time s.e. (floored at 1e-3) as errors; simulation
     slopes: one unweighted fit per seed, mean ± s.e. over seeds; leading order:
-    :func:`dln_kernels.phenomena.search_slope` (first order in the drop).
+    :func:`dln_kernels.measure.predictions.search_slope` (first order in the drop).
 
     Returns a dict:
 
@@ -219,9 +219,9 @@ def search_phase_measure(sims, dmft, prior: dict) -> dict:
 # b. lazy time (docs/phenomena.md, b)
 # ----------------------------------------------------------------------------------------------
 def lazy_time_theory(sims, prior: dict, delta: float, alpha, fraction: float = LAZY_FRACTION) -> np.ndarray:
-    """Lazy-limit t_f for each α (:func:`dln_kernels.phenomena.lazy_time_prediction`: linear
+    """Lazy-limit t_f for each α (:func:`dln_kernels.measure.predictions.lazy_time_prediction`: linear
     regression with step dt·α², Marchenko–Pastur) at the sweep's ρ (E[β*²] =
-    :func:`dln_kernels.priors.second_moment`), σ, dt and number of steps round(t_max/dt)."""
+    :func:`dln_kernels.model.priors.second_moment`), σ, dt and number of steps round(t_max/dt)."""
     rho, sigma = float(sims["rho"].values[0]), float(sims["sigma"].values[0])
     n_steps = int(sims["step"].values[-1])
     alpha = np.atleast_1d(np.asarray(alpha, dtype=float))
@@ -281,9 +281,9 @@ def teacher_levels(prior: dict) -> np.ndarray:
 
 def incremental_measure(sims, dmft, prior: dict) -> dict:
     """Incremental learning at the first δ, per α (ascending): plateaus of E_train and the step
-    after each (:func:`dln_kernels.phenomena.incremental_steps`; the DMFT curve with its
+    after each (:func:`dln_kernels.measure.predictions.incremental_steps`; the DMFT curve with its
     below-floor part set to 0), step j matched to the j-th largest teacher magnitude
-    (:func:`teacher_levels`), against :func:`dln_kernels.phenomena.incremental_step_prediction`.
+    (:func:`teacher_levels`), against :func:`dln_kernels.measure.predictions.incremental_step_prediction`.
 
     Returns a dict:
 
@@ -334,7 +334,7 @@ def incremental_measure(sims, dmft, prior: dict) -> dict:
 # d. grokking-like delay (docs/phenomena.md, d)
 # ----------------------------------------------------------------------------------------------
 def grokking_table(sims, dmft) -> pd.DataFrame:
-    """Grokking times (:func:`dln_kernels.phenomena.grokking_times`) at the first δ, one row per
+    """Grokking times (:func:`dln_kernels.measure.predictions.grokking_times`) at the first δ, one row per
     (α, λ): t_train_dmft, t_test_dmft, delay_dmft, plateau_dmft (DMFT); t_test_sim_mean,
     t_test_sim_sd, delay_sim_mean (over seeds, NaN-aware); hypothesis_ln_alpha_over_lambda =
     ln(α)/λ (the weight-decay hypothesis t_test ≈ ln(α/α_c)/λ with α_c = 1)."""
@@ -393,7 +393,7 @@ def grokking_fit_summary(tab) -> pd.DataFrame:
 # e. convergence rate vs generalisation (docs/phenomena.md, e)
 # ----------------------------------------------------------------------------------------------
 def dmft_window(t, below_floor, late_fraction=0.5, min_points=4):
-    """The window of ``dln_kernels.dmft.decay_rate``: the last ``late_fraction`` of the recorded
+    """The window of ``dln_kernels.dmft.solver.decay_rate``: the last ``late_fraction`` of the recorded
     times before the first one flagged below the noise floor (boolean mask over t)."""
     bad = np.flatnonzero(below_floor)
     end = bad[0] if bad.size else t.size
@@ -412,7 +412,7 @@ def tradeoff_measure(sims, dmft) -> dict:
     """Late exponential rate of E_train against the final E_test (t = t_max), parametric in α, at
     the first δ.
 
-    Simulations: :func:`dln_kernels.analysis.late_decay_rate` per seed on the last ``SIM_TAIL``
+    Simulations: :func:`dln_kernels.measure.analysis.late_decay_rate` per seed on the last ``SIM_TAIL``
     of the span where E_train > ``SIM_VALID``, and again on exactly the DMFT's ``decay_rate``
     window (:func:`dmft_window`). DMFT: ``decay_rate`` ± ``decay_rate_se`` and
     ``decay_rate_spectral`` (NaN if absent) as recorded in the Dataset.
@@ -464,9 +464,9 @@ def depth_escape_measure(sims, dmft, prior: dict, n_static: int = 40) -> dict:
     """End of the search phase t_{1/2} and final E_test against α, per depth L, at the first δ.
 
     t_{1/2}: first time E_train ≤ ½ E_train(0) (``SEARCH_FRACTION``); DMFT value with the
-    crossing-time s.e. (:func:`dln_kernels.phenomena.crossing_time_se`), simulations per seed
+    crossing-time s.e. (:func:`dln_kernels.measure.predictions.crossing_time_se`), simulations per seed
     (mean ± s.e. over seeds; NaN, i.e. "> t_max", where a curve does not cross); leading order
-    :func:`dln_kernels.phenomena.depth_search_time` = τ_{1/2}·Λ_L(α). Power law: for L ≥ 3 a
+    :func:`dln_kernels.measure.predictions.depth_search_time` = τ_{1/2}·Λ_L(α). Power law: for L ≥ 3 a
     weighted line fit of ln t_{1/2} (DMFT) against ln α over α ≤ ``DEPTH_FIT_MAX_ALPHA``, whose
     slope leading order predicts to be −(L − 2); for L = 2 the fit of t_{1/2} against ln(1/α),
     predicted slope τ_{1/2}/2.
@@ -474,7 +474,7 @@ def depth_escape_measure(sims, dmft, prior: dict, n_static: int = 40) -> dict:
     Final error: E_test at t_max (simulations mean ± s.e. over seeds, DMFT ± s.e.), flagged
     ``converged`` where the DMFT's E_train(t_max) ≤ ``CONVERGED_FRACTION``·E_train(0); only
     there is it the long-time value that the static theory of the depth-L network predicts
-    (:func:`dln_kernels.static_depth.solve_static_network`, network ``pm``, λ = 0: the
+    (:func:`dln_kernels.static.depth.solve_static_network`, network ``pm``, λ = 0: the
     minimum-ΣQ_L interpolator for δ < 1).
 
     Returns a dict: ``table`` (one row per (depth, α): t_half_dmft, t_half_dmft_se,
@@ -484,7 +484,7 @@ def depth_escape_measure(sims, dmft, prior: dict, n_static: int = 40) -> dict:
     fitted α), ``static_curves`` (per depth: (α grid of ``n_static`` points, static E_test)),
     ``delta``, ``rho``, ``sigma``, ``dt``.
     """
-    from .static_depth import solve_static_network
+    from dln_kernels.static.depth import solve_static_network
 
     t, dt = sims["time"].values, sweep_dt(sims)
     alphas = sims["alpha"].values
@@ -699,7 +699,7 @@ def timescales_measure(sims, dmft, prior: dict) -> dict:
     follow α (``schedule: alpha_rule``), per δ, against both leading orders:
 
     - search phase (small α): t_{1/2} ≈ s·ln(1/α) + c with the leading-order slope
-      s = :func:`dln_kernels.phenomena.search_slope` and c matched to the DMFT's mean over the
+      s = :func:`dln_kernels.measure.predictions.search_slope` and c matched to the DMFT's mean over the
       fitted α ≤ ``SEARCH_FIT_MAX_ALPHA`` (the slope is the prediction, the offset is not);
     - lazy phase (large α): :func:`lazy_time_theory`, linear regression with step dt·α² at each
       α's own dt (t ∝ 1/α² as dt·α² → 0).
@@ -790,10 +790,10 @@ def step_size_measure(sims, dmft, prior: dict, static=None) -> dict:
     points. Returns a dict: ``table`` (pandas, rows ordered by b, α, s), ``delta``, ``rho``.
     Raises KeyError if the Datasets lack ``alpha_eff`` (a sweep without ``effective_scale: true``).
     """
-    from .schedule import stability_bound
+    from dln_kernels.model.schedule import stability_bound
 
     if static is None:
-        from .static import solve_static
+        from dln_kernels.static.solver import solve_static
 
         def static(alpha, delta, rho, sigma, weight_decay, prior):
             res = solve_static(alpha, delta, rho, sigma, weight_decay, prior)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import gammainc, ndtr, roots_legendre
 
-from .priors import second_moment, validate_prior
+from dln_kernels.model.priors import second_moment, validate_prior
 
 _SQRT2PI = np.sqrt(2.0 * np.pi)
 GAUSS_BERNOULLI = {"kind": "gauss_bernoulli"}

@@ -24,9 +24,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from .compare import seed_mean_se
-from .io import record_dim
-from .registry import GRID_AXES
+from dln_kernels.measure.compare import seed_mean_se
+from dln_kernels.measure.curves import record_dim
+from dln_kernels.registry import GRID_AXES
 
 # The pairs of grid axes a phase diagram is drawn over (x, y), in registry order.
 PHASE_AXES = (("alpha", "delta"), ("delta", "rho"))

@@ -74,7 +74,7 @@ def late_decay_rate(t, e, valid=None, tail_fraction: float = 0.3, min_points: in
 
     ``edge_power`` p fits e ∝ t^(−p)·exp(−rate·t) instead: E_train of gradient descent decays
     through a soft spectral edge with a square-root density, so p = 1.5 removes the +p/t bias
-    of a plain exponential fit (see dln_kernels.spectral_rate)."""
+    of a plain exponential fit (see dln_kernels.dmft.spectral_rate)."""
     t, e = np.asarray(t, float), np.asarray(e, float)
     ok = np.isfinite(e) & (e > 0)
     if valid is not None:

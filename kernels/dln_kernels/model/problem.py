@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .priors import prior_noise, teacher_from_noise
+from dln_kernels.model.priors import prior_noise, teacher_from_noise
 
 
 def n_samples(delta: float, d: int) -> int:
@@ -94,7 +94,7 @@ def draw_instance(d: int, seed: int, base_seed: int = 0, design: dict | None = N
     x_stream = np.random.default_rng(x_seq)
     rows = None
     if design is not None and design["kind"] != "gaussian":
-        from .designs import RowSource
+        from dln_kernels.model.designs import RowSource
 
         rows = RowSource(design, seed, base_seed, x_stream)
     if design is not None and int(design["d"]) != int(d):

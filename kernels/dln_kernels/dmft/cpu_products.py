@@ -137,7 +137,7 @@ def dots2(H: np.ndarray, m: int, v1: np.ndarray, v2: np.ndarray) -> tuple[np.nda
     H's dtype. Raises ``RuntimeError`` if numba is not installed (check ``AVAILABLE``).
     """
     if not AVAILABLE:
-        raise RuntimeError("dln_kernels.cpu_products needs numba; use the matmul twin")
+        raise RuntimeError("dln_kernels.dmft.cpu_products needs numba; use the matmul twin")
     S = H.shape[0]
     o1 = np.empty((S, m), dtype=H.dtype)
     o2 = np.empty((S, m), dtype=H.dtype)
@@ -152,7 +152,7 @@ def combos3(H: np.ndarray, m: int, c1: np.ndarray, c2: np.ndarray, c3: np.ndarra
     Raises ``RuntimeError`` if numba is not installed (check ``AVAILABLE``).
     """
     if not AVAILABLE:
-        raise RuntimeError("dln_kernels.cpu_products needs numba; use the matmul twin")
+        raise RuntimeError("dln_kernels.dmft.cpu_products needs numba; use the matmul twin")
     S, _, n = H.shape
     out = [np.empty((S, n), dtype=H.dtype) for _ in range(3)]
     cs = [np.ascontiguousarray(c) for c in (c1, c2, c3)]

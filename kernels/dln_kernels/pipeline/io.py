@@ -23,9 +23,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .registry import AXES, GRID_AXES, OBSERVABLES, describe
+from dln_kernels.registry import AXES, GRID_AXES, OBSERVABLES, describe
 
 SCHEMA_VERSION = 2  # 2: static.nc dense axes renamed <axis>_dense
+# Format of the chunk files' contents (which observables, their layout). Raise it when chunks of
+# the new code cannot be aggregated with older ones; a file without the attribute is format 1.
+CHUNK_FORMAT = 1
 CHUNK_SCHEMA = "dln-sweep/simulation-chunk"
 DMFT_SCHEMA = "dln-sweep/dmft-chunk"
 SIM_DIMS = (*GRID_AXES, "seed", "time")  # derived from the registry, by name
@@ -78,6 +81,7 @@ def write_chunk(path, result: dict, attrs: dict, schema: str = CHUNK_SCHEMA) -> 
         with open_h5(tmp, "w") as f:
             f.attrs["schema"] = schema
             f.attrs["schema_version"] = SCHEMA_VERSION
+            f.attrs["chunk_format"] = CHUNK_FORMAT
             for k, v in attrs.items():
                 f.attrs[k] = v
             runs = f.create_group("runs")
@@ -137,12 +141,33 @@ def grid_coords(sweep: dict, with_seed: bool = True) -> dict:
                                     dtype=np.int64 if AXES[a].kind == "integer" else float))
               for a in GRID_AXES}
     if with_seed:
-        from .designs import design_names, is_default
+        from dln_kernels.model.designs import design_names, is_default
 
         if not is_default(sweep.get("design")):  # a sweep over designs: one more dim, by name
             coords["design"] = np.array(design_names(sweep), dtype=str)
         coords["seed"] = np.arange(int(sweep["seeds"]))
     return coords
+
+
+_RECOMPUTE = ("recompute them: delete the files named (or run `snakemake --forcerun simulate dmft`) and rerun "
+              "the workflow")
+
+
+def check_same_contents(chunks) -> None:
+    """ChunkFileError unless every chunk of ``chunks`` [(path, read_chunk result)] has the same
+    chunk format (``CHUNK_FORMAT``) and the same observables; the message names the files."""
+    version = lambda ch: int(ch["attrs"].get("chunk_format", 1))  # noqa: E731
+    (p0, c0), v0, n0 = chunks[0], version(chunks[0][1]), set(chunks[0][1]["observables"])
+    for path, ch in chunks[1:]:
+        if version(ch) != v0:
+            raise ChunkFileError(f"{path} has chunk format {version(ch)} but {p0} has format {v0} (written by "
+                                 f"another version of the code); {_RECOMPUTE}")
+        names = set(ch["observables"])
+        if names != n0:
+            raise ChunkFileError(
+                f"{path} and {p0} hold different observables (only in the first: {sorted(names - n0)}; only in "
+                f"the second: {sorted(n0 - names)}), e.g. chunks written before and after an observable was "
+                f"added; {_RECOMPUTE}")
 
 
 def _chunk_design(ch: dict):
@@ -167,6 +192,7 @@ def aggregate_chunks(paths, sweep: dict, attrs: dict, schema: str = CHUNK_SCHEMA
     chunks = [(p, read_chunk(p, schema)) for p in paths]
     if not chunks:
         raise ChunkFileError("no chunks to aggregate")
+    check_same_contents(chunks)
     time, step = chunks[0][1]["time"], chunks[0][1]["step"]
     # per-point steps (schedule.py): a time row per run; the files get the dim ``step`` and a
     # ``time`` coordinate over the grid axes (not the seed: a point's steps do not depend on it)
@@ -230,19 +256,6 @@ def aggregate_chunks(paths, sweep: dict, attrs: dict, schema: str = CHUNK_SCHEMA
     ds = xr.Dataset(variables, coords={**coords, **time_coords}, attrs=attrs)
     _describe(ds)
     return ds
-
-
-def record_dim(ds) -> str:
-    """The dim of the recorded steps: ``time`` when every point shares its steps, ``step`` when the
-    points have their own step sizes (then ``time`` is a coordinate over the grid axes and step)."""
-    return "step" if "step" in ds.dims else "time"
-
-
-def point_times(ds, point: dict) -> np.ndarray:
-    """Recorded times (T,) of the point ``point`` {axis: value} (axes ``time`` does not depend on,
-    e.g. the seed, are ignored; with a shared time axis every point gets the same array)."""
-    t = ds["time"]
-    return np.asarray(t.sel({k: v for k, v in point.items() if k in t.dims and k != "time"}).values, dtype=float)
 
 
 def _float_type(a) -> type:

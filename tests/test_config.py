@@ -357,9 +357,23 @@ PHENOMENON_SCHEDULE_CASES = [
 
 
 @pytest.mark.parametrize("path,value,expected", PHENOMENON_SCHEDULE_CASES, ids=["alpha_rule", "geometric", "per_point"])
-def test_phenomenon_figure_refuses_a_schedule_it_was_not_built_for(tmp_path, base_config, path, value, expected):
-    """A phenomenon figure reads the time axes it was built for; another schedule on its sweep is
-    refused at parse time with the key named, not in the figure job after the compute."""
+def test_phenomenon_figure_refuses_a_schedule_it_was_not_built_for(base_config, path, value, expected):
+    """A phenomenon figure reads the time axes it was built for (row ``time_axis`` of the phenomena
+    table); another schedule on its sweep is refused with the key named, not in the figure job
+    after the compute (common.smk calls the check at parse time: the dry-run case below)."""
+    from dln_kernels.pipeline.sweep import check_phenomenon_schedules
+
+    name = path[1]
+    check_phenomenon_schedules(name, resolved(copy.deepcopy(base_config))["sweeps"][name])  # the shipped one passes
+    cfg = resolved(mutate(base_config, path, value))
+    with pytest.raises(ConfigError, match="^" + re.escape(expected)):
+        check_phenomenon_schedules(name, cfg["sweeps"][name])
+
+
+def test_workflow_surfaces_a_phenomenon_schedule_refusal(tmp_path, base_config):
+    """The parse-time check in the real entry point: `snakemake -n` stops before any job with the
+    message of :func:`check_phenomenon_schedules`."""
+    path, value, expected = PHENOMENON_SCHEDULE_CASES[0]
     mutate(base_config, path[:-1] + ("t_max",), 2.0)  # few steps: no other check (DMFT memory) fires first
     proc = snakemake_dry_run(tmp_path, mutate(base_config, path, value))
     out = proc.stdout + proc.stderr

@@ -154,7 +154,8 @@ def test_step_size_figure_draws():
 
     prior = {"kind": "gauss_bernoulli"}
     sims, dmft = _synthetic(prior)
-    fig, tab = step_size(sims, dmft, prior)  # with the static theory itself
+    m = step_size_measure(sims, dmft, prior)  # with the static theory itself
+    fig, tab = step_size(m, sims, dmft, prior), m["table"]
     assert len(fig.axes) == 6 and len(tab) == 8
     assert np.all(np.isfinite(tab.e_test_static_alpha)) and np.all(tab.static_change < 0)  # smaller α_eff: sparser
     plt.close(fig)

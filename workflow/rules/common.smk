@@ -5,8 +5,9 @@ import json
 import os
 
 from dln_kernels.model.designs import is_default
-from dln_kernels.pipeline.sweep import (ConfigError, check_sweep, chunk_d, make_chunks, make_dmft_chunks, n_convergence,
-                               per_point_times, schedule_of, sim_chunk_bytes, time_grid)
+from dln_kernels.measure.phenomenon_kinds import PHENOMENON_KINDS, phenomenon_figures
+from dln_kernels.pipeline.sweep import (ConfigError, check_phenomenon_schedules, check_sweep, chunk_d, make_chunks,
+                               make_dmft_chunks, n_convergence, sim_chunk_bytes, time_grid)
 from dln_kernels.model.problem import n_samples
 from dln_kernels.registry import implicit
 
@@ -18,6 +19,9 @@ for _name in SELECTED:
 for _name, _sweep in SWEEPS.items():
     try:
         check_sweep(_name, _sweep)
+        # a sweep whose schedule one of its phenomenon figures was not built for (row `time_axis`
+        # of the phenomena table) is refused here, with the key named, before any job runs
+        check_phenomenon_schedules(_name, _sweep)
     except ConfigError as exc:
         raise WorkflowError(f"Invalid configuration: {exc}")
 
@@ -115,7 +119,7 @@ def sim_runtime_min(wildcards):
     data group at a conservative 1 GFLOP/s, at least 5 minutes.
     """
     sweep, chunk = SWEEPS[wildcards.sweep], chunk_of(wildcards)
-    n_steps = time_grid(sweep)[0]
+    n_steps = time_grid(sweep).n_steps
     n = n_samples(chunk["delta"], chunk_d(sweep, chunk))
     flops = 4.0 * n * chunk_d(sweep, chunk) * len(chunk["members"]) * len(chunk["seeds"]) * n_steps
     return max(5, int(flops / 1e9 / 60) + 1)
@@ -154,7 +158,7 @@ def dmft_mem_mb(wildcards):
     sweep, cfg = SWEEPS[wildcards.sweep], SWEEPS[wildcards.sweep]["dmft"]
     points = dmft_chunk_of(wildcards)["points"]
     sgd = any(p.get("batch_fraction", 1.0) < 1 for p in points)  # one more path history (the SGD noise rows)
-    need = memory_bytes(len(points), cfg["n_paths"], time_grid(sweep)[0], cfg["n_batches"], sweep["dtype"], sgd=sgd)
+    need = memory_bytes(len(points), cfg["n_paths"], time_grid(sweep).n_steps, cfg["n_batches"], sweep["dtype"], sgd=sgd)
     return 300 + int(min(need, cfg["memory_budget_gb"] * 1e9) / 1e6)
 
 
@@ -165,50 +169,19 @@ def dmft_runtime_min(wildcards):
     ``dmft.n_convergence``), T = n_steps + 1: the O(N·T²) memory sums at ~2e8 terms per second.
     """
     sweep, cfg = SWEEPS[wildcards.sweep], SWEEPS[wildcards.sweep]["dmft"]
-    T = time_grid(sweep)[0] + 1
+    T = time_grid(sweep).n_steps + 1
     paths = cfg["n_paths"] * (1.5 if n_convergence(sweep) else 1)
     work = len(dmft_chunk_of(wildcards)["points"]) * paths * T * T
     return max(5, int(work / 2e8 / 60) + 1)
 
 
 # The phenomena table (docs/phenomena.md): one row per phenomenon figure, drawn by the one rule
-# definition in phenomena.smk (workflow/scripts/phenomena_figure.py, param `kind`). Per kind: the
-# named sweep that draws it (`final_targets` adds the figure there), the caption
-# (workflow/report/CAPTION.rst), the figure's label in the report, named outputs beyond the
-# figure and its CSV table (the script writes them under these names), and the time axes its
-# measurement reads (`time_axis`, checked against the sweep's schedule below).
-PHENOMENON_KINDS = {
-    "timescales": {"sweep": "timescales", "caption": "timescales", "label": "search phase, lazy phase, crossover",
-                   "time_axis": "constant_per_point"},
-    "search_phase": {"sweep": "timescales", "caption": "search_phase", "label": "search phase vs ln(1/alpha)",
-                     "time_axis": "constant_per_point"},
-    "lazy_time": {"sweep": "timescales", "caption": "lazy_time", "label": "lazy time vs alpha",
-                  "time_axis": "constant_per_point"},
-    "incremental": {"sweep": "incremental", "caption": "incremental", "label": "incremental learning"},
-    "grokking_curves": {"sweep": "grokking", "caption": "grokking_curves", "label": "grokking-like delay: curves"},
-    "grokking_delay": {
-        "sweep": "grokking",
-        "caption": "grokking_delay",
-        "label": "grokking-like delay vs (alpha, lambda)",
-        "extra_outputs": {"summary": "results/{sweep}/phenomena/grokking_delay_fit.csv"},
-    },
-    "tradeoff": {"sweep": "tradeoff", "caption": "tradeoff", "label": "rate vs generalisation"},
-    "depth_escape": {
-        "sweep": "depth",
-        "caption": "depth_escape",
-        "label": "depth: saddle escape and final error",
-        "extra_outputs": {"fits": "results/{sweep}/phenomena/depth_escape_fit.csv"},
-    },
-    "universality": {"sweep": "universality", "caption": "universality", "label": "real designs vs Gaussian DMFT"},
-    "sgd_noise": {"sweep": "sgd", "caption": "sgd_noise", "label": "mini-batch noise vs solution"},
-    "step_size": {"sweep": "step_size", "caption": "step_size", "label": "step size vs solution",
-                  "time_axis": "constant_per_point"},
-}
-
-# Which phenomenon figures each named sweep draws, in table order (`final_targets` adds them).
-PHENOMENA = {}
-for _kind, _row in PHENOMENON_KINDS.items():
-    PHENOMENA.setdefault(_row["sweep"], []).append(_kind)
+# definition in phenomena.smk (workflow/scripts/phenomena_figure.py, param `kind`). The table is
+# dln_kernels.measure.phenomenon_kinds.PHENOMENON_KINDS (per kind: the sweep that draws it, the
+# caption workflow/report/CAPTION.rst, the figure's label in the report, named outputs beyond the
+# figure and its CSV table, the time axes its measurement reads, its measure and drawing
+# functions); its PHENOMENA lists, per named sweep, the figures it draws in table order
+# (`final_targets` adds them), and phenomenon_figures(name, sweep) those a sweep draws.
 
 
 def phenomenon_outputs(kind):
@@ -222,13 +195,13 @@ def phenomenon_outputs(kind):
     return dict(
         fig=report(
             f"results/{{sweep}}/figures/{kind}.png",
-            caption=f"../report/{row['caption']}.rst",
+            caption=f"../report/{row.caption}.rst",
             category="{sweep}",
             subcategory="phenomena",
-            labels={"sweep": "{sweep}", "figure": row["label"]},
+            labels={"sweep": "{sweep}", "figure": row.label},
         ),
         table=f"results/{{sweep}}/phenomena/{kind}.csv",
-        **row.get("extra_outputs", {}),
+        **row.extra_outputs,
     )
 
 
@@ -250,43 +223,6 @@ def final_targets(sweeps):
             names += ["static_phase_diagram", "recovery_diagram", "final_error_vs_alpha"]
         if SWEEPS[s]["dmft"]["enabled"] and SWEEPS[s]["dmft"]["phase_diagram"]:
             names += ["dmft_phase_diagram", "dmft_phase_times"]  # over (α, δ) or (δ, ρ): sweep.check_phase_diagram
-        names += phenomenon_figures(s)
+        names += phenomenon_figures(s, SWEEPS[s])
         figs += [f"results/{s}/figures/{fig}.png" for fig in names]
     return figs
-
-
-def phenomenon_figures(name):
-    """The phenomenon figures sweep `name` draws: with the DMFT on, those of the table above for
-    the named sweeps, and the universality figure for a sweep over designs (any name)."""
-    if not SWEEPS[name]["dmft"]["enabled"]:
-        return []
-    if not is_default(SWEEPS[name].get("design")):
-        return ["universality"]
-    return PHENOMENA.get(name, [])
-
-
-# The time axes a phenomenon figure reads (row key `time_axis`): "constant" (default: one
-# constant step for every point; its measurement or discrete-time theory uses that dt and one
-# shared time axis) or "constant_per_point" (each point a constant step of its own: schedule
-# `constant` or `alpha_rule`, `dt_scale` allowed). A sweep whose schedule the figure was not built
-# for is refused here, with the key named, before any job runs (not in the figure job, after
-# the compute).
-for _name, _sweep in SWEEPS.items():
-    _kind_of_schedule = schedule_of(_sweep)["kind"]
-    for _kind in phenomenon_figures(_name):
-        _need = PHENOMENON_KINDS[_kind].get("time_axis", "constant")
-        if _need == "constant" and (_kind_of_schedule != "constant" or per_point_times(_sweep)):
-            raise WorkflowError(
-                f"Invalid configuration: sweeps.{_name}.schedule: kind {_kind_of_schedule!r}"
-                + (" with a dt_scale axis" if per_point_times(_sweep) and _kind_of_schedule == "constant" else "")
-                + f": the phenomenon figure {_kind!r} of sweep {_name!r} needs one constant step shared "
-                "by all points (schedule kind 'constant', no dt_scale axis)"
-                + ("" if _kind == "universality" else
-                   "; run other schedules under another sweep name (the generic figures take any schedule)")
-            )
-        if _need == "constant_per_point" and _kind_of_schedule not in ("constant", "alpha_rule"):
-            raise WorkflowError(
-                f"Invalid configuration: sweeps.{_name}.schedule: kind {_kind_of_schedule!r}: the phenomenon "
-                f"figure {_kind!r} of sweep {_name!r} needs a constant step per point (schedule kind "
-                "'constant' or 'alpha_rule')"
-            )

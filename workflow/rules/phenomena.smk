@@ -2,7 +2,7 @@
 # rate/generalisation trade-off, measured on the simulations and the DMFT of a named sweep.
 #
 # One rule definition for every phenomenon figure, driven by the phenomena table PHENOMENON_KINDS
-# (common.smk: figure kind -> sweep, caption, report label, extra outputs). It is instantiated
+# (dln_kernels/measure/phenomenon_kinds.py: kind -> sweep, caption, label, outputs). It is instantiated
 # once per kind, as `phenomenon_KIND`, because Snakemake fixes a rule's report caption and its
 # set of outputs when the rule is defined: neither may depend on a wildcard.
 #

@@ -2,20 +2,9 @@
 
 import matplotlib.pyplot as plt
 from _common import json_param, setup_logging
-from phenomena_plots import (
-    depth_escape,
-    grokking_curves,
-    grokking_delay,
-    incremental,
-    lazy_time,
-    search_phase,
-    sgd_noise,
-    step_size,
-    timescales,
-    tradeoff,
-    universality,
-)
+import phenomena_plots
 
+from dln_kernels.measure.phenomenon_kinds import PHENOMENON_KINDS
 from dln_kernels.pipeline.io import open_netcdf
 
 smk = snakemake  # noqa: F821  (injected by Snakemake)
@@ -23,34 +12,12 @@ log = setup_logging(smk.log[0])
 kind, prior = smk.params.kind, json_param(smk, "prior")
 with open_netcdf(smk.input.sims) as sims, open_netcdf(smk.input.dmft) as dmft:
     sims, dmft = sims.load(), dmft.load()
-if kind == "search_phase":
-    fig, tab = search_phase(sims, dmft, prior)
-elif kind == "lazy_time":
-    fig, tab = lazy_time(sims, dmft, prior)
-elif kind == "incremental":
-    fig, tab = incremental(sims, dmft, prior)
-elif kind == "grokking_curves":
-    fig, tab = grokking_curves(sims, dmft)
-elif kind == "grokking_delay":
-    fig, tab, summary = grokking_delay(sims, dmft)
-    summary.to_csv(smk.output.summary, index=False)
-    log.info("delay fit:\n%s", summary.to_string())
-elif kind == "tradeoff":
-    fig, tab = tradeoff(sims, dmft)
-elif kind == "depth_escape":
-    fig, tab, fits = depth_escape(sims, dmft, prior)
-    fits.to_csv(smk.output.fits, index=False)
-    log.info("power-law fits:\n%s", fits.to_string())
-elif kind == "universality":
-    fig, tab = universality(sims, dmft)
-elif kind == "timescales":
-    fig, tab = timescales(sims, dmft, prior)
-elif kind == "sgd_noise":
-    fig, tab = sgd_noise(sims, dmft)
-elif kind == "step_size":
-    fig, tab = step_size(sims, dmft, prior)
-else:
-    raise ValueError(f"unknown phenomenon figure {kind!r}")
+row = PHENOMENON_KINDS[kind]  # the phenomena table: measurement, drawing function, extra outputs
+m = row.measure(sims, dmft, prior) if row.reads_prior else row.measure(sims, dmft)
+fig, tab = getattr(phenomena_plots, row.figure)(m, sims, dmft, prior), m["table"]
+for name in row.extra_outputs:  # further tables of the measurement (e.g. a fit's coefficients)
+    m[name].to_csv(getattr(smk.output, name), index=False)
+    log.info("%s:\n%s", name, m[name].to_string())
 fig.savefig(smk.output.fig, dpi=130, bbox_inches="tight")
 plt.close(fig)
 tab.to_csv(smk.output.table, index=False)

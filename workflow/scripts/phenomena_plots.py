@@ -1,8 +1,10 @@
 """Phenomenon figures, drawn from the measurements of ``dln_kernels.measure.phenomena`` on the
 aggregated simulation and DMFT Datasets (definitions and thresholds: docs/phenomena.md).
 
-Every function returns (figure, pandas.DataFrame of the measured numbers); the numbers are
-computed in ``dln_kernels.measure.phenomena``, this module only draws them.
+Every function is called as ``NAME(m, sims, dmft, prior)`` with ``m`` the measurement of its row of
+the phenomena table (``dln_kernels.measure.phenomenon_kinds``: ``row.measure``, whose ``"table"`` is
+the figure's CSV) and returns the figure; the numbers are computed in
+``dln_kernels.measure.phenomena``, this module only draws them.
 """
 
 from __future__ import annotations
@@ -25,22 +27,12 @@ from dln_kernels.measure.phenomena import (  # noqa: E402
     SEARCH_FIT_MAX_ALPHA,
     SEARCH_FRACTION,
     SIM_TAIL,
-    depth_escape_measure,
-    grokking_fit_summary,
     grokking_model,
-    grokking_table,
-    incremental_measure,
-    lazy_time_measure,
     lazy_time_theory,
     masked_curve,
-    search_phase_measure,
     search_slope_theory,
     seed_curves,
     seed_geometric_mean,
-    step_size_measure,
-    timescales_measure,
-    tradeoff_measure,
-    universality_measure,
 )
 
 
@@ -55,9 +47,8 @@ def _fmt(x, se):
 # ----------------------------------------------------------------------------------------------
 # a. search phase
 # ----------------------------------------------------------------------------------------------
-def search_phase(sims, dmft, prior):
+def search_phase(m, sims, dmft, prior):
     _theme()
-    m = search_phase_measure(sims, dmft, prior)
     L, fit, rho, sigma, dt, table = m["L"], m["fit"], m["rho"], m["sigma"], m["dt"], m["table"]
     cols = sns.color_palette("deep", len(m["per_delta"]))
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 5.2))
@@ -94,15 +85,14 @@ def search_phase(sims, dmft, prior):
     bx.legend(fontsize=7.5)
     fig.suptitle(f"Search phase vs ln(1/α) (ρ={rho:g}, σ={sigma:g}, dt={dt:.3g} at the fitted α)", y=1.0)
     fig.tight_layout()
-    return fig, table
+    return fig
 
 
 # ----------------------------------------------------------------------------------------------
 # b. lazy time
 # ----------------------------------------------------------------------------------------------
-def lazy_time(sims, dmft, prior):
+def lazy_time(m, sims, dmft, prior):
     _theme()
-    m = lazy_time_measure(sims, dmft, prior)
     alphas = m["alpha"]
     cols = sns.color_palette("deep", len(m["per_delta"]))
     fig, ax = plt.subplots(figsize=(7.5, 5.4))
@@ -126,15 +116,14 @@ def lazy_time(sims, dmft, prior):
     ax.set_title(f"Lazy time vs α (ρ={m['rho']:g}, σ={m['sigma']:g}, {steps})")
     ax.legend(fontsize=7.5)
     fig.tight_layout()
-    return fig, m["table"]
+    return fig
 
 
 # ----------------------------------------------------------------------------------------------
 # c. incremental learning
 # ----------------------------------------------------------------------------------------------
-def incremental(sims, dmft, prior):
+def incremental(m, sims, dmft, prior):
     _theme()
-    m = incremental_measure(sims, dmft, prior)
     t, dt, levels = sims["time"].values, m["dt"], m["levels"]
     cols = sns.color_palette("viridis", len(m["per_alpha"]) + 1)[: len(m["per_alpha"])]
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 5.2))
@@ -169,19 +158,19 @@ def incremental(sims, dmft, prior):
     fig.suptitle(f"Incremental learning (levels {', '.join(f'{v:g}' for v in levels)}; "
                  f"δ={m['delta']:g}, ρ={m['rho']:g}, dt={dt:g})", y=1.0)
     fig.tight_layout()
-    return fig, m["table"]
+    return fig
 
 
 # ----------------------------------------------------------------------------------------------
 # d. grokking-like delay
 # ----------------------------------------------------------------------------------------------
-def grokking_curves(sims, dmft):
+def grokking_curves(m, sims, dmft, prior):
     _theme()
     t = sims["time"].values
     keep = t > 0
     delta = float(sims["delta"].values[0])
     alphas, lams = sims["alpha"].values, sims["weight_decay"].values
-    tab = grokking_table(sims, dmft)
+    tab = m["table"]
     cols = sns.color_palette("rocket", len(lams) + 1)[: len(lams)]
     fig, axes = plt.subplots(2, len(alphas), figsize=(4.4 * len(alphas) + 1.5, 7.2), sharex=True, sharey="row", squeeze=False)
     for j, a in enumerate(alphas):
@@ -208,13 +197,12 @@ def grokking_curves(sims, dmft):
     fig.suptitle(f"Grokking-like delay: lazy fit of the training data, late drop of the test error "
                  f"(▼: measured t_test; δ={delta:g}, ρ={float(sims['rho'].values[0]):g})", y=1.0)
     fig.tight_layout()
-    return fig, tab
+    return fig
 
 
-def grokking_delay(sims, dmft):
+def grokking_delay(m, sims, dmft, prior):
     _theme()
-    tab = grokking_table(sims, dmft)
-    summary = grokking_fit_summary(tab)
+    tab, summary = m["table"], m["summary"]
     fit_th, fit_sim = (summary.set_index("source").loc[s] for s in ("dmft", "simulation"))
     lams = np.sort(tab.weight_decay.unique())
     cols = sns.color_palette("rocket", len(lams) + 1)[: len(lams)]
@@ -247,15 +235,14 @@ def grokking_delay(sims, dmft):
     bx.set_title(f"Delay vs (α, λ); simulation fit: A = {fit_sim['A']:.2f} ± {fit_sim['A_se']:.2f}")
     bx.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    return fig, tab, summary
+    return fig
 
 
 # ----------------------------------------------------------------------------------------------
 # e. convergence rate vs generalisation
 # ----------------------------------------------------------------------------------------------
-def tradeoff(sims, dmft):
+def tradeoff(m, sims, dmft, prior):
     _theme()
-    m = tradeoff_measure(sims, dmft)
     t, tab = sims["time"].values, m["table"]
     cols = sns.color_palette("viridis", len(m["per_alpha"]))
     fig, (ax, bx, cx) = plt.subplots(1, 3, figsize=(19, 5.6))
@@ -298,15 +285,14 @@ def tradeoff(sims, dmft):
     fig.suptitle(f"Convergence rate vs generalisation at δ={m['delta']:g}, ρ={m['rho']:g}, "
                  "parametric in α: small α generalises better and converges more slowly", y=1.0)
     fig.tight_layout()
-    return fig, tab
+    return fig
 
 
 # ----------------------------------------------------------------------------------------------
 # f. depth-L networks: saddle escape and final error
 # ----------------------------------------------------------------------------------------------
-def depth_escape(sims, dmft, prior):
+def depth_escape(m, sims, dmft, prior):
     _theme()
-    m = depth_escape_measure(sims, dmft, prior)
     tab, fits = m["table"], m["fits"].set_index("depth")
     t_max = float(sims["time"].values[-1])
     depths = sorted(tab.depth.unique())
@@ -357,18 +343,17 @@ def depth_escape(sims, dmft, prior):
     fig.suptitle(f"Depth-L networks β = u^L − v^L (δ={m['delta']:g}, ρ={m['rho']:g}, σ={m['sigma']:g}, "
                  f"dt={m['dt']:g})", y=1.0)
     fig.tight_layout()
-    return fig, tab, m["fits"]
+    return fig
 
 
 # ----------------------------------------------------------------------------------------------
 # g. Gaussian universality
 # ----------------------------------------------------------------------------------------------
-def universality(sims, dmft):
+def universality(m, sims, dmft, prior):
     """Per design (columns): E_train and E_test of the simulations (seed mean ± s.e.) against the
     Gaussian DMFT, one colour per (α, δ); last column: the median relative deviation per design
     and (α, δ), for both observables."""
     _theme()
-    m = universality_measure(sims, dmft)
     tab, t, curves = m["table"], m["t"], m["curves"]
     designs = list(dict.fromkeys(tab.design))
     points = list(dict.fromkeys(zip(tab.alpha, tab.delta)))
@@ -414,15 +399,12 @@ def universality(sims, dmft):
     fig.suptitle("Simulations on real and anisotropic designs (solid: seed mean ± 2 s.e.) against the Gaussian "
                  "DMFT (dashed) at the same (α, δ, ρ, σ); last column: relative deviation |sim − DMFT| / DMFT", y=1.0)
     fig.tight_layout()
-    return fig, tab
+    return fig
 
 
-def sgd_noise(sims, dmft):
+def sgd_noise(m, sims, dmft, prior):
     """Final E_test vs α per batch fraction (simulation and DMFT), and α_eff/α."""
-    from dln_kernels.measure.phenomena import sgd_noise_measure
-
     _theme()
-    m = sgd_noise_measure(sims, dmft)
     tab = m["table"]
     bs = sorted(tab.batch_fraction.unique())
     cols = sns.color_palette("rocket", len(bs) + 1)[: len(bs)]
@@ -456,17 +438,16 @@ def sgd_noise(sims, dmft):
     bx.legend(fontsize=7.5)
     fig.suptitle(f"Mini-batch noise vs solution at δ={m['delta']:g}, ρ={m['rho']:g}", y=1.0)
     fig.tight_layout()
-    return fig, tab
+    return fig
 
 
 # ----------------------------------------------------------------------------------------------
 # a + b. search phase, lazy phase and the crossover in one sweep
 # ----------------------------------------------------------------------------------------------
-def timescales(sims, dmft, prior):
+def timescales(m, sims, dmft, prior):
     """Top: t_1/2 vs α (log–log) per δ, DMFT and simulations against the search-phase and the
     lazy-phase leading orders; bottom: the DMFT's E_train/E_train(0) vs t for every α."""
     _theme()
-    m = timescales_measure(sims, dmft, prior)
     alphas = m["alpha"]
     n = len(m["per_delta"])
     fig, axes = plt.subplots(2, n, figsize=(6.2 * n, 9.0), squeeze=False)
@@ -502,20 +483,19 @@ def timescales(sims, dmft, prior):
     fig.suptitle(f"Timescales from the search phase to the lazy phase (ρ={m['rho']:g}, σ={m['sigma']:g}; "
                  f"dt = min(c/(α² + b), cap·bound) per α)", y=1.0)
     fig.tight_layout()
-    return fig, m["table"]
+    return fig
 
 
 # ----------------------------------------------------------------------------------------------
 # i. step size vs solution: the effective initialisation of discrete GD / SGD
 # ----------------------------------------------------------------------------------------------
-def step_size(sims, dmft, prior):
+def step_size(m, sims, dmft, prior):
     """Top, one panel per α: final E_test vs dt/bound per batch fraction b — simulations (seed
     mean; error bars: paired se of the change from the smallest step), DMFT (± replica se), the
     static theory at α and at α_eff. Middle: the change from the smallest step relative to its
     E_test, at the end and at the smallest step's end time, against the static prediction.
     Bottom: α_eff/α vs dt/bound, simulations and DMFT."""
     _theme()
-    m = step_size_measure(sims, dmft, prior)
     tab = m["table"]
     alphas = sorted(tab.alpha.unique())
     bs = sorted(tab.batch_fraction.unique())
@@ -579,4 +559,4 @@ def step_size(sims, dmft, prior):
     fig.suptitle(f"Step size vs solution at δ={m['delta']:g}, ρ={m['rho']:g}: error bars of the simulations are the "
                  "paired se of E_test(dt) − E_test(smallest dt) (same seeds, data and selections)", y=1.0, fontsize=10)
     fig.tight_layout()
-    return fig, tab
+    return fig

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -52,12 +53,20 @@ def deviation_table(sims, theory, variables=("e_train", "e_test")):
     return pd.DataFrame(rows)
 
 
-def seed_mean_se(values) -> tuple[float, float, int]:
+class SeedStats(NamedTuple):
+    """Seed statistics of one quantity: ``mean``, its standard error ``se`` and the count ``n``."""
+
+    mean: float
+    se: float
+    n: int
+
+
+def seed_mean_se(values) -> SeedStats:
     """Mean, standard error of the mean (sample std, ddof 1, / √n; NaN for n < 2) and count n of
     the finite values of ``values`` (e.g. one number per seed); (NaN, NaN, 0) if there are none."""
     v = np.asarray(values, dtype=float).ravel()
     v = v[np.isfinite(v)]
     if v.size == 0:
-        return math.nan, math.nan, 0
+        return SeedStats(math.nan, math.nan, 0)
     se = float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else math.nan
-    return float(v.mean()), se, int(v.size)
+    return SeedStats(float(v.mean()), se, int(v.size))

@@ -20,6 +20,7 @@ times); leading-order predictions: :mod:`dln_kernels.measure.predictions`.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -52,6 +53,12 @@ CONVERGED_FRACTION = 1e-3  # "converged" at t_max: DMFT E_train ≤ 1e-3 E_train
 # ----------------------------------------------------------------------------------------------
 # curves out of the Datasets
 # ----------------------------------------------------------------------------------------------
+def _mean_se(values) -> tuple[float, float]:
+    """(mean, standard error) over seeds of ``values`` (``compare.seed_mean_se`` without the count)."""
+    stats = seed_mean_se(values)
+    return stats.mean, stats.se
+
+
 def select_curve(ds, **sel):
     """The part of ``ds`` at the selection ``sel`` (coordinate values), with ρ, σ, λ, the depth and
     the step multiplier (``rho``, ``sigma``, ``weight_decay``, ``depth``, ``dt_scale``) at their
@@ -389,6 +396,18 @@ def grokking_fit_summary(tab) -> pd.DataFrame:
     return pd.DataFrame([{"source": "dmft", **fit_th}, {"source": "simulation", **fit_sim}])
 
 
+def grokking_curves_measure(sims, dmft) -> dict:
+    """The grokking curves' numbers: ``{"table": grokking_table(sims, dmft)}``."""
+    return {"table": grokking_table(sims, dmft)}
+
+
+def grokking_delay_measure(sims, dmft) -> dict:
+    """The grokking delay's numbers: the :func:`grokking_table` (``"table"``) and its
+    :func:`grokking_fit_summary` (``"summary"``)."""
+    tab = grokking_table(sims, dmft)
+    return {"table": tab, "summary": grokking_fit_summary(tab)}
+
+
 # ----------------------------------------------------------------------------------------------
 # e. convergence rate vs generalisation (docs/phenomena.md, e)
 # ----------------------------------------------------------------------------------------------
@@ -625,6 +644,17 @@ def effective_alpha(alphas, e_ref, e) -> np.ndarray:
     return np.exp(la)
 
 
+class FinalError(NamedTuple):
+    """Final E_test of one (b, α) point: simulation seed mean and standard error, DMFT value and
+    replica standard error, and whether the DMFT value is masked (below its floor)."""
+
+    sim_mean: float
+    sim_se: float
+    dmft: float
+    dmft_se: float
+    dmft_masked: bool
+
+
 def sgd_noise_measure(sims, dmft) -> dict:
     """Final E_test vs α for each batch fraction b at the first δ (ρ, σ, λ at their first value),
     simulation and DMFT, and the effective initialisation of each SGD run: the α_eff at which
@@ -647,16 +677,17 @@ def sgd_noise_measure(sims, dmft) -> dict:
         for a in alphas:
             te = seed_curves(sims, "e_test", alpha=a, delta=delta, batch_fraction=b)[:, -1]
             th = select_curve(dmft, alpha=a, delta=delta, batch_fraction=b)
-            fin[(b, a)] = (te.mean(), te.std(ddof=1) / math.sqrt(te.size) if te.size > 1 else np.nan,
-                           float(th["e_test"].values[-1]), float(th["e_test_se"].values[-1]),
-                           bool(th["e_test_below_floor"].values[-1]) if "e_test_below_floor" in th else False)
-    ref_sim = np.array([fin[(b_ref, a)][0] for a in alphas])
-    ref_dmft = np.array([fin[(b_ref, a)][2] for a in alphas])
-    ref_ok = ~np.array([fin[(b_ref, a)][4] for a in alphas])  # masked DMFT values are not a reference
+            fin[(b, a)] = FinalError(
+                sim_mean=te.mean(), sim_se=te.std(ddof=1) / math.sqrt(te.size) if te.size > 1 else np.nan,
+                dmft=float(th["e_test"].values[-1]), dmft_se=float(th["e_test_se"].values[-1]),
+                dmft_masked=bool(th["e_test_below_floor"].values[-1]) if "e_test_below_floor" in th else False)
+    ref_sim = np.array([fin[(b_ref, a)].sim_mean for a in alphas])
+    ref_dmft = np.array([fin[(b_ref, a)].dmft for a in alphas])
+    ref_ok = ~np.array([fin[(b_ref, a)].dmft_masked for a in alphas])  # masked DMFT values are not a reference
     rows = []
     for b in bs:
-        e_sim = np.array([fin[(b, a)][0] for a in alphas])
-        e_th = np.array([np.nan if fin[(b, a)][4] else fin[(b, a)][2] for a in alphas])
+        e_sim = np.array([fin[(b, a)].sim_mean for a in alphas])
+        e_th = np.array([np.nan if fin[(b, a)].dmft_masked else fin[(b, a)].dmft for a in alphas])
         eff_sim, eff_th = effective_alpha(alphas, ref_sim, e_sim), effective_alpha(alphas[ref_ok], ref_dmft[ref_ok], e_th)
         for i, a in enumerate(alphas):
             m, se, th, th_se, below = fin[(b, a)]
@@ -740,7 +771,7 @@ def timescales_measure(sims, dmft, prior: dict) -> dict:
         per_delta.append({"delta": delta, "t_dmft": t_th, "t_dmft_se": t_th_se, "t_sim": t_sim, "search": search,
                           "lazy": lazy, "alpha_cross": cross, "times": t, "e_dmft": e_norm, "dt": dts,
                           "search_slope": slope})
-        sim_stats = np.array([seed_mean_se(t_sim[:, i])[:2] for i in range(len(alphas))])  # (n_α, 2)
+        sim_stats = np.array([_mean_se(t_sim[:, i]) for i in range(len(alphas))])  # (n_α, 2)
         per_delta[-1].update(t_sim_mean=sim_stats[:, 0], t_sim_se=sim_stats[:, 1])
         for i, a in enumerate(alphas):
             rows.append({"delta": delta, "alpha": a, "dt": dts[i], "t_end": t[i, -1], "t_half_dmft": t_th[i],
@@ -839,10 +870,10 @@ def step_size_measure(sims, dmft, prior: dict, static=None) -> dict:
                 base_same = same if base_same is None else base_same
                 th_same = float(np.interp(t_same, t, np.asarray(th["e_test"].values, dtype=float)))
                 dmft_same = th_same if dmft_same is None else dmft_same
-                ch_t, ch_t_se = seed_mean_se(same - base_same)[:2]
-                m, se = seed_mean_se(fin)[:2]
-                ch, ch_se = seed_mean_se(fin - base)[:2]
-                ae_m, ae_se = seed_mean_se(ae)[:2]
+                ch_t, ch_t_se = _mean_se(same - base_same)
+                m, se = _mean_se(fin)
+                ch, ch_se = _mean_se(fin - base)
+                ae_m, ae_se = _mean_se(ae)
                 bound = stability_bound("dln", a, delta, wd, prior, "uv", 2, b)
                 rows.append({
                     "batch_fraction": b, "alpha": a, "dt_scale": s, "dt": dt, "dt_over_bound": dt / bound,
@@ -855,7 +886,7 @@ def step_size_measure(sims, dmft, prior: dict, static=None) -> dict:
                     "t_same": t_same, "change_same_t_sim": ch_t, "change_same_t_sim_se": ch_t_se,
                     "change_same_t_dmft": th_same - dmft_same,
                     "alpha_eff_ratio_sim": ae_m, "alpha_eff_ratio_sim_se": ae_se,
-                    "gain_mean_sim": seed_mean_se(sub["gain_mean"].values)[0] if "gain_mean" in sub else float("nan"),
+                    "gain_mean_sim": seed_mean_se(sub["gain_mean"].values).mean if "gain_mean" in sub else float("nan"),
                     "alpha_eff_ratio_dmft": float(th["alpha_eff"].values) / a,
                 })
     tab = pd.DataFrame(rows)

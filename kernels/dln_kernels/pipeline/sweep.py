@@ -15,6 +15,8 @@ import json
 import math
 import re
 
+from typing import NamedTuple
+
 import numpy as np
 import yaml
 
@@ -201,7 +203,7 @@ def check_sweep(name: str, sweep: dict) -> None:
                 continue  # every point against its own bound, below
             bound = stability_bound(sweep["model"], alpha_max, delta, wd_max, sweep["prior"], network, L, b_min)
             if sched["kind"] != "constant":  # a shared schedule: its largest step
-                dt = float(np.max(time_grid(sweep)[1]))
+                dt = float(np.max(time_grid(sweep).dt_schedule))
             if dt > bound:
                 depth_text = f", network={network}, depth={L}" if network == "pm" else ""
                 sgd_text = (f", batch_fraction={b_min}: the bound of a mini-batch of ratio b·delta"
@@ -297,7 +299,7 @@ def check_dmft(key: str, sweep: dict) -> None:
     from dln_kernels.dmft.solver import memory_bytes
 
     cfg = sweep["dmft"]
-    n_steps = time_grid(sweep)[0]
+    n_steps = time_grid(sweep).n_steps
     need = memory_bytes(1, cfg["n_paths"], n_steps, cfg["n_batches"], sweep["dtype"],
                         sgd=min(sweep["grid"].get("batch_fraction", [1.0])) < 1)
     if n_convergence(sweep):
@@ -333,6 +335,34 @@ def check_phase_diagram(key: str, sweep: dict) -> None:
         check_phase_grid(sweep["grid"], f"{key}.grid")
     except PhaseDiagramError as exc:
         raise ConfigError(f"{key}.dmft.phase_diagram: {exc}") from None
+
+
+def check_phenomenon_schedules(name: str, sweep: dict) -> None:
+    """Refuse, before any job runs, a schedule that a phenomenon figure of sweep ``name`` was not
+    built for (not in the figure job, after the compute). The figures are those of
+    :func:`dln_kernels.measure.phenomenon_kinds.phenomenon_figures`; each row's ``time_axis``
+    says what it reads: "constant" (one constant step for every point; no per-point times) or
+    "constant_per_point" (schedule ``constant`` or ``alpha_rule``, ``dt_scale`` allowed)."""
+    from dln_kernels.measure.phenomenon_kinds import PHENOMENON_KINDS, phenomenon_figures
+
+    kind_of_schedule = schedule_of(sweep)["kind"]
+    for kind in phenomenon_figures(name, sweep):
+        need = PHENOMENON_KINDS[kind].time_axis
+        if need == "constant" and (kind_of_schedule != "constant" or per_point_times(sweep)):
+            raise ConfigError(
+                f"sweeps.{name}.schedule: kind {kind_of_schedule!r}"
+                + (" with a dt_scale axis" if per_point_times(sweep) and kind_of_schedule == "constant" else "")
+                + f": the phenomenon figure {kind!r} of sweep {name!r} needs one constant step shared "
+                "by all points (schedule kind 'constant', no dt_scale axis)"
+                + ("" if kind == "universality" else
+                   "; run other schedules under another sweep name (the generic figures take any schedule)")
+            )
+        if need == "constant_per_point" and kind_of_schedule not in ("constant", "alpha_rule"):
+            raise ConfigError(
+                f"sweeps.{name}.schedule: kind {kind_of_schedule!r}: the phenomenon "
+                f"figure {kind!r} of sweep {name!r} needs a constant step per point (schedule kind "
+                "'constant' or 'alpha_rule')"
+            )
 
 
 def schedule_of(sweep: dict) -> dict:
@@ -387,18 +417,29 @@ def point_dt_schedule(sweep: dict, point: dict) -> np.ndarray:
     return scale * shared_dt_schedule(sched, float(sweep["dt"]), float(sweep["t_max"]))
 
 
-def time_grid(sweep: dict, chunk: dict | None = None):
-    """(n_steps, dt schedule, record_steps, record times) of a sweep whose points share their
-    steps; for a sweep with per-point steps (:func:`per_point_times`; a job gives its ``chunk``)
-    the schedule and the times are None (:func:`point_dt_schedule` gives them per point)."""
+class TimeGrid(NamedTuple):
+    """The steps of a sweep, resolved once: ``n_steps`` (int), ``dt_schedule`` (n_steps,) step
+    sizes, ``record_steps`` (R,) recorded step indices, ``times`` (R,) their times; the schedule
+    and the times are None for a sweep with per-point steps (:func:`point_dt_schedule`)."""
+
+    n_steps: int
+    dt_schedule: np.ndarray | None
+    record_steps: np.ndarray
+    times: np.ndarray | None
+
+
+def time_grid(sweep: dict, chunk: dict | None = None) -> TimeGrid:
+    """The :class:`TimeGrid` of a sweep whose points share their steps; for a sweep with
+    per-point steps (:func:`per_point_times`; a job gives its ``chunk``) the schedule and the
+    times are None (:func:`point_dt_schedule` gives them per point)."""
     n_steps = n_steps_of(sweep)
     steps = output_steps(n_steps, sweep["output"]["n_times"], sweep["output"]["spacing"])
     if per_point_times(sweep, chunk):
-        return n_steps, None, steps, None
+        return TimeGrid(n_steps, None, steps, None)
     if schedule_of(sweep)["kind"] == "constant":  # t_k = k·dt exactly (files written before schedules)
-        return n_steps, np.full(n_steps, float(sweep["dt"])), steps, steps * float(sweep["dt"])
+        return TimeGrid(n_steps, np.full(n_steps, float(sweep["dt"])), steps, steps * float(sweep["dt"]))
     dt_schedule = point_dt_schedule(sweep, {})
-    return n_steps, dt_schedule, steps, step_times(dt_schedule)[steps]
+    return TimeGrid(n_steps, dt_schedule, steps, step_times(dt_schedule)[steps])
 
 
 def explicit_axes(sweep: dict, names=GRID_AXES) -> tuple:

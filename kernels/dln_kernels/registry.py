@@ -44,6 +44,11 @@ class Axis:
     stack_rank: int | None = None
     splits_dmft: bool = False
     implicit_default: bool = False
+    label: str | None = None  # axis label of figures (default: "<name> <symbol>")
+
+    def axis_label(self) -> str:
+        """The label figures put on this axis."""
+        return self.label or f"{self.name.replace('_', ' ')} {self.symbol}"
 
     def schema(self) -> dict:
         """The JSON-schema property of this axis (a non-empty list of unique values)."""
@@ -61,10 +66,11 @@ AXES = {
     a.name: a
     for a in (
         Axis("alpha", "α", "initialisation scale alpha > 0", "initialisation scale (u0 = alpha, v0 = 0)", "number", {"exclusiveMinimum": 0}, None,
-             "member", _ALL, stack_rank=2),
-        Axis("delta", "δ", "sample ratio n/d > 0", "sample ratio n/d", "number", {"exclusiveMinimum": 0}, None, "chunk", _ALL),
+             "member", _ALL, stack_rank=2, label="initialisation scale α"),
+        Axis("delta", "δ", "sample ratio n/d > 0", "sample ratio n/d", "number", {"exclusiveMinimum": 0}, None, "chunk", _ALL,
+             label="sample ratio δ = n/d"),
         Axis("rho", "ρ", "teacher sparsity in (0, 1]", "teacher sparsity (fraction of nonzero coordinates)", "number", {"exclusiveMinimum": 0, "maximum": 1}, (0.2,),
-             "member", _ALL, stack_rank=0),
+             "member", _ALL, stack_rank=0, label="teacher sparsity ρ"),
         Axis("sigma", "σ", "label-noise std >= 0", "label-noise standard deviation", "number", {"minimum": 0}, (0.0,), "member", _ALL, stack_rank=1),
         Axis("weight_decay", "λ", "weight decay lambda >= 0", "weight decay lambda", "number", {"minimum": 0}, (0.0,), "member", _ALL,
              stack_rank=3),
@@ -89,6 +95,9 @@ AXES = {
 }
 
 GRID_AXES = tuple(AXES)
+# The planes of the phase diagrams: the static theory's dense grids (groups of static.nc, dims
+# "<axis>_dense") and the DMFT phase diagram's varied axes, by name.
+PHASE_PLANES = {"alpha_delta": ("alpha", "delta"), "delta_rho": ("delta", "rho")}
 MEMBER_AXES = tuple(sorted((a.name for a in AXES.values() if a.role == "member"), key=lambda n: AXES[n].stack_rank))
 CHUNK_AXES = tuple(a.name for a in AXES.values() if a.role == "chunk")
 

@@ -24,7 +24,7 @@ from matplotlib.patches import Patch, Rectangle  # noqa: E402
 from dln_kernels.measure.phase_diagram import Z_AGREE, log_spaced  # noqa: E402
 from dln_kernels.registry import AXES  # noqa: E402
 
-AXIS_LABELS = {"alpha": "initialisation scale α", "delta": "sample ratio δ = n/d", "rho": "teacher sparsity ρ"}
+AXIS_LABELS = {name: axis.axis_label() for name, axis in AXES.items()}  # from the registry
 E_TEST = r"$E_\mathrm{test} = \|\beta-\beta^*\|^2/(2d)$"
 CMAP = "viridis"  # sequential, perceptually uniform, readable in grey
 Z_CMAP = "vlag"  # diverging around 0 (seaborn): blue DMFT below the simulations, red above

@@ -5,6 +5,7 @@ from _common import json_param, setup_logging
 from static_plots import fig_alpha_delta, fig_delta_rho, fig_error_vs_alpha
 
 from dln_kernels.pipeline.io import open_netcdf
+from dln_kernels.registry import PHASE_PLANES
 
 smk = snakemake  # noqa: F821  (injected by Snakemake)
 log = setup_logging(smk.log[0])
@@ -12,7 +13,7 @@ prior = json_param(smk, "prior")
 with open_netcdf(smk.input.sims) as sims:
     sims = sims.load()
 groups = {}
-for group in ("alpha_delta", "delta_rho"):
+for group in PHASE_PLANES:
     with open_netcdf(smk.input.static, group=group) as ds:
         # the plots select on the grid axes by name: alpha_dense -> alpha (a group has one of each)
         groups[group] = ds.load().rename({d: d.removesuffix("_dense") for d in ds.dims if d.endswith("_dense")})

@@ -26,10 +26,10 @@ import pandas as pd
 
 from dln_kernels.measure.compare import seed_mean_se
 from dln_kernels.measure.curves import record_dim
-from dln_kernels.registry import GRID_AXES
+from dln_kernels.registry import GRID_AXES, PHASE_PLANES
 
 # The pairs of grid axes a phase diagram is drawn over (x, y), in registry order.
-PHASE_AXES = (("alpha", "delta"), ("delta", "rho"))
+PHASE_AXES = tuple(PHASE_PLANES.values())  # (alpha, delta), (delta, rho)
 # The DMFT's final E_test has "settled" when it changed by at most SETTLED_RTOL of itself over the
 # last factor SETTLED_WINDOW in time (t_end/4 → t_end); otherwise the run ended before its long-time
 # value and the long-time theory is not the value to compare it with. Two octaves, not one: a

@@ -23,7 +23,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from dln_kernels.registry import AXES, GRID_AXES, OBSERVABLES, describe
+from dln_kernels.registry import AXES, GRID_AXES, OBSERVABLES, PHASE_PLANES, describe
 
 SCHEMA_VERSION = 2  # 2: static.nc dense axes renamed <axis>_dense
 # Format of the chunk files' contents (which observables, their layout). Raise it when chunks of
@@ -307,7 +307,7 @@ def open_netcdf(path, **kwargs):
 # gets its own dimension name (``alpha_dense``...): a child group that redefined a root dimension
 # with another length could not be opened as one tree (``xr.open_datatree``), since a DataTree's
 # children inherit the root's coordinates.
-STATIC_DENSE_AXES = {"alpha_delta": ("alpha", "delta"), "delta_rho": ("delta", "rho")}
+STATIC_DENSE_AXES = PHASE_PLANES  # the dense grids of static.nc, by group name
 
 
 def static_dataset(grid: str, coords: dict, result: dict, attrs: dict):

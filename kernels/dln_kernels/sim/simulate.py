@@ -127,55 +127,30 @@ def gd_stack(
     net = dln_state.network_state(network, depth)
     G, n, d = X.shape
     b = beta_star.shape[2]
-    sched = np.asarray(dt_schedule)
-    n_steps = sched.shape[0]
-    if sched.ndim == 2 and sched.shape[1] != b:
-        raise ValueError(f"dt_schedule: per-run steps need shape (n_steps, {b}), got {sched.shape}")
-    record_steps = np.asarray(record_steps, dtype=np.int64)
-    if record_steps.size == 0 or np.any(np.diff(record_steps) <= 0) or record_steps[0] < 0 or record_steps[-1] > n_steps:
-        raise ValueError(f"record_steps: need strictly increasing steps in [0, {n_steps}], got {record_steps.tolist()}")
-    record_index = {int(k): i for i, k in enumerate(record_steps)}
-    Xt = xp.matrix_transpose(X)
     dtype = X.dtype
-    # Python floats that hold values of the run dtype: they never promote an array (NEP 50)
-    if sched.ndim == 1:
-        steps = [float(s) for s in np.asarray(sched, dtype=_host_dtype(xp, dtype))]
-    else:  # per-run steps (n_steps, b): one (1, 1, b) device row per step, of the run dtype
-        dt_dev = to_device(xp, np.asarray(sched, dtype=np.float64)[:, None, None, :], _host_dtype(xp, dtype))
-        steps = [dt_dev[k, ...] for k in range(n_steps)]
+    steps = _device_steps(xp, dt_schedule, b, dtype)
+    n_steps = len(steps)
+    record_index = _record_index(record_steps, n_steps)
+    Xt = xp.matrix_transpose(X)
     delta = float(_host_dtype(xp, dtype)(delta))
-
     if model == "dln":
         ua, ub = net.init(xp, alpha, (G, d, b), dtype)  # uv: (u + v, u − v); pm: (u, v)
         beta = net.beta(ua, ub)
     else:
         beta = xp.zeros((G, d, b), dtype=dtype)
-
     recorders = recorders_for(model)  # the registry's observables of this model, each with its recorder
     records = {name: [] for name in recorders}  # one (G, b) array per recorded step, stacked at the end
     beta_hist = []
     params = {"alpha": alpha, "weight_decay": weight_decay}
     sgd = batch_fraction is not None and bool(np.any(np.asarray(batch_fraction) < 1.0))
+    selection = _Selection(xp, batch_fraction, selection_rngs, batch_sampling, n, delta, dtype, (G, b)) if sgd else None
     if sgd:
-        host = _host_dtype(xp, dtype)
-        bf = np.asarray(batch_fraction, dtype=np.float64).reshape(G, b)
-        if selection_rngs is None or len(selection_rngs) != G:
-            raise ValueError("selection_rngs: need one generator per data group for batch_fraction < 1")
-        if batch_sampling == "fixed":
-            m_batch = np.rint(bf * n).astype(np.int64)  # round(b n) samples per step
-            scale = m_batch / n  # m/n: the unbiased normalisation of a fixed-size batch
-        else:
-            scale = bf
-        params["batch_fraction"] = to_device(xp, bf[:, None, :], host)
-        bf64 = to_device(xp, bf[:, None, :], np.float64)  # the Bernoulli threshold, compared in float64
-        # b δ per run as an array of the run dtype (b = 1 runs divide by δ itself, as in GD)
-        bdelta = to_device(xp, (scale * delta)[:, None, :].astype(host), host)
-    t0 = last_log = _time.perf_counter()
+        params["batch_fraction"] = selection.b
+    progress = _Progress(n_steps, progress_every)
 
     for k in range(n_steps + 1):
         r = y - xp.matmul(X, beta)
-        i = record_index.get(k)
-        if i is not None:
+        if k in record_index:
             state = Step(r=r, beta=beta, beta_star=beta_star, n=n, d=d, **(
                 dict(net=net, ua=ua, ub=ub, alpha=alpha) if model == "dln" else {}))
             for name, record in recorders.items():
@@ -186,31 +161,14 @@ def gd_stack(
             _finite_or_raise(xp, records["e_train"][-1], k, params)
         if k == n_steps:
             break
-        if sgd:
-            U = np.stack([rng.random(n) for rng in selection_rngs])  # (G, n): step k's uniforms
-            if batch_sampling == "fixed":
-                rank = np.argsort(np.argsort(U, axis=1, kind="stable"), axis=1, kind="stable")
-                s_k = to_device(xp, rank[:, :, None] < m_batch[:, None, :], host)  # (G, n, b)
-            else:  # one (G, n) copy per step; the b runs' masks are made on the device
-                s_k = xp.astype(to_device(xp, U[:, :, None], np.float64) < bf64, params["batch_fraction"].dtype)
-            g = xp.matmul(Xt, s_k * r) / bdelta
-        else:
-            g = xp.matmul(Xt, r) / delta
+        g = selection.gradient(Xt, r) if sgd else xp.matmul(Xt, r) / delta
         dt = steps[k]
         if model == "dln":
             ua, ub = net.step(ua, ub, g, dt, dt * weight_decay)
             beta = net.beta(ua, ub)
         else:
             beta = beta + dt * (g - weight_decay * beta)
-        if progress_every is not None:
-            now = _time.perf_counter()
-            if now - last_log >= progress_every:
-                frac = (k + 1) / n_steps
-                log.info(
-                    "step %d/%d (%.0f%%), %.1f s elapsed, ~%.1f s left",
-                    k + 1, n_steps, 100 * frac, now - t0, (now - t0) * (1 - frac) / frac,
-                )
-                last_log = now
+        progress.tick(k)
 
     result = {name: to_numpy(xp.stack(vals, axis=-1)) for name, vals in records.items()}  # (G, b, R)
     if save_beta:
@@ -222,6 +180,80 @@ def gd_stack(
             raise ValueError("save_scale: the effective scale u² − v² is defined for network uv only")
         result["scale_final"] = to_numpy(xp.matrix_transpose(ua * ub))  # (G, b, d): (u + v)(u − v)
     return result
+
+
+def _device_steps(xp, dt_schedule, b: int, dtype) -> list:
+    """The n_steps step sizes in the run dtype: Python floats for a shared schedule (n_steps,)
+    (they never promote an array, NEP 50), one (1, 1, b) device row per step for per-run steps
+    (n_steps, b). Raises ValueError for per-run steps of another width than b."""
+    sched = np.asarray(dt_schedule)
+    if sched.ndim == 2 and sched.shape[1] != b:
+        raise ValueError(f"dt_schedule: per-run steps need shape (n_steps, {b}), got {sched.shape}")
+    if sched.ndim == 1:
+        return [float(s) for s in np.asarray(sched, dtype=_host_dtype(xp, dtype))]
+    dt_dev = to_device(xp, np.asarray(sched, dtype=np.float64)[:, None, None, :], _host_dtype(xp, dtype))
+    return [dt_dev[k, ...] for k in range(sched.shape[0])]
+
+
+def _record_index(record_steps, n_steps: int) -> dict:
+    """{step: position} of the recorded steps; ValueError unless strictly increasing in [0, n_steps]."""
+    record_steps = np.asarray(record_steps, dtype=np.int64)
+    if record_steps.size == 0 or np.any(np.diff(record_steps) <= 0) or record_steps[0] < 0 or record_steps[-1] > n_steps:
+        raise ValueError(f"record_steps: need strictly increasing steps in [0, {n_steps}], got {record_steps.tolist()}")
+    return {int(k): i for i, k in enumerate(record_steps)}
+
+
+class _Selection:
+    """Mini-batch selection of theory.md §5.1 for G data groups of b runs (module docstring).
+
+    ``batch_fraction`` host values in (0, 1] of ``shape`` (G, b); ``selection_rngs`` one NumPy generator per group
+    (one block of n uniforms per step each); ``batch_sampling`` "bernoulli" | "fixed". Raises
+    ValueError without one generator per group."""
+
+    def __init__(self, xp, batch_fraction, selection_rngs, batch_sampling: str, n: int, delta: float, dtype, shape):
+        bf = np.asarray(batch_fraction, dtype=np.float64).reshape(shape)  # (G, b)
+        if selection_rngs is None or len(selection_rngs) != shape[0]:
+            raise ValueError("selection_rngs: need one generator per data group for batch_fraction < 1")
+        self.xp, self.rngs, self.fixed, self.n = xp, selection_rngs, batch_sampling == "fixed", n
+        self.host = _host_dtype(xp, dtype)
+        if self.fixed:
+            self.m_batch = np.rint(bf * n).astype(np.int64)  # round(b n) samples per step
+            scale = self.m_batch / n  # m/n: the unbiased normalisation of a fixed-size batch
+        else:
+            scale = bf
+        self.b = to_device(xp, bf[:, None, :], self.host)  # (G, 1, b), run dtype
+        self.b64 = to_device(xp, bf[:, None, :], np.float64)  # the Bernoulli threshold, compared in float64
+        # b δ per run as an array of the run dtype (b = 1 runs divide by δ itself, as in GD)
+        self.bdelta = to_device(xp, (scale * delta)[:, None, :].astype(self.host), self.host)
+
+    def gradient(self, Xt, r):
+        """g = Xᵀ(s(k) ⊙ r)/(b δ) (G, d, b) with this step's selection s(k) (draws n uniforms per group)."""
+        xp = self.xp
+        U = np.stack([rng.random(self.n) for rng in self.rngs])  # (G, n): step k's uniforms
+        if self.fixed:
+            rank = np.argsort(np.argsort(U, axis=1, kind="stable"), axis=1, kind="stable")
+            s_k = to_device(xp, rank[:, :, None] < self.m_batch[:, None, :], self.host)  # (G, n, b)
+        else:  # one (G, n) copy per step; the b runs' masks are made on the device
+            s_k = xp.astype(to_device(xp, U[:, :, None], np.float64) < self.b64, self.b.dtype)
+        return xp.matmul(Xt, s_k * r) / self.bdelta
+
+
+class _Progress:
+    """Logs "step k/n (x%), elapsed, left" at most every ``every`` seconds (None: never)."""
+
+    def __init__(self, n_steps: int, every: float | None):
+        self.n_steps, self.every = n_steps, every
+        self.t0 = self.last = _time.perf_counter()
+
+    def tick(self, k: int) -> None:
+        if self.every is None:
+            return
+        now = _time.perf_counter()
+        if now - self.last >= self.every:
+            frac = (k + 1) / self.n_steps
+            log.info("step %d/%d (%.0f%%), %.1f s elapsed, ~%.1f s left",
+                     k + 1, self.n_steps, 100 * frac, now - self.t0, (now - self.t0) * (1 - frac) / frac)
+            self.last = now
 
 
 def _check_alpha(alpha, dtype, network: str = "uv", depth: int = 2) -> None:

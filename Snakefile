@@ -2,7 +2,7 @@
 # Rules live in workflow/rules/, the numerics in kernels/dln_kernels/ (import name `dln_kernels`).
 from snakemake.utils import min_version
 
-from dln_kernels.pipeline.sweep import ConfigError, validate_config
+from dln_kernels.pipeline.config import ConfigError, check_config
 
 min_version("9.0")
 
@@ -10,10 +10,12 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
-# JSON-schema validation (types, ranges, unknown keys) and defaults, before any job is planned,
-# with the checks a schema cannot make (numbers read as text, NaN/inf, 2.0 as an integer).
+# Every check before the DAG, in Python (dln_kernels.pipeline.config.check_config): the schema
+# with its defaults, what a schema cannot say (numbers read as text, NaN/inf, 2.0 as an integer,
+# keys that do nothing), the selected sweep names, and each sweep's values against each other
+# (steps against the tail-aware stability bound, memory, budgets) — before anything is enumerated.
 try:
-    validate_config(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
+    check_config(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
 except ConfigError as exc:
     raise WorkflowError(f"Invalid configuration: {exc}")
 

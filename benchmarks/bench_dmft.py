@@ -53,13 +53,14 @@ def fixed_point_iteration(point, n_steps, n_paths, damping=0.5, max_iter=200, ta
     stratified teachers). Returns (e_train, e_test, n_iter, seconds, history of max changes).
     ``target`` = (e_train, e_test, tol_train, tol_test): stop when within tolerance of it.
     """
-    from dln_kernels.dmft.solver import _noise_matrix, _stratified_teacher
+    from dln_kernels.dmft.solver import _noise_matrix
+    from dln_kernels.model.priors import DEFAULT_PRIOR, prior_of
 
     rng = np.random.default_rng([seed, 0])
     T = n_steps + 1
     n = n_paths
     a, dlt, sig, lam, dt = (point[k] for k in ("alpha", "delta", "sigma", "weight_decay", "dt"))
-    bs = _stratified_teacher({"kind": "gauss_bernoulli"}, point["rho"], n, rng)
+    bs = prior_of(DEFAULT_PRIOR).stratified(point["rho"], n, rng)
     Z = _noise_matrix(n, T, rng, True, False)
     E = _noise_matrix(n, T, rng, True, True)
     CD = np.outer(np.ones(T), np.ones(T)) * np.mean(bs**2)  # initial guess: frozen at Δ = −β*

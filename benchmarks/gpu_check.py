@@ -230,11 +230,11 @@ def dmft_timing(name, n_points, T, dtype):
     sweeps = []  # device sweep seconds, one entry per solve_dmft call
     inner = getattr(dmft_module, "_sweep", None)
 
-    def timed_sweep(xp_, *args, **kwargs):
-        backend.sync(xp_)
+    def timed_sweep(inp):  # the solver's forward sweep of one chunk (its resolved inputs ``inp``)
+        backend.sync(inp.xp)
         t0 = time.perf_counter()
-        out = inner(xp_, *args, **kwargs)
-        backend.sync(xp_)
+        out = inner(inp)
+        backend.sync(inp.xp)
         sweeps[-1] += time.perf_counter() - t0
         return out
 

@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 from dln_kernels.dmft.solver import solve_dmft
-from dln_kernels.model.priors import second_moment
+from dln_kernels.model.priors import DEFAULT_PRIOR, second_moment
 from dln_kernels.model.schedule import output_steps
 from dln_kernels.dmft.sgd_linear import sgd_linear_exact
 from dln_kernels.sim.simulate import simulate_grid
@@ -40,7 +40,7 @@ DELTAS = [0.5, 2.0]
 SIGMAS = [0.0, 0.1]
 WDS = [0.0, 0.05]
 RHO, DT, N_STEPS = 0.2, 0.05, 400
-GB = {"kind": "gauss_bernoulli"}
+GB = DEFAULT_PRIOR
 
 
 def curve_stats(sim, th, th_se, below):

@@ -22,11 +22,12 @@ import numpy as np
 
 from dln_kernels.dmft.solver import solve_dmft
 from dln_kernels.measure.phenomena import effective_scale_summary
+from dln_kernels.model.priors import DEFAULT_PRIOR
 from dln_kernels.model.schedule import stability_bound
 from dln_kernels.sim.simulate import simulate_grid
 from dln_kernels.static.solver import solve_static
 
-GB = {"kind": "gauss_bernoulli"}
+GB = DEFAULT_PRIOR
 DELTA, RHO = 0.5, 0.2
 
 

@@ -67,7 +67,7 @@ def base_config():
 def resolved(config):
     """Validate as the Snakefile does (Snakemake's JSON-schema validation, defaults filled and
     unshared between sweeps, plus the project's type checks) and return it."""
-    from dln_kernels.pipeline.sweep import validate_config
+    from dln_kernels.pipeline.config import validate_config
 
     validate_config(config, SCHEMA)
     return config

@@ -9,10 +9,10 @@ import sys
 import pytest
 import yaml
 from conftest import REPO, SCHEMA, resolved
-from snakemake_interface_common.exceptions import WorkflowError
 
 from dln_kernels.registry import GRID_AXES
-from dln_kernels.pipeline.sweep import ConfigError, check_sweep, make_chunks, numeric_fields, sim_chunk_bytes, validate_config
+from dln_kernels.pipeline.chunks import make_chunks, sim_chunk_bytes
+from dln_kernels.pipeline.config import ConfigError, check_sweep, numeric_fields, validate_config
 
 
 def mutate(cfg, path, value):
@@ -27,6 +27,11 @@ def mutate(cfg, path, value):
 
 
 DELETE = object()
+
+
+def one_line(where: str) -> str:
+    """The head of a refusal's first line for a key path: ``sweeps.tiny.d`` → ``sweep tiny: d``."""
+    return re.sub(r"^sweeps\.([^.\[]+)\.", r"sweep \1: ", where)
 SW = ("sweeps", "default")
 
 # (path, bad value, text the message must contain: the offending key or value)
@@ -52,9 +57,13 @@ SCHEMA_CASES = [
 
 @pytest.mark.parametrize("path,value,expected", SCHEMA_CASES, ids=[str(c[0][-2:]) + "=" + str(c[1]) for c in SCHEMA_CASES])
 def test_schema_rejects_bad_values(base_config, path, value, expected):
-    with pytest.raises(WorkflowError) as exc:
+    """One line first (sweep, key, value, why), the schema's own report after it."""
+    with pytest.raises(ConfigError) as exc:
         resolved(mutate(base_config, path, value))
-    assert expected in str(exc.value)
+    head, *details = str(exc.value).splitlines()
+    key = ".".join(str(p) for p in path[2:]).replace(".0", "[0]").replace(".1", "[1]")
+    assert head.startswith(f"sweep default: {key} = "), head
+    assert "(schema: " in head and expected in "\n".join(details)
 
 
 def test_defaults_are_filled(base_config):
@@ -66,14 +75,14 @@ def test_defaults_are_filled(base_config):
 
 def test_unstable_step_is_rejected_naming_key_and_bound(base_config):
     cfg = resolved(mutate(base_config, SW + ("dt",), 0.2))
-    with pytest.raises(ConfigError, match=r"sweeps\.default\.dt: 0\.2 exceeds the stability bound .* alpha=3"):
+    with pytest.raises(ConfigError, match=r"^sweep default: dt = 0\.2: the step 0\.2 exceeds the simulation stability bound .* alpha=3"):
         check_sweep("default", cfg["sweeps"]["default"])
 
 
 def test_discrete_prior_probabilities_must_sum_to_one(base_config):
     prior = {"kind": "discrete", "values": [1, 2], "probs": [0.5, 0.6]}
     cfg = resolved(mutate(base_config, SW + ("prior",), prior))
-    with pytest.raises(ConfigError, match=r"sweeps\.default\.prior\.probs"):
+    with pytest.raises(ConfigError, match=r"^sweep default: prior\.probs = \[0\.5, 0\.6\]: must be non-negative and sum to 1"):
         check_sweep("default", cfg["sweeps"]["default"])
 
 
@@ -110,22 +119,29 @@ def snakemake_dry_run(tmp_path, cfg, *extra):
 
 
 def test_workflow_stops_before_any_job(tmp_path, base_config):
-    """The real entry point: a bad value and an unknown sweep both stop `snakemake` at parse time."""
+    """The real entry point, the one Snakemake start of these tests: a bad value stops `snakemake -n`
+    at parse time with the one-line refusal; no job is planned, nothing is written."""
     cfg = mutate(base_config, SW + ("dt",), 0.2)
     proc = snakemake_dry_run(tmp_path, cfg)
+    out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "sweeps.default.dt: 0.2 exceeds the stability bound" in proc.stdout + proc.stderr
-    proc = snakemake_dry_run(tmp_path, base_config, "--config", "sweep=nosuch")
-    assert proc.returncode != 0
-    assert "unknown sweep 'nosuch'" in proc.stdout + proc.stderr
-    assert not (tmp_path / "results").exists()
+    assert "Invalid configuration: sweep default: dt = 0.2: the step 0.2 exceeds the simulation stability bound" in out
+    assert "Job stats" not in out and not (tmp_path / "results").exists()
+
+
+def test_unknown_sweep_is_refused(base_config):
+    from dln_kernels.pipeline.config import check_config
+
+    base_config["sweep"] = "nosuch"
+    with pytest.raises(ConfigError, match="^sweep = nosuch: unknown sweep 'nosuch' \\(defined sweeps: default, "):
+        check_config(base_config, SCHEMA)
 
 
 def test_dmft_over_memory_budget_is_refused_before_compute(base_config):
     cfg = resolved(base_config)
     sweep = cfg["sweeps"]["default"]  # 15000 steps: T² matrices far beyond a 1 GB budget
     sweep["dmft"].update(enabled=True, memory_budget_gb=1.0)
-    with pytest.raises(ConfigError, match=r"sweeps\.default\.dmft\.memory_budget_gb: 1\.0 GB is less than"):
+    with pytest.raises(ConfigError, match=r"^sweep default: dmft\.memory_budget_gb = 1\.0: is less than the 38\.4 GB one DMFT point needs"):
         check_sweep("default", sweep)
 
 
@@ -137,12 +153,12 @@ def test_alpha_below_the_dtype_range_is_refused(base_config):
     sweep["grid"]["alpha"] = [1e-100, 1.0]
     check_sweep("default", sweep)  # fine in float64
     sweep["dtype"] = "float32"
-    with pytest.raises(ConfigError, match=r"sweeps\.default\.grid\.alpha: 1e-100 is below 1.1e-18.*float32"):
+    with pytest.raises(ConfigError, match=r"^sweep default: grid\.alpha = 1e-100: is below 1.1e-18.*float32"):
         check_sweep("default", sweep)
     sweep["grid"]["alpha"] = [1e-15, 1.0]
     check_sweep("default", sweep)
     sweep["dtype"], sweep["grid"]["alpha"] = "float64", [1e-160]
-    with pytest.raises(ConfigError, match=r"grid\.alpha: 1e-160 is below 1.5e-153"):
+    with pytest.raises(ConfigError, match=r"^sweep default: grid\.alpha = 1e-160: is below 1.5e-153"):
         check_sweep("default", sweep)
 
 
@@ -198,7 +214,7 @@ def test_whole_number_float_in_integer_field_is_refused(base_config, pattern):
     where, value = place(cfg, pattern, None)
     value = 3 if value is None else value  # a field without a default (design.patch)
     place(cfg, pattern, float(value))
-    with pytest.raises(ConfigError, match=re.escape(f"{where}: {float(value)} is a float; write an integer ({value})")):
+    with pytest.raises(ConfigError, match="^" + re.escape(f"{one_line(where)} = {float(value)}: is a float (write an integer: {value})")):
         validate_config(cfg, SCHEMA)
 
 
@@ -207,7 +223,7 @@ def test_number_read_as_text_is_refused_with_the_yaml_hint(base_config, pattern)
     value = yaml.safe_load("v: 1e-2")["v"]  # YAML 1.1: no decimal point, so a string
     assert value == "1e-2"
     where, _ = place(base_config, pattern, value)
-    hint = f"{where}: '1e-2' is a string: YAML reads 1e-2 without a decimal point as text; write 1.0e-2"
+    hint = f"{one_line(where)} = '1e-2': is a string: YAML reads 1e-2 without a decimal point as text; write 1.0e-2"
     with pytest.raises(ConfigError, match=re.escape(hint)):
         validate_config(base_config, SCHEMA)
 
@@ -219,20 +235,22 @@ def test_number_read_as_text_is_refused_with_the_yaml_hint(base_config, pattern)
 ])
 def test_number_text_hints(base_config, text, expected):
     base_config["sweeps"]["tiny"]["t_max"] = yaml.safe_load(f"v: {text}")["v"]
-    with pytest.raises(ConfigError, match=re.escape(f"sweeps.tiny.t_max: {expected}")):
+    value, why = expected.split(" ", 1)
+    with pytest.raises(ConfigError, match="^" + re.escape(f"sweep tiny: t_max = {value}: {why}")):
         validate_config(base_config, SCHEMA)
 
 
 def test_integer_read_as_text_is_refused_with_the_integer(base_config):
     base_config["sweeps"]["tiny"]["d"] = yaml.safe_load("v: 1e3")["v"]
-    with pytest.raises(ConfigError, match=re.escape("sweeps.tiny.d: '1e3' is a string; write the integer 1000")):
+    with pytest.raises(ConfigError, match="^" + re.escape("sweep tiny: d = '1e3': is a string; write the integer 1000")):
         validate_config(base_config, SCHEMA)
 
 
 def test_other_text_still_gets_the_schema_message(base_config):
     base_config["sweeps"]["tiny"]["dt"] = "big"
-    with pytest.raises(WorkflowError, match="'big' is not of type 'number'"):
+    with pytest.raises(ConfigError, match="^sweep tiny: dt = big: is not of type 'number' \\(schema: type\\)\n") as exc:
         validate_config(base_config, SCHEMA)
+    assert "'big' is not of type 'number'" in str(exc.value).split("\n", 1)[1]  # the schema's report after the line
 
 
 @pytest.mark.parametrize("pattern", NUMBER_FIELDS, ids=field_id)
@@ -240,13 +258,13 @@ def test_other_text_still_gets_the_schema_message(base_config):
 def test_non_finite_number_is_refused(base_config, pattern, value):
     """NaN passes every schema bound (comparisons are false), inf every open one."""
     where, _ = place(base_config, pattern, value)
-    with pytest.raises(ConfigError, match=re.escape(f"{where}: {value} is not a finite number")):
+    with pytest.raises(ConfigError, match="^" + re.escape(f"{one_line(where)} = {value}: is not a finite number")):
         validate_config(base_config, SCHEMA)
 
 
 def test_simulation_over_memory_budget_is_refused_before_compute(base_config):
     cfg = resolved(mutate(base_config, SW + ("d",), 100_000_000))
-    with pytest.raises(ConfigError, match=r"sweeps\.default\.memory_budget_gb: 16\.0 GB is less than the 7\.2e\+08 GB "
+    with pytest.raises(ConfigError, match=r"^sweep default: memory_budget_gb = 16\.0: is less than the 7\.2e\+08 GB "
                                           r".*d=100000000.*lower sweeps\.default\.d \(a single run needs"):
         check_sweep("default", cfg["sweeps"]["default"])
     sweep = resolved(base_config)["sweeps"]["tiny"]  # a run fits, a chunk of 2 seeds × 2 runs does not
@@ -265,22 +283,27 @@ def test_chunk_bytes_is_the_job_memory_formula(base_config):
         8 * (2 * 30 * 60 + 8 * 2 * 60 * 3 + 2 * 2 * 30 * 3)
 
 
-DRY_RUN_CASES = [
-    (SW + ("seeds",), 2.0, "sweeps.default.seeds: 2.0 is a float; write an integer (2)"),
-    (SW + ("grid", "alpha"), [math.nan], "sweeps.default.grid.alpha[0]: nan is not a finite number"),
-    (SW + ("grid", "alpha"), [math.inf], "sweeps.default.grid.alpha[0]: inf is not a finite number"),
-    (SW + ("dt",), "1e-2", "sweeps.default.dt: '1e-2' is a string: YAML reads 1e-2 without a decimal point"),
-    (SW + ("d",), 100_000_000, "sweeps.default.memory_budget_gb: 16.0 GB is less than"),
+# What the Snakefile runs before its DAG (pipeline.config.check_config), on whole configs: the
+# one place every refusal below passes through. Snakemake itself is started once, by
+# test_workflow_stops_before_any_job (the message reaches the user; nothing runs or is written).
+CHECK_CONFIG_CASES = [
+    (SW + ("seeds",), 2.0, "sweep default: seeds = 2.0: is a float (write an integer: 2)"),
+    (SW + ("grid", "alpha"), [math.nan], "sweep default: grid.alpha[0] = nan: is not a finite number"),
+    (SW + ("grid", "alpha"), [math.inf], "sweep default: grid.alpha[0] = inf: is not a finite number"),
+    (SW + ("dt",), "1e-2", "sweep default: dt = '1e-2': is a string: YAML reads 1e-2 without a decimal point"),
+    (SW + ("d",), 100_000_000, "sweep default: memory_budget_gb = 16.0: is less than"),
 ]
 
 
-@pytest.mark.parametrize("path,value,expected", DRY_RUN_CASES, ids=[c[2].split(":")[0] for c in DRY_RUN_CASES])
-def test_snakemake_stops_with_the_message_before_any_job(tmp_path, base_config, path, value, expected):
-    proc = snakemake_dry_run(tmp_path, mutate(base_config, path, value))
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0
-    assert "Invalid configuration: " + expected in out
-    assert "Job stats" not in out and not (tmp_path / "results").exists()
+@pytest.mark.parametrize("path,value,expected", CHECK_CONFIG_CASES, ids=[c[2].split(" =")[0] for c in CHECK_CONFIG_CASES])
+def test_check_config_stops_with_the_message_before_any_job(tmp_path, base_config, path, value, expected):
+    from dln_kernels.pipeline.config import check_config
+
+    cfg = mutate(base_config, path, value)
+    cfg["sweep"] = "default"
+    with pytest.raises(ConfigError) as exc:
+        check_config(cfg, SCHEMA)
+    assert str(exc.value).startswith(expected)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -311,10 +334,10 @@ def test_design_sweep_chunks_carry_their_design_and_d(base_config):
 
 @pytest.mark.parametrize("design, delta, match", [
     ([{"kind": "gaussian"}, {"kind": "digits"}], [0.5, 30.0],
-     r"sweeps\.tiny\.design\[1\] / sweeps\.tiny\.grid\.delta: design 'digits_standardize' \(digits\) has 1797 rows, "
-     r"fewer than the n=1830 rows asked for \(delta=30.0, d=61\)"),
+     r"^sweep tiny: grid\.delta = \[0\.5, 30\.0\]: design 'digits_standardize' \(digits\) has 1797 rows, "
+     r"fewer than the n=1830 rows asked for \(delta=30.0, d=61\); lower grid\.delta to <= 29\.5 \(design\[1\]\)"),
     ({"kind": "image_patches", "patch": 12, "stride": 40}, [2.0],
-     r"sweeps\.tiny\.design / sweeps\.tiny\.grid\.delta: .* has 352 rows, fewer than the n=864"),
+     r"^sweep tiny: grid\.delta = \[2\.0\]: .* has 352 rows, fewer than the n=864.* \(design\)"),
 ])
 def test_too_many_rows_refused_before_compute(base_config, design, delta, match):
     pytest.importorskip("sklearn")
@@ -327,11 +350,11 @@ def test_too_many_rows_refused_before_compute(base_config, design, delta, match)
 
 
 @pytest.mark.parametrize("design, match", [
-    ({"kind": "mnist"}, r"sweeps\.tiny\.design\.kind: unknown design kind 'mnist'"),
+    ({"kind": "mnist"}, r"^sweep tiny: design\.kind = mnist: unknown design kind 'mnist'"),
     ([{"kind": "gaussian"}, {"kind": "image_patches", "patch": 700}],
-     r"sweeps\.tiny\.design\[1\]\.patch: 700 is larger than image china\.jpg \(427 x 640 pixels\)"),
-    ({"kind": "digits", "d": 64}, r"sweeps\.tiny\.design\.d: 64 disagrees"),
-    ([{"kind": "digits"}, {"kind": "digits", "whiten": "standardize"}], r"sweeps\.tiny\.design\[1\]\.name: 'digits_standardize' is used twice"),
+     r"^sweep tiny: design\[1\]\.patch = 700: 700 is larger than image china\.jpg \(427 x 640 pixels\)"),
+    ({"kind": "digits", "d": 64}, r"^sweep tiny: design\.d = 64: 64 disagrees"),
+    ([{"kind": "digits"}, {"kind": "digits", "whiten": "standardize"}], r"^sweep tiny: design\[1\]\.name = \(not set\): 'digits_standardize' is used twice"),
 ])
 def test_bad_designs_refused_naming_the_key(base_config, design, match):
     pytest.importorskip("sklearn")
@@ -344,14 +367,17 @@ def test_bad_designs_refused_naming_the_key(base_config, design, match):
 PHENOMENON_SCHEDULE_CASES = [
     # a figure that uses one constant dt (discrete-time theory, one time axis) refuses per-point steps
     (("sweeps", "incremental", "schedule"), {"kind": "alpha_rule", "c": 0.01, "b": 0.1, "n_steps": 100},
-     "sweeps.incremental.schedule: kind 'alpha_rule': the phenomenon figure 'incremental' of sweep "
+     "sweep incremental: schedule = {kind: alpha_rule, c: 0.01, b: 0.1, n_steps: 100, cap: 0.9}: kind 'alpha_rule': "
+     "the phenomenon figure 'incremental' of sweep "
      "'incremental' needs one constant step shared by all points"),
     # ... and a shared schedule whose step varies
     (("sweeps", "grokking", "schedule"), {"kind": "geometric", "dt0": 0.01, "ratio": 1.01, "dt_max": 0.02},
-     "sweeps.grokking.schedule: kind 'geometric': the phenomenon figure 'grokking_curves'"),
+     "sweep grokking: schedule = {kind: geometric, dt0: 0.01, ratio: 1.01, dt_max: 0.02}: kind 'geometric': "
+     "the phenomenon figure 'grokking_curves'"),
     # a figure built for a constant step per point takes alpha_rule but not a varying step
     (("sweeps", "timescales", "schedule"), {"kind": "geometric", "dt0": 0.001, "ratio": 1.01, "dt_max": 0.003},
-     "sweeps.timescales.schedule: kind 'geometric': the phenomenon figure 'timescales' of sweep "
+     "sweep timescales: schedule = {kind: geometric, dt0: 0.001, ratio: 1.01, dt_max: 0.003}: kind 'geometric': "
+     "the phenomenon figure 'timescales' of sweep "
      "'timescales' needs a constant step per point"),
 ]
 
@@ -361,7 +387,7 @@ def test_phenomenon_figure_refuses_a_schedule_it_was_not_built_for(base_config, 
     """A phenomenon figure reads the time axes it was built for (row ``time_axis`` of the phenomena
     table); another schedule on its sweep is refused with the key named, not in the figure job
     after the compute (common.smk calls the check at parse time: the dry-run case below)."""
-    from dln_kernels.pipeline.sweep import check_phenomenon_schedules
+    from dln_kernels.pipeline.config import check_phenomenon_schedules
 
     name = path[1]
     check_phenomenon_schedules(name, resolved(copy.deepcopy(base_config))["sweeps"][name])  # the shipped one passes
@@ -370,13 +396,14 @@ def test_phenomenon_figure_refuses_a_schedule_it_was_not_built_for(base_config, 
         check_phenomenon_schedules(name, cfg["sweeps"][name])
 
 
-def test_workflow_surfaces_a_phenomenon_schedule_refusal(tmp_path, base_config):
-    """The parse-time check in the real entry point: `snakemake -n` stops before any job with the
-    message of :func:`check_phenomenon_schedules`."""
+def test_workflow_surfaces_a_phenomenon_schedule_refusal(base_config):
+    """The parse-time check of the whole config (what the Snakefile runs before its DAG) stops
+    with the message of :func:`check_phenomenon_schedules`."""
+    from dln_kernels.pipeline.config import check_config
+
     path, value, expected = PHENOMENON_SCHEDULE_CASES[0]
     mutate(base_config, path[:-1] + ("t_max",), 2.0)  # few steps: no other check (DMFT memory) fires first
-    proc = snakemake_dry_run(tmp_path, mutate(base_config, path, value))
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0
-    assert "Invalid configuration: " + expected in out
-    assert "Job stats" not in out and not (tmp_path / "results").exists()
+    cfg = mutate(base_config, path, value)
+    cfg["sweep"] = "incremental"
+    with pytest.raises(ConfigError, match="^" + re.escape(expected)):
+        check_config(cfg, SCHEMA)

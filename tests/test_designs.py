@@ -149,7 +149,9 @@ def test_design_chunks_run_and_aggregate_with_a_design_dim(tmp_path):
 
     from dln_kernels.pipeline.io import aggregate_chunks, write_chunk
     from dln_kernels.pipeline.provenance import provenance
-    from dln_kernels.pipeline.sweep import make_chunks, run_chunk, validate_config
+    from dln_kernels.pipeline.chunks import make_chunks
+    from dln_kernels.pipeline.config import validate_config
+    from dln_kernels.pipeline.run import run_chunk
 
     base = {"grid": {"alpha": [0.1, 1.0], "delta": [0.5, 2.0]}, "d": 40, "seeds": 2, "dt": 0.05,
             "t_max": 1.0, "output": {"n_times": 5}}

@@ -334,3 +334,121 @@ def test_pass_clock_times_without_changing_results(monkeypatch):
     assert clock["seconds"] > 0.0
     for key in ("e_train", "e_test", "e_train_se"):
         np.testing.assert_array_equal(timed[key], ref[key])
+
+
+# ------------------------------------------------------------------------------------------
+# (e) structure: the recorders table against the registry, the options object, the point keys
+# ------------------------------------------------------------------------------------------
+TINY = dict(n_steps=6, n_paths=64, n_batches=4, seed=1, progress=False)
+TINY_POINTS = [dict(delta=0.5, rho=0.3, sigma=0.1, alpha=0.5, dt=0.05), dict(delta=2.0, rho=0.3, alpha=1.0, dt=0.05)]
+
+
+def test_every_registered_dmft_observable_has_a_recorder():
+    from dln_kernels import registry
+    from dln_kernels.dmft import recorders
+
+    want = {o.name for o in registry.OBSERVABLES.values() if "dmft" in o.producers and o.only_with is None}
+    assert set(recorders.recorders_for()) == want and "e_train" in want
+    steps = {o.only_with for o in registry.OBSERVABLES.values() if "dmft" in o.producers and o.only_with}
+    for step in steps:
+        assert set(recorders.recorders_for(step)) == {o.name for o in registry.OBSERVABLES.values()
+                                                      if "dmft" in o.producers and o.only_with == step}
+    out = solve_dmft(TINY_POINTS, **TINY)
+    assert want <= set(out)
+
+
+def test_a_dmft_observable_without_recorder_is_refused(monkeypatch):
+    """A DMFT observable registered without a recorder: an error at first use (before any compute)
+    and at import, naming it; a recorder for an observable the registry does not list, too."""
+    import subprocess
+    import sys
+
+    from dln_kernels import registry
+    from dln_kernels.dmft import recorders
+    from dln_kernels.registry import Observable
+
+    dummy = Observable("e_dummy", "dummy", "1", frozenset({"dmft"}))
+    with monkeypatch.context() as m:
+        m.setitem(registry.OBSERVABLES, "e_dummy", dummy)
+        with pytest.raises(recorders.MissingRecorderError, match=r"\['e_dummy'\].*DMFT.*DMFT_RECORDERS"):
+            recorders.check_recorders()
+        with pytest.raises(LookupError, match=r"\['e_dummy'\].*solve_dmft does not record"):
+            solve_dmft(TINY_POINTS, **{**TINY, "n_steps": 10**6})  # refused before it allocates or computes
+        m.setitem(registry.OBSERVABLES, "e_dummy", Observable("e_dummy", "dummy", "1", frozenset({"dmft"}),
+                                                             only_with="n_convergence"))
+        with pytest.raises(recorders.MissingRecorderError, match=r"\['e_dummy'\].*STEP_RECORDERS\['n_convergence'\]"):
+            recorders.check_recorders()
+    with monkeypatch.context() as m:  # the reverse: a recorder the registry does not list for the DMFT
+        m.setitem(recorders.DMFT_RECORDERS, "l1_norm", lambda s: s.mean("e_test"))
+        with pytest.raises(recorders.MissingRecorderError, match=r"\['l1_norm'\].*does not list for the DMFT"):
+            recorders.recorders_for()
+    code = ("from dln_kernels import registry\n"
+            "registry.OBSERVABLES['e_dummy'] = registry.Observable('e_dummy', 'dummy', '1', frozenset({'dmft'}))\n"
+            "import dln_kernels.dmft.solver\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "MissingRecorderError" in proc.stderr, proc.stderr
+    assert "['e_dummy'] are registered for the DMFT" in proc.stderr, proc.stderr
+    recorders.check_recorders()  # the shipped table is consistent again
+
+
+def test_a_registered_dmft_recorder_is_recorded(monkeypatch):
+    from dln_kernels import registry
+    from dln_kernels.dmft import recorders
+    from dln_kernels.registry import Observable
+
+    monkeypatch.setitem(registry.OBSERVABLES, "e_gap", Observable("e_gap", "e_test - e_train", "1", frozenset({"dmft"})))
+    monkeypatch.setitem(recorders.DMFT_RECORDERS, "e_gap", lambda s: s.mean("e_test") - s.mean("e_train"))
+    out = solve_dmft(TINY_POINTS, **TINY)
+    np.testing.assert_array_equal(out["e_gap"], out["e_test"] - out["e_train"])
+    assert np.all(np.isfinite(out["e_gap"])) and np.any(out["e_gap"] != 0)  # from the solve, not an empty buffer
+
+
+def test_options_object_and_keywords_are_the_same_solve():
+    import dataclasses
+
+    from dln_kernels.dmft.solver import DMFTOptions
+
+    opts = DMFTOptions(n_paths=64, n_batches=4, seed=1, progress=False, dtype="float32")
+    a = solve_dmft(TINY_POINTS, n_steps=6, options=opts)
+    b = solve_dmft(TINY_POINTS, n_steps=6, n_paths=64, n_batches=4, seed=1, progress=False, dtype="float32")
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    with pytest.raises(ValueError, match=r"n_paths: given both"):
+        solve_dmft(TINY_POINTS, n_steps=6, options=opts, n_paths=128)
+    with pytest.raises(ValueError, match=r"n_batches, seed: given both"):
+        solve_dmft(TINY_POINTS, n_steps=6, options=opts, seed=2, n_batches=4)
+    with pytest.raises(TypeError, match="n_path"):
+        solve_dmft(TINY_POINTS, n_steps=6, n_path=64)
+    with pytest.raises(TypeError, match="options: need a DMFTOptions"):
+        solve_dmft(TINY_POINTS, n_steps=6, options={"n_paths": 64})
+    with pytest.raises(ValueError, match="n_batches: need at least 2"):
+        DMFTOptions(n_batches=1)
+    with pytest.raises(ValueError, match="too few paths per replica"):
+        solve_dmft(TINY_POINTS, n_steps=6, options=dataclasses.replace(opts, n_paths=7))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.n_paths = 128
+
+
+def test_point_keys_and_defaults_come_from_the_registry(monkeypatch):
+    import dln_kernels.dmft.solver as dm
+    from dln_kernels import registry
+    from dln_kernels.registry import AXES, DMFT, Axis, axes_for
+
+    assert dm.POINT_KEYS == tuple(a for a in axes_for(DMFT) if not AXES[a].splits_dmft and a != "dt_scale") + ("dt",)
+    for k in dm.POINT_KEYS:
+        if k in AXES and AXES[k].default is not None:
+            assert dm.POINT_DEFAULTS[k] == AXES[k].default[0], k
+    assert dm.POINT_DEFAULTS["rho"] == AXES["rho"].default[0] == 0.2 and dm.POINT_DEFAULTS["alpha"] == 1.0
+    par = dm.normalize_points({"delta": 0.5}, dt=0.1)
+    assert par["rho"][0] == 0.2 and par["alpha"][0] == 1.0 and par["batch_fraction"][0] == 1.0
+    with pytest.raises(ValueError, match=r"points\[0\]: 'delta' is required"):
+        dm.normalize_points({"rho": 0.5}, dt=0.1)
+    # a new DMFT axis becomes a point key with its registry default; a stale exclusion is an error
+    monkeypatch.setitem(registry.AXES, "new_axis", Axis("new_axis", "ν", "x", "x", "number", {}, (0.5,), "member",
+                                                        frozenset({DMFT}), stack_rank=9))
+    keys = dm._point_keys()
+    assert keys[-2:] == ("new_axis", "dt") and dm._point_defaults(keys)["new_axis"] == 0.5
+    monkeypatch.setattr(dm, "_STEP_AXES", ("no_such_axis",))
+    with pytest.raises(ValueError, match=r"_STEP_AXES: \['no_such_axis'\]"):
+        dm._point_keys()

@@ -22,7 +22,7 @@ import yaml
 from conftest import REPO
 
 from dln_kernels.pipeline.io import ChunkFileError, read_chunk
-from dln_kernels.pipeline.sweep import run_chunk
+from dln_kernels.pipeline.run import run_chunk
 
 # Two chunks (one per δ, 2 seeds × 2 α each) of ~1 s and ~3 s of computing: long enough to kill
 # a job while it computes.
@@ -56,7 +56,7 @@ def chunk_name(sweep: dict, delta: float, seed: int) -> str:
     """Content-derived name of the simulation chunk of ``sweep`` holding (δ, seed)."""
     from conftest import resolved
 
-    from dln_kernels.pipeline.sweep import make_chunks
+    from dln_kernels.pipeline.chunks import make_chunks
 
     full = resolved({"sweeps": {"s": json.loads(json.dumps(sweep))}})["sweeps"]["s"]
     (name,) = [c["name"] for c in make_chunks(full) if c["delta"] == delta and seed in c["seeds"]]

@@ -24,7 +24,7 @@ from dln_kernels.measure.phase_diagram import (
     snapshot_times,
 )
 from dln_kernels.registry import AXES, GRID_AXES
-from dln_kernels.pipeline.sweep import ConfigError, check_sweep
+from dln_kernels.pipeline.config import ConfigError, check_sweep
 
 TIME = np.array([0.0, 1.0, 2.0, 4.0, 8.0, 16.0])  # t_final/4 = 4 is recorded: the settle test is exact
 SEEDS = 3
@@ -188,9 +188,9 @@ def test_sweep_key_is_checked_before_compute(base_config):
     check_sweep("dmft_phase", sweep)  # the shipped example passes
     assert cfg["sweeps"]["tiny"]["dmft"]["phase_diagram"] is False  # the default
     bad = {**sweep, "grid": {**sweep["grid"], "rho": [0.1, 0.2]}}
-    with pytest.raises(ConfigError, match=r"sweeps.dmft_phase.dmft.phase_diagram: .*\['alpha', 'delta', 'rho'\]"):
+    with pytest.raises(ConfigError, match=r"^sweep dmft_phase: dmft\.phase_diagram = true: grid: a DMFT phase diagram .*\['alpha', 'delta', 'rho'\]"):
         check_sweep("dmft_phase", bad)
-    with pytest.raises(ConfigError, match=r"sweeps.dmft_phase.dmft.phase_diagram: true needs sweeps.dmft_phase.static.enabled"):
+    with pytest.raises(ConfigError, match=r"^sweep dmft_phase: dmft\.phase_diagram = true: needs sweeps\.dmft_phase\.static\.enabled"):
         check_sweep("dmft_phase", {**sweep, "static": {**sweep["static"], "enabled": False}})
 
 

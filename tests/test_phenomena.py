@@ -622,3 +622,11 @@ def test_universality_measure_of_known_deviations():
         assert r.final_rel_dev == pytest.approx(c)
         assert r.d == {"gauss": 500, "patches": 432}[r.design]
         assert r.final_sim_se == pytest.approx(0.1 * (1 + c) * r.final_dmft)  # sd·√2 / √2 seeds
+
+
+def test_train_crossings_results_are_named():
+    sims, dmft, _ = _search_sweep()
+    tc = pm.train_crossings(sims, dmft, sims["alpha"].values, 2.0, sims["time"].values, 0.5)
+    e, e_se, t_dmft, t_dmft_se, e_sim = tc  # still unpacks in the documented order
+    assert tc.e_dmft is e and tc.e_dmft_se is e_se and tc.t_dmft is t_dmft and tc.t_dmft_se is t_dmft_se
+    assert tc.e_sim is e_sim and e_sim.shape == (2, 4, sims["time"].size)

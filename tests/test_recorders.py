@@ -11,7 +11,8 @@ from conftest import resolved
 from dln_kernels import registry
 from dln_kernels.pipeline.io import ChunkFileError, aggregate_chunks, write_chunk
 from dln_kernels.pipeline.provenance import provenance
-from dln_kernels.pipeline.sweep import make_chunks, make_dmft_chunks, run_chunk, run_dmft_chunk
+from dln_kernels.pipeline.chunks import make_chunks, make_dmft_chunks
+from dln_kernels.pipeline.run import run_chunk, run_dmft_chunk
 from dln_kernels.registry import Observable
 from dln_kernels.sim import recorders
 from dln_kernels.sim.simulate import simulate_grid
@@ -59,8 +60,8 @@ def test_record_steps_must_increase():
 def test_dmft_observable_not_recorded_is_refused(base_config, monkeypatch):
     tiny = resolved(base_config)["sweeps"]["tiny"]
     tiny = {**tiny, "dmft": {**tiny["dmft"], "n_paths": 200}}
-    monkeypatch.setitem(registry.OBSERVABLES, "e_pred", Observable("e_pred", "dummy", "1", frozenset({"dmft"})))
-    with pytest.raises(LookupError, match=r"\['e_pred'\].*DMFT.*solve_dmft does not record"):
+    monkeypatch.setitem(registry.OBSERVABLES, "e_dummy", Observable("e_dummy", "dummy", "1", frozenset({"dmft"})))
+    with pytest.raises(LookupError, match=r"\['e_dummy'\].*DMFT.*solve_dmft does not record"):
         run_dmft_chunk(tiny, make_dmft_chunks(tiny)[0], progress=False)
 
 

@@ -4,7 +4,8 @@ import yaml
 from conftest import SCHEMA, resolved
 
 from dln_kernels.pipeline import io
-from dln_kernels.pipeline import sweep
+from dln_kernels.pipeline.chunks import make_chunks, make_dmft_chunks
+from dln_kernels.pipeline.run import DMFT_OBSERVABLES, STATIC_VARIABLES
 from dln_kernels.registry import AXES, GRID_AXES, MEMBER_AXES, OBSERVABLES, observables, schema_grid
 
 
@@ -16,19 +17,19 @@ def test_schema_grid_section_is_the_registry():
 def test_everything_derived_by_name(base_config):
     assert io.SIM_DIMS == (*GRID_AXES, "seed", "time")
     assert set(MEMBER_AXES) | {a for a in AXES if AXES[a].role == "chunk"} == set(GRID_AXES)
-    assert sweep.DMFT_OBSERVABLES == observables("dmft")
-    assert set(sweep.STATIC_VARIABLES.values()) == set(observables("static"))
+    assert DMFT_OBSERVABLES == observables("dmft")
+    assert set(STATIC_VARIABLES.values()) == set(observables("static"))
     cfg = resolved(base_config)["sweeps"]["tiny"]
     # runs by axis name; an axis at its implicit default (batch_fraction [1.0]) is left out
     explicit = {a for a in GRID_AXES if not AXES[a].implicit_default}
-    for chunk in sweep.make_chunks(cfg):
+    for chunk in make_chunks(cfg):
         assert all(set(m) == set(MEMBER_AXES) & explicit for m in chunk["members"])
-    for chunk in sweep.make_dmft_chunks(cfg):
+    for chunk in make_dmft_chunks(cfg):
         assert all(set(p) == explicit for p in chunk["points"])
     sgd = {**cfg, "grid": {**cfg["grid"], "batch_fraction": [0.5, 1.0]}}
-    for chunk in sweep.make_chunks(sgd):
+    for chunk in make_chunks(sgd):
         assert all(set(m) == set(MEMBER_AXES) & (explicit | {"batch_fraction"}) for m in chunk["members"])
-    for chunk in sweep.make_dmft_chunks(sgd):
+    for chunk in make_dmft_chunks(sgd):
         assert all(set(p) == explicit | {"batch_fraction"} for p in chunk["points"])
     # every recorded quantity of every producer is described (long_name, units)
     for o in OBSERVABLES.values():
@@ -40,8 +41,8 @@ def test_everything_derived_by_name(base_config):
 def test_reordered_axes_give_the_same_chunks(base_config):
     cfg = resolved(base_config)["sweeps"]["default"]
     again = {**cfg, "grid": {a: list(reversed(v)) for a, v in reversed(list(cfg["grid"].items()))}}
-    assert [c["name"] for c in sweep.make_chunks(cfg)] == [c["name"] for c in sweep.make_chunks(again)]
-    assert [c["name"] for c in sweep.make_dmft_chunks(cfg)] == [c["name"] for c in sweep.make_dmft_chunks(again)]
+    assert [c["name"] for c in make_chunks(cfg)] == [c["name"] for c in make_chunks(again)]
+    assert [c["name"] for c in make_dmft_chunks(cfg)] == [c["name"] for c in make_dmft_chunks(again)]
 
 
 def test_one_copy_of_the_package():

@@ -1,7 +1,6 @@
 """Step schedules (config key ``schedule``, grid axis ``dt_scale``): the simulator and the DMFT
 read the same steps per point; files of per-point sweeps carry step and physical time."""
 
-import copy
 
 import numpy as np
 import pytest
@@ -10,7 +9,10 @@ from conftest import REPO, resolved
 
 from dln_kernels.measure import curves
 from dln_kernels.pipeline import io
-from dln_kernels.pipeline import sweep
+from dln_kernels.pipeline.chunks import make_chunks, make_dmft_chunks
+from dln_kernels.pipeline.config import ConfigError, check_sweep
+from dln_kernels.pipeline.run import run_chunk, run_dmft_chunk
+from dln_kernels.pipeline.timegrid import n_steps_of, per_point_times, point_dt_schedule, time_grid
 from dln_kernels.backend import get_namespace
 from dln_kernels.model.problem import draw_instance
 from dln_kernels.model.schedule import check_schedule, shared_dt_schedule, stability_bound
@@ -55,35 +57,36 @@ def test_bad_schedules_are_refused_naming_the_key(spec, match):
 
 
 def test_config_refusals_name_the_sweep_key():
-    with pytest.raises(sweep.ConfigError, match=r"sweeps.tiny.grid.dt_scale: .* not of schedule kind 'geometric'"):
-        sweep.check_sweep("tiny", _tiny(schedule={"kind": "geometric", "dt0": 0.01, "ratio": 1.01},
+    with pytest.raises(ConfigError, match=r"^sweep tiny: grid.dt_scale = \[0.5, 1.0\]: .* not of schedule kind 'geometric'"):
+        check_sweep("tiny", _tiny(schedule={"kind": "geometric", "dt0": 0.01, "ratio": 1.01},
                                         grid={"alpha": [0.01, 1.0], "delta": [0.5, 2.0], "dt_scale": [0.5, 1.0]}))
     # a dt_scale that pushes one point over its own stability bound: named with the point
     bad = _tiny(grid={"alpha": [0.01, 1.0], "delta": [0.5, 2.0], "rho": [0.3], "dt_scale": [1.0, 3.0]})
-    with pytest.raises(sweep.ConfigError, match=r"sweeps.tiny.grid.dt_scale: 3.0 gives dt = 0.15 above the stability "
+    with pytest.raises(ConfigError, match=r"^sweep tiny: grid.dt_scale = 3.0: the step 0.15 exceeds the simulation stability "
                                                 r"bound .* at alpha=1.0, delta=0.5"):
-        sweep.check_sweep("tiny", bad)
+        check_sweep("tiny", bad)
 
 
 def test_constant_schedule_keeps_names_and_steps():
     """Writing the default schedule out changes nothing: chunk names and the time grid."""
     plain, spelled = _tiny(), _tiny(schedule={"kind": "constant"})
-    assert [c["name"] for c in sweep.make_chunks(plain)] == [c["name"] for c in sweep.make_chunks(spelled)]
-    assert not sweep.per_point_times(plain)
-    n, sched, steps, times = sweep.time_grid(plain)
+    assert [c["name"] for c in make_chunks(plain)] == [c["name"] for c in make_chunks(spelled)]
+    assert not per_point_times(plain)
+    grid = time_grid(plain)
+    n, sched, steps, times = grid.n_steps, grid.dt_schedule, grid.record_steps, grid.times
     assert n == 200 and np.array_equal(sched, np.full(200, 0.05)) and np.array_equal(times, steps * 0.05)
 
 
 def test_alpha_rule_steps_follow_alpha_below_the_bound():
     sw = _tiny(schedule={"kind": "alpha_rule", "c": 0.01, "b": 0.1, "n_steps": 50},
                grid={"alpha": [1e-6, 0.3, 3.0], "delta": [0.5, 2.0], "rho": [0.3]})
-    assert sweep.per_point_times(sw) and sweep.n_steps_of(sw) == 50
+    assert per_point_times(sw) and n_steps_of(sw) == 50
     for a, d in [(1e-6, 0.5), (0.3, 2.0), (3.0, 0.5)]:
-        dt = sweep.point_dt_schedule(sw, {"alpha": a, "delta": d})
+        dt = point_dt_schedule(sw, {"alpha": a, "delta": d})
         bound = stability_bound("dln", a, d, 0.0, sw["prior"])
         assert dt.shape == (50,) and np.all(dt == dt[0])
         assert dt[0] == pytest.approx(min(0.01 / (a * a + 0.1), 0.9 * bound), rel=1e-15)
-    assert sweep.point_dt_schedule(sw, {"alpha": 3.0, "delta": 0.5})[0] == pytest.approx(0.01 / 9.1)
+    assert point_dt_schedule(sw, {"alpha": 3.0, "delta": 0.5})[0] == pytest.approx(0.01 / 9.1)
 
 
 def test_per_member_steps_equal_separate_runs(backend):
@@ -115,19 +118,19 @@ def test_alpha_rule_sweep_end_to_end(tmp_path):
                grid={"alpha": [1e-4, 2.0], "delta": [0.5], "rho": [0.3]}, d=40, seeds=2)
     sw["dmft"].update(n_paths=400, n_batches=4)
     sims, dmfts = [], []
-    for c in sweep.make_chunks(sw):
+    for c in make_chunks(sw):
         p = tmp_path / f"{c['name']}.h5"
-        io.write_chunk(p, sweep.run_chunk(sw, c, progress_every=None), {"config": "{}"})
+        io.write_chunk(p, run_chunk(sw, c, progress_every=None), {"config": "{}"})
         sims.append(p)
-    for c in sweep.make_dmft_chunks(sw):
+    for c in make_dmft_chunks(sw):
         p = tmp_path / f"d_{c['name']}.h5"
-        io.write_chunk(p, sweep.run_dmft_chunk(sw, c, progress=False), {"config": "{}"})
+        io.write_chunk(p, run_dmft_chunk(sw, c, progress=False), {"config": "{}"})
         dmfts.append(p)
     ds = io.aggregate_chunks(sims, sw, {})
     th = io.aggregate_chunks(dmfts, sw, {}, with_seed=False)
     assert curves.record_dim(ds) == "step" and "time" not in ds.dims and ds["time"].dims[-1] == "step"
     for a in (1e-4, 2.0):
-        dt = sweep.point_dt_schedule(sw, {"alpha": a, "delta": 0.5})[0]
+        dt = point_dt_schedule(sw, {"alpha": a, "delta": 0.5})[0]
         t = curves.point_times(ds, {"alpha": a, "delta": 0.5, "seed": 1})
         assert np.allclose(t, ds["step"].values * dt, rtol=1e-13)
         assert np.array_equal(t, curves.point_times(th, {"alpha": a, "delta": 0.5}))
@@ -140,17 +143,17 @@ def test_alpha_rule_sweep_end_to_end(tmp_path):
 
 def test_dt_scale_point_is_the_scaled_constant_run():
     sw = _tiny(grid={"alpha": [0.3], "delta": [0.5], "rho": [0.3], "dt_scale": [0.5, 1.0]}, d=40, seeds=1, t_max=20.0)
-    assert sweep.n_steps_of(sw) == 400  # round(t_max/dt): the point at s = 0.5 ends at t = 10
+    assert n_steps_of(sw) == 400  # round(t_max/dt): the point at s = 0.5 ends at t = 10
     job = {k: v for k, v in sw.items() if k != "grid"}  # a job's params hold no grid: its chunk tells
-    assert all(sweep.per_point_times(job, c) for c in sweep.make_chunks(sw))
-    assert not sweep.per_point_times({k: v for k, v in _tiny().items() if k != "grid"}, sweep.make_chunks(_tiny())[0])
+    assert all(per_point_times(job, c) for c in make_chunks(sw))
+    assert not per_point_times({k: v for k, v in _tiny().items() if k != "grid"}, make_chunks(_tiny())[0])
     out = {}
-    for c in sweep.make_chunks(sw):
-        r = sweep.run_chunk(sw, c, progress_every=None)
+    for c in make_chunks(sw):
+        r = run_chunk(sw, c, progress_every=None)
         for j, s in enumerate(r["params"]["dt_scale"]):
             out[s] = (r["e_test"][j], r["time"][j])
     ref = _tiny(grid={"alpha": [0.3], "delta": [0.5], "rho": [0.3]}, d=40, seeds=1, dt=0.025, t_max=10.0)
-    r = sweep.run_chunk(ref, sweep.make_chunks(ref)[0], progress_every=None)
+    r = run_chunk(ref, make_chunks(ref)[0], progress_every=None)
     # same steps 0.025 and record grid of 400 steps (the stack of two differs from one run by
     # the rounding of a differently blocked product only)
     np.testing.assert_allclose(out[0.5][0], r["e_test"][0], rtol=1e-9)

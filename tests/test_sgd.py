@@ -18,7 +18,9 @@ from dln_kernels.model.problem import draw_instance, n_samples
 from dln_kernels.model.schedule import hessian_edge, output_steps, stability_bound
 from dln_kernels.dmft.sgd_linear import sgd_linear_exact
 from dln_kernels.sim.simulate import simulate_grid, simulate_members
-from dln_kernels.pipeline.sweep import ConfigError, check_sweep, make_chunks, make_dmft_chunks, run_chunk
+from dln_kernels.pipeline.chunks import make_chunks, make_dmft_chunks
+from dln_kernels.pipeline.config import ConfigError, check_sweep
+from dln_kernels.pipeline.run import run_chunk
 
 GB = {"kind": "gauss_bernoulli"}
 OBS = ("e_train", "e_test", "l1_norm", "conservation_drift")
@@ -125,23 +127,21 @@ def test_stability_bound_is_the_mini_batch_one():
 
 def test_sweep_checks_name_key_and_value(base_config):
     cfg = resolved(base_config)["sweeps"]["tiny"]
-    for bad, text in ((0.0, r"sweeps\.t\.grid\.batch_fraction: 0\.0 is outside"),
-                      (1.2, r"sweeps\.t\.grid\.batch_fraction: 1\.2 is outside"),
-                      (0.01, r"sweeps\.t\.grid\.batch_fraction: 0\.01 gives b·n = 0\.3 < 1")):
+    for bad, text in ((0.0, r"^sweep t: grid\.batch_fraction = 0\.0: is outside \(0, 1\]"),
+                      (1.2, r"^sweep t: grid\.batch_fraction = 1\.2: is outside \(0, 1\]"),
+                      (0.01, r"^sweep t: grid\.batch_fraction = 0\.01: gives b·n = 0\.3 < 1")):
         with pytest.raises(ConfigError, match=text):
             check_sweep("t", {**cfg, "grid": {**cfg["grid"], "batch_fraction": [bad, 1.0]}})
     # dt = 0.05 is stable for full batches at alpha = 1 but not for b = 0.2 (a mini-batch of ratio b·delta)
-    with pytest.raises(ConfigError, match=r"sweeps\.t\.dt: 0\.05 exceeds the stability bound .*batch_fraction=0\.2"):
+    with pytest.raises(ConfigError, match=r"^sweep t: dt = 0\.05: the step 0\.05 exceeds the simulation stability bound .*batch_fraction=0\.2"):
         check_sweep("t", {**cfg, "grid": {**cfg["grid"], "batch_fraction": [0.2, 1.0]}})
     check_sweep("t", {**cfg, "grid": {**cfg["grid"], "batch_fraction": [0.5, 1.0]}})
 
 
 def test_schema_refuses_batch_fraction_out_of_range(base_config):
-    from snakemake_interface_common.exceptions import WorkflowError
-
-    for bad in (0.0, 1.01):
+    for bad, why in ((0.0, "is less than or equal to the minimum of 0"), (1.01, "is greater than the maximum of 1")):
         base_config["sweeps"]["tiny"]["grid"]["batch_fraction"] = [bad]
-        with pytest.raises(WorkflowError, match=r"batch_fraction"):
+        with pytest.raises(ConfigError, match=rf"^sweep tiny: grid\.batch_fraction\[0\] = {bad}: {why}"):
             resolved(base_config)
 
 
@@ -384,7 +384,9 @@ def test_pipeline_dmft_checks_n_only_in_sgd_sweeps(base_config):
     DMFT job names and params do not change); ``dmft.n_convergence`` overrides either way, and
     a sweep whose half solve would have < 2 paths a replica is refused naming the key."""
     from dln_kernels.dmft.solver import mask_n_bias as mask
-    from dln_kernels.pipeline.sweep import n_convergence, run_dmft_chunk, time_grid
+    from dln_kernels.pipeline.chunks import n_convergence
+    from dln_kernels.pipeline.run import run_dmft_chunk
+    from dln_kernels.pipeline.timegrid import time_grid
 
     cfg = resolved(base_config)["sweeps"]["tiny"]
     small = {**cfg, "t_max": 2.0, "dmft": {**cfg["dmft"], "n_paths": 256, "n_batches": 4}}
@@ -397,7 +399,8 @@ def test_pipeline_dmft_checks_n_only_in_sgd_sweeps(base_config):
     assert "n_convergence" not in gd_chunk and make_dmft_chunks(sgd)[0]["n_convergence"] is True
     gd = run_dmft_chunk(job(small), gd_chunk, progress=False)
     assert "e_train_n_bias" not in gd and "e_test_n_bias" not in gd
-    n_steps, _, steps, _ = time_grid(small)
+    grid = time_grid(small)
+    n_steps, steps = grid.n_steps, grid.record_steps
     pts = [{k: v for k, v in p.items() if k != "depth"} for p in gd_chunk["points"]]
     kw = dict(n_steps=n_steps, dt=float(small["dt"]), record_steps=steps, n_batches=4, seed=int(small["dmft"]["seed"]),
               progress=False)
@@ -409,7 +412,8 @@ def test_pipeline_dmft_checks_n_only_in_sgd_sweeps(base_config):
     assert {p["batch_fraction"] for p in chunk["points"]} == {0.3, 1.0}
     pts = [{k: v for k, v in p.items() if k != "depth"} for p in chunk["points"]]
     kw["dt"] = 0.02
-    n_steps, _, kw["record_steps"], _ = time_grid(sgd)
+    grid = time_grid(sgd)
+    n_steps, kw["record_steps"] = grid.n_steps, grid.record_steps
     kw["n_steps"] = n_steps
     ref = mask(solve_dmft(pts, n_paths=256, **kw), solve_dmft(pts, n_paths=128, **kw))
     for name in ("e_train", "e_train_n_bias", "e_test_n_bias", "e_train_below_floor", "e_test_below_floor"):

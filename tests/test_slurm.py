@@ -38,7 +38,7 @@ def _chunk_files(sweep_name, config_text=None):
     import yaml
     from conftest import resolved
 
-    from dln_kernels.pipeline.sweep import make_chunks, make_dmft_chunks
+    from dln_kernels.pipeline.chunks import make_chunks, make_dmft_chunks
 
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     if config_text:

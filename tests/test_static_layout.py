@@ -9,7 +9,7 @@ from conftest import REPO, resolved
 
 from dln_kernels.pipeline.io import static_dataset, write_netcdf
 from dln_kernels.registry import GRID_AXES
-from dln_kernels.pipeline.sweep import static_grids, static_on_grid
+from dln_kernels.pipeline.run import static_grids, static_on_grid
 
 AXES = GRID_AXES  # the registry's dims, by name
 

@@ -13,7 +13,9 @@ from conftest import REPO, resolved
 from dln_kernels import registry
 from dln_kernels.sim import simulate
 from dln_kernels.measure.phenomena import effective_scale_summary, step_size_measure
-from dln_kernels.pipeline.sweep import ConfigError, check_sweep, make_chunks, make_dmft_chunks, run_chunk, run_dmft_chunk
+from dln_kernels.pipeline.chunks import make_chunks, make_dmft_chunks
+from dln_kernels.pipeline.config import ConfigError, check_sweep
+from dln_kernels.pipeline.run import run_chunk, run_dmft_chunk
 
 EFFECTIVE = ("alpha_eff", "gain_mean")
 
@@ -51,9 +53,9 @@ def test_effective_scale_is_opt_in(base_config):
 def test_effective_scale_needs_network_uv(base_config):
     sweep = _small(base_config, effective_scale=True)
     check_sweep("t", sweep)
-    with pytest.raises(ConfigError, match=r"sweeps\.t\.effective_scale: true needs model dln with network uv"):
+    with pytest.raises(ConfigError, match=r"^sweep t: effective_scale = true: needs model dln with network uv"):
         check_sweep("t", {**sweep, "network": "pm"})
-    with pytest.raises(ConfigError, match=r"sweeps\.t\.effective_scale.*not model linear"):
+    with pytest.raises(ConfigError, match=r"^sweep t: effective_scale = true: .*not model linear"):
         check_sweep("t", {**sweep, "model": "linear"})
 
 

@@ -206,6 +206,13 @@ OBSERVABLES = {
         Observable("gain_mean", "mean gain mean_i -ln(c_i/alpha^2) of the final c_i = u_i^2 - v_i^2 (network uv; "
                    "NaN where some c_i <= 0)", "1", frozenset({"sim:dln"}), per_time=False, may_be_nan=True,
                    opt_in="effective_scale"),
+        # prediction risk of an anisotropic design (docs/dmft.md "Diagonal designs"): (beta - beta*)^T
+        # Cov(x) (beta - beta*)/2 with Cov(x) = diag(s)/d for a diagonal design; for the isotropic one
+        # (s = 1) the same formula as e_test, so the same value. Opt-in (sweep key prediction_risk), so
+        # sweeps written before it keep their chunk contents and bits
+        Observable("e_pred", "prediction (excess) risk (beta - beta*)^T Cov(x) (beta - beta*) / 2, "
+                   "= ||sqrt(s) (beta - beta*)||^2 / (2d) for a diagonal design (= e_test for the isotropic one)",
+                   "1", _SIM | _D, dmft="e_pred", opt_in="prediction_risk"),
     )
 }
 

@@ -3,32 +3,26 @@
 # `snakemake --lint` asks that the two are not mixed in one file).
 import json
 import os
+from functools import lru_cache
 
 from dln_kernels.model.designs import is_default
 from dln_kernels.measure.phenomenon_kinds import PHENOMENON_KINDS, phenomenon_figures
-from dln_kernels.pipeline.sweep import (ConfigError, check_phenomenon_schedules, check_sweep, chunk_d, make_chunks,
-                               make_dmft_chunks, n_convergence, sim_chunk_bytes, time_grid)
+from dln_kernels.pipeline.chunks import chunk_d, make_chunks, make_dmft_chunks, n_convergence, sim_chunk_bytes
+from dln_kernels.pipeline.cost import COST
+from dln_kernels.pipeline.timegrid import n_steps_of
 from dln_kernels.model.problem import n_samples
 from dln_kernels.registry import implicit
 
 SWEEPS = config["sweeps"]
 SELECTED = [config["sweep"]] if isinstance(config["sweep"], str) else list(config["sweep"])
-for _name in SELECTED:
-    if _name not in SWEEPS:
-        raise WorkflowError(f"sweep: unknown sweep {_name!r}; defined sweeps: {sorted(SWEEPS)}")
-for _name, _sweep in SWEEPS.items():
-    try:
-        check_sweep(_name, _sweep)
-        # a sweep whose schedule one of its phenomenon figures was not built for (row `time_axis`
-        # of the phenomena table) is refused here, with the key named, before any job runs
-        check_phenomenon_schedules(_name, _sweep)
-    except ConfigError as exc:
-        raise WorkflowError(f"Invalid configuration: {exc}")
+# (the names and every sweep were checked by pipeline.config.check_config in the Snakefile)
 
-# Chunks by content-derived name (dln_kernels.pipeline.sweep.chunk_name): the file of a chunk is named by
+# Chunks by content-derived name (dln_kernels.pipeline.chunks.chunk_name): the file of a chunk is named by
 # what it computes, so inserting, removing or reordering grid values re-runs only new chunks.
 CHUNKS = {name: {c["name"]: c for c in make_chunks(sweep)} for name, sweep in SWEEPS.items()}
 DMFT_CHUNKS = {name: {c["name"]: c for c in make_dmft_chunks(sweep)} for name, sweep in SWEEPS.items()}
+# Steps per run, resolved once per sweep (the resource functions below run once per job).
+N_STEPS = {name: n_steps_of(sweep) for name, sweep in SWEEPS.items()}
 # Provenance reads the git commit of the checkout from here. It is deliberately not a param: a
 # job's identity must not depend on where the project lies (copied, moved, staged to scratch).
 # It is also the checkout that `--use-conda` installs (pip, editable) into the rules' environment
@@ -55,6 +49,7 @@ def canonical(obj):
     return json.dumps(obj, sort_keys=True)
 
 
+@lru_cache(maxsize=None)  # once per (sweep, keys), not once per job: a large DAG asks per job
 def sweep_part(sweep, keep):
     """Canonical param of the sweep keys that a rule reads, and nothing else (so a job re-runs
     when, and only when, something it computes from changes). Provenance still records the full
@@ -78,15 +73,16 @@ def sweep_part(sweep, keep):
 # chunks only. DMFT_KEYS hold no design: the DMFT is the Gaussian theory, one solve serves every
 # design of a sweep. The aggregation reads the list (the ``design`` dim of simulations.nc).
 SIM_KEYS = ("model", "network", "prior", "d", "seeds", "base_seed", "dt", "t_max", "output", "backend", "dtype",
-            "threads", "save_beta", "batch_sampling", "schedule", "effective_scale")
+            "threads", "save_beta", "batch_sampling", "schedule", "effective_scale", "prediction_risk")
 # Keys added after sweeps existed: a job's params leave them out at these (default) values, so the
 # jobs of such sweeps keep their identity (the kernels read the same default).
-IMPLICIT_KEYS = {"batch_sampling": "bernoulli", "schedule": {"kind": "constant"}, "effective_scale": False}
+IMPLICIT_KEYS = {"batch_sampling": "bernoulli", "schedule": {"kind": "constant"}, "effective_scale": False,
+                 "prediction_risk": False}
 # Sub-keys of `dmft` that choose figures only (`final_targets`): left out of every job's params,
 # so turning a figure on or off re-runs no DMFT job, and sweeps written before them keep their jobs.
 FIGURE_ONLY_DMFT_KEYS = ("phase_diagram",)
 DMFT_KEYS = ("model", "network", "prior", "dt", "t_max", "output", "backend", "dtype", "threads", "dmft", "schedule",
-             "effective_scale")
+             "effective_scale", "prediction_risk")
 AGGREGATE_KEYS = ("grid", "seeds", "base_seed", "backend", "dtype", "design")
 
 
@@ -106,7 +102,7 @@ def sim_mem_mb(wildcards):
     """Host memory of a simulation job in MB, from its chunk (G seeds × b members, n = δ·d rows):
 
     mem_mb = 300 + 8 · (G·n·d + 8·G·d·b + 2·G·n·b) / 1e6, i.e. the design, ~8 run-sized
-    arrays and the outputs in float64 (dln_kernels.pipeline.sweep.sim_chunk_bytes, the formula the
+    arrays and the outputs in float64 (dln_kernels.pipeline.chunks.sim_chunk_bytes, the formula the
     sweep's memory_budget_gb is checked with), plus 300 MB for Python and the libraries.
     """
     return 300 + int(sim_chunk_bytes(SWEEPS[wildcards.sweep], chunk_of(wildcards)) / 1e6)
@@ -116,13 +112,13 @@ def sim_runtime_min(wildcards):
     """Wall time of a simulation job in minutes, from its chunk:
 
     runtime = max(5, ⌊4·n·d·b·G·n_steps / (1e9 · 60)⌋ + 1), i.e. 4·n·d·b flops per step and
-    data group at a conservative 1 GFLOP/s, at least 5 minutes.
+    data group at the cost model's rate (pipeline.cost.COST, 1 GFLOP/s), at least 5 minutes.
     """
     sweep, chunk = SWEEPS[wildcards.sweep], chunk_of(wildcards)
-    n_steps = time_grid(sweep).n_steps
+    n_steps = N_STEPS[wildcards.sweep]
     n = n_samples(chunk["delta"], chunk_d(sweep, chunk))
     flops = 4.0 * n * chunk_d(sweep, chunk) * len(chunk["members"]) * len(chunk["seeds"]) * n_steps
-    return max(5, int(flops / 1e9 / 60) + 1)
+    return max(5, int(flops / COST.sim_flops_per_s / 60) + 1)
 
 
 def job_cpus(wildcards):
@@ -158,7 +154,7 @@ def dmft_mem_mb(wildcards):
     sweep, cfg = SWEEPS[wildcards.sweep], SWEEPS[wildcards.sweep]["dmft"]
     points = dmft_chunk_of(wildcards)["points"]
     sgd = any(p.get("batch_fraction", 1.0) < 1 for p in points)  # one more path history (the SGD noise rows)
-    need = memory_bytes(len(points), cfg["n_paths"], time_grid(sweep).n_steps, cfg["n_batches"], sweep["dtype"], sgd=sgd)
+    need = memory_bytes(len(points), cfg["n_paths"], N_STEPS[wildcards.sweep], cfg["n_batches"], sweep["dtype"], sgd=sgd)
     return 300 + int(min(need, cfg["memory_budget_gb"] * 1e9) / 1e6)
 
 
@@ -166,13 +162,13 @@ def dmft_runtime_min(wildcards):
     """Wall time of a DMFT job in minutes: max(5, ⌊P·N·T² / (2e8 · 60)⌋ + 1),
 
     P points, N = n_paths (1.5 n_paths with the convergence-in-N solve of half the paths,
-    ``dmft.n_convergence``), T = n_steps + 1: the O(N·T²) memory sums at ~2e8 terms per second.
+    ``dmft.n_convergence``), T = n_steps + 1: the O(N·T²) memory sums at pipeline.cost.COST's 2e8 terms per second.
     """
     sweep, cfg = SWEEPS[wildcards.sweep], SWEEPS[wildcards.sweep]["dmft"]
-    T = time_grid(sweep).n_steps + 1
+    T = N_STEPS[wildcards.sweep] + 1
     paths = cfg["n_paths"] * (1.5 if n_convergence(sweep) else 1)
     work = len(dmft_chunk_of(wildcards)["points"]) * paths * T * T
-    return max(5, int(work / 2e8 / 60) + 1)
+    return max(5, int(work / COST.dmft_terms_per_s / 60) + 1)
 
 
 # The phenomena table (docs/phenomena.md): one row per phenomenon figure, drawn by the one rule
@@ -222,7 +218,7 @@ def final_targets(sweeps):
         if SWEEPS[s]["static"]["enabled"]:
             names += ["static_phase_diagram", "recovery_diagram", "final_error_vs_alpha"]
         if SWEEPS[s]["dmft"]["enabled"] and SWEEPS[s]["dmft"]["phase_diagram"]:
-            names += ["dmft_phase_diagram", "dmft_phase_times"]  # over (α, δ) or (δ, ρ): sweep.check_phase_diagram
+            names += ["dmft_phase_diagram", "dmft_phase_times"]  # over (α, δ) or (δ, ρ): config.check_phase_diagram
         names += phenomenon_figures(s, SWEEPS[s])
         figs += [f"results/{s}/figures/{fig}.png" for fig in names]
     return figs

@@ -5,7 +5,7 @@ from _common import full_sweep, json_param, setup_logging
 from dln_kernels.pipeline import chunk_cache
 from dln_kernels.pipeline.io import DMFT_SCHEMA, write_chunk
 from dln_kernels.pipeline.provenance import fixed_threads, provenance
-from dln_kernels.pipeline.sweep import run_dmft_chunk
+from dln_kernels.pipeline.run import run_dmft_chunk
 
 smk = snakemake  # noqa: F821  (injected by Snakemake)
 log = setup_logging(smk.log[0])

@@ -8,7 +8,8 @@ from dln_kernels.pipeline import chunk_cache
 from dln_kernels.model.designs import provenance as design_provenance
 from dln_kernels.pipeline.io import write_chunk
 from dln_kernels.pipeline.provenance import fixed_threads, provenance
-from dln_kernels.pipeline.sweep import chunk_d, run_chunk
+from dln_kernels.pipeline.chunks import chunk_d
+from dln_kernels.pipeline.run import run_chunk
 
 smk = snakemake  # noqa: F821  (injected by Snakemake)
 log = setup_logging(smk.log[0])

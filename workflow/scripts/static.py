@@ -8,7 +8,7 @@ from _common import full_sweep, json_param, setup_logging
 
 from dln_kernels.pipeline.io import static_dataset, write_netcdf
 from dln_kernels.pipeline.provenance import provenance
-from dln_kernels.pipeline.sweep import static_grids, static_on_grid
+from dln_kernels.pipeline.run import static_grids, static_on_grid
 
 smk = snakemake  # noqa: F821  (injected by Snakemake)
 log = setup_logging(smk.log[0])

@@ -21,11 +21,11 @@ import seaborn as sns  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
 from dln_kernels.measure.curves import record_dim  # noqa: E402
-from dln_kernels.model.priors import second_moment  # noqa: E402
+from dln_kernels.model.priors import DEFAULT_PRIOR, second_moment  # noqa: E402
 from dln_kernels.registry import AXES  # noqa: E402
 from dln_kernels.static.solver import donoho_tanner_rho, l1_interpolator, min_l2_interpolator  # noqa: E402
 
-GB = {"kind": "gauss_bernoulli"}
+GB = DEFAULT_PRIOR
 SYMBOL = {a.name: a.symbol for a in AXES.values()}
 
 

@@ -39,7 +39,8 @@ so the two passes that read them (G row, A[k]·z) are matrix–matrix products w
 side per point; the other passes read per-point histories and stay matrix–vector (see
 docs/dmft.md, "Matrix–matrix across points").
 
-Afterwards C_r = A Aᵀ; E_train(k) = C_r[k, k]/2 = |A[k]|²/2, E_test(k) = C_Δ[k, k]/2.
+Afterwards C_r = A Aᵀ; E_train(k) = C_r[k, k]/2 = |A[k]|²/2, E_test(k) = C_Δ[k, k]/2 (and
+E_pred = E_test for the isotropic design).
 
 Mini-batch SGD (theory.md §5.2, per-point ``batch_fraction`` b < 1): the selection noise adds the
 diagonal D_k = ((1 − b)/b)·C_r[k, k] with C_r[k, k] = |A[k]|² + Σ_{l<k} AD[k, l]² (causal),
@@ -47,6 +48,16 @@ AD = K·diag(√D) built by rows from G like A; the field becomes (A[k]·z + AD[
 more noise history z' per point (orthonormal, orthogonal to z and to β* where the replica has
 ≥ 2T + 1 paths), so Cov(η) = K(M + D)Kᵀ/δ; afterwards C_r = A Aᵀ + (I − K) D (I − K)ᵀ. Points
 with b = 1 have D = 0; a chunk of b = 1 points only is solved by exactly the full-batch code.
+
+Diagonal designs (``design=``, docs/dmft.md "Diagonal designs"; theory.md §2 with rows
+x ~ N(0, diag(s)/d)): β̃ = √s β turns the design into the isotropic one, so the sample side is
+unchanged once it is fed Δ̃ = √s Δ. Each path carries a coordinate scale s drawn from the
+design's d scales (the finite-d spectrum as a quadrature, stream (seed, b, 3), shared by the
+points of a replica); steps 1–5 run on Δ̃ and x̃ = √s x (so C_Δ[k, l] = ⟨s Δ_k Δ_l⟩ and
+G[k, l] = ⟨s ∂Δ_k/∂h_l⟩), and the path is driven by g_k = √s·g̃_k = √s η_k − s Σ_l K[k, l] Δ_l,
+δg_k = √s (ε_k − (K x̃)_k) (SGD: the selection noise √s·AD[k]·z'/√δ likewise). E_test = ⟨Δ²⟩/2
+(unweighted), E_pred = ⟨s Δ²⟩/2 = C_Δ[k, k]/2, E_train = C_r[k, k]/2 unchanged. With s ≡ 1 the
+multiplications by √s = 1 are exact: the same bits as the isotropic solve (tested).
 
 Monte-Carlo error: the N paths of a point are split into ``n_batches`` independent replicas
 (each a complete, self-consistent solve with N/n_batches paths, run side by side); the estimate is
@@ -78,28 +89,76 @@ Time is O(N T²) per point (three per-point matrix–vector passes and two share
 passes over an N×k history at step k) plus O(B T³) for the rows of A = K L_M. Points are
 processed in chunks that fit ``memory_budget_bytes``; a single point that does not fit raises
 ``MemoryError`` naming the budget.
+
+Code: :func:`solve_dmft` resolves its inputs into a ``_Run`` (numerical options in a
+:class:`~dln_kernels.dmft.options.DMFTOptions`), draws the shared noise, solves the points chunk by
+chunk with :func:`_sweep` (resolved inputs ``_SweepInputs``, arrays ``_SweepArrays``, one named
+function per numbered step above) and records the registered observables through the table of
+:mod:`dln_kernels.dmft.recorders` (``DMFT_RECORDERS``, checked against the registry at import).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time as _time
+from dataclasses import dataclass
 
 import numpy as np
 
 from dln_kernels.dmft import cpu_products
+from dln_kernels.model import designs as _designs
 from dln_kernels.model import dln_state
 from dln_kernels.backend import backend_name, get_namespace, resolve_dtype, to_device, to_numpy, xp_dtype
-from dln_kernels.model.priors import validate_prior
-from dln_kernels.model.dln_state import effective_scale_runs
-from dln_kernels.dmft.spectral_rate import edge_rate
+from dln_kernels.registry import AXES, DMFT, axes_for
+from dln_kernels.model.priors import DEFAULT_PRIOR, prior_of
+from dln_kernels.model.dln_state import DivergenceError
+from dln_kernels.dmft.options import OPTION_NAMES, DMFTOptions, merge_options  # noqa: F401  (public here too)
+from dln_kernels.dmft.recorders import (  # noqa: F401  (public here too, as before the recorders table)
+    STEP_RECORDERS, Solve, decay_rate, noise_floor, recorders_for, spectral_decay_rate,
+)
 
 logger = logging.getLogger("dln_kernels.dmft.solver")
 
 MODELS = ("dln", "linear")
-POINT_KEYS = ("alpha", "delta", "rho", "sigma", "weight_decay", "dt", "batch_fraction")
-POINT_DEFAULTS = {"alpha": 1.0, "rho": 1.0, "sigma": 0.0, "weight_decay": 0.0, "batch_fraction": 1.0}
+# Point keys: the registry's axes that the DMFT reads (stage DMFT), but those a solve takes once per
+# call (splits_dmft: the depth, the keyword ``depth=``) and the step-size multiplier, which the
+# caller folds into ``dt`` / ``dt_schedule`` (``pipeline`` ``point_dt_schedule``); plus ``dt``,
+# which is not an axis. Defaults: the registry's (Axis.default), and α = 1 where the registry has
+# none (a sweep must give α; a direct call need not).
+_CALL_AXES = tuple(a.name for a in AXES.values() if DMFT in a.stages and a.splits_dmft)
+_STEP_AXES = ("dt_scale",)
+_LOCAL_DEFAULTS = {"alpha": 1.0}
+
+
+def _point_keys() -> tuple:
+    """POINT_KEYS from the registry (see above); ValueError at import if an axis named in
+    ``_STEP_AXES`` is no DMFT axis of the registry any more (the list went stale)."""
+    stale = [a for a in _STEP_AXES if a not in AXES or DMFT not in AXES[a].stages]
+    if stale:
+        raise ValueError(f"dmft.solver._STEP_AXES: {stale} are not DMFT axes of registry.AXES; update the list")
+    return tuple(a for a in axes_for(DMFT) if a not in _CALL_AXES + _STEP_AXES) + ("dt",)
+
+
+def _point_defaults(keys) -> dict:
+    """{key: default} of the point keys: the registry's single default value, else ``_LOCAL_DEFAULTS``
+    (keys without either are required: delta, dt)."""
+    out = {}
+    for k in keys:
+        default = AXES[k].default if k in AXES else None
+        if default is None:
+            if k in _LOCAL_DEFAULTS:
+                out[k] = _LOCAL_DEFAULTS[k]
+            continue
+        if len(default) != 1:
+            raise ValueError(f"registry.AXES[{k!r}].default {default}: a DMFT point key needs one default value")
+        out[k] = float(default[0])
+    return out
+
+
+POINT_KEYS = _point_keys()
+POINT_DEFAULTS = _point_defaults(POINT_KEYS)
 N_HISTORIES = 2  # per point: Gram–Schmidt basis Q, tangent history x
 N_SHARED = 2  # per job: noise z and probes ε (shared by the points of a job)
 N_MATRICES = 2  # per replica: L_M and A = K L_M
@@ -114,13 +173,17 @@ PASS_CLOCK = None  # benchmark hook: a dict {"seconds": 0.0} accumulates the wal
 # inputs
 # ----------------------------------------------------------------------------------------------
 def normalize_points(points, dt=None) -> dict:
-    """Parameter points as a dict of float64 arrays of equal length P.
+    """Parameter points as a dict of float64 arrays of equal length P, keys :data:`POINT_KEYS`.
 
     ``points`` is a list of dicts, or a dict of scalars / equal-length lists (broadcast). Keys:
-    alpha, delta, rho, sigma, weight_decay (alias ``lam``), dt, batch_fraction (mini-batch SGD,
-    theory.md §5). ``delta`` is required; ``dt`` may come from the keyword; the others default to
-    alpha = 1, rho = 1, sigma = 0, weight_decay = 0, batch_fraction = 1 (full-batch GD).
-    Raises ValueError naming the key and value for a batch_fraction outside (0, 1].
+    alpha, delta, rho, sigma, weight_decay (alias ``lam``), batch_fraction (mini-batch SGD,
+    theory.md §5) — the registry's DMFT axes but the depth (``solve_dmft(depth=)``) and the
+    step-size multiplier ``dt_scale`` (the caller folds it into dt) — and dt. ``delta`` is
+    required; ``dt`` may come from the keyword; the others default to the registry's defaults
+    (``registry.AXES[...].default``: rho = 0.2, sigma = 0, weight_decay = 0, batch_fraction = 1,
+    full-batch GD) and alpha = 1 (:data:`POINT_DEFAULTS`).
+    Raises ValueError for an empty list, an unknown key, a missing delta or dt, delta or dt ≤ 0,
+    rho outside [0, 1], and (naming the value) a batch_fraction outside (0, 1].
     """
     if isinstance(points, dict):
         items = {k: np.atleast_1d(np.asarray(v, dtype=float)) for k, v in points.items()}
@@ -196,40 +259,6 @@ def sweep_work(n_points: int, n_paths: int, n_steps: int, n_batches: int = 8, dt
 # ----------------------------------------------------------------------------------------------
 # random inputs (host side, then moved to the backend)
 # ----------------------------------------------------------------------------------------------
-def _stratified_teacher(prior: dict, rho: float, n: int, rng: np.random.Generator) -> np.ndarray:
-    """n draws of β* with exact component counts and Gaussian values on quantile strata."""
-    from scipy.special import ndtri
-
-    if prior["kind"] == "gauss_bernoulli":
-        weights = np.array([1.0 - rho, rho])
-    else:
-        weights = np.concatenate([[1.0 - rho], rho * np.asarray(prior["probs"], dtype=float)])
-    raw = weights * n
-    counts = np.floor(raw).astype(int)
-    short = n - counts.sum()
-    if short > 0:  # largest remainders, ties broken at random
-        order = np.lexsort((rng.random(len(raw)), -(raw - counts)))
-        counts[order[:short]] += 1
-    vals = [np.zeros(counts[0])]
-    if prior["kind"] == "gauss_bernoulli":
-        m = counts[1]
-        vals.append(ndtri((np.arange(m) + rng.random(m)) / max(m, 1)))
-    else:
-        for c, v in zip(counts[1:], prior["values"]):
-            vals.append(np.full(c, float(v)))
-    out = np.concatenate(vals)
-    return out[rng.permutation(n)]
-
-
-def _iid_teacher(prior: dict, rho: float, n: int, rng: np.random.Generator) -> np.ndarray:
-    on = rng.random(n) < rho
-    if prior["kind"] == "gauss_bernoulli":
-        vals = rng.standard_normal(n)
-    else:
-        vals = rng.choice(np.asarray(prior["values"], float), size=n, p=np.asarray(prior["probs"], float))
-    return np.where(on, vals, 0.0)
-
-
 def _noise_matrix(n: int, T: int, rng: np.random.Generator, orthogonal: bool, rademacher: bool) -> np.ndarray:
     """T×n matrix whose rows are the per-time noises of n paths.
 
@@ -276,21 +305,432 @@ def _selection_noise(Z: np.ndarray, beta_star: np.ndarray, rng: np.random.Genera
 
 
 # ----------------------------------------------------------------------------------------------
-# core sweep for one chunk of systems (replicas × points)
+# core sweep for one chunk of systems (replicas × points): inputs, arrays, paths
 # ----------------------------------------------------------------------------------------------
-def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every, label, net=None,
-           keep_matrices=False, Zp=None):
-    """Run the forward sweep for S = B·P systems (B replicas of P points). Arrays are on the backend.
+@dataclass(frozen=True)
+class _SweepInputs:
+    """Resolved inputs of one sweep of S = B·P systems (B replicas of P points), on the backend.
 
-    Systems are replica-major: system s = b·P + j is replica b of point j. par: dict of (S,)
-    arrays alpha, delta, sigma, weight_decay, dt. beta_star (S, n). Z, E (B, T, n): the noise and
-    the probes of replica b, shared by the P points of the chunk (common random numbers), so the
-    two passes that read them are one matrix–matrix product per replica (P right-hand sides).
-    ``net``: the DLN state kernels (``dln_state.network_state``; default uv).
+    Systems are replica-major: system s = b·P + j is replica b of point j. ``par``: dict of (S,)
+    arrays alpha, delta, rho, sigma, weight_decay, batch_fraction, dt (and ``dt_steps``
+    (S, T − 1), a step schedule). ``beta_star`` (S, n). ``Z``, ``E`` (B, T, n): the noise and the
+    probes of replica b, shared by the P points of the chunk (common random numbers). ``Zp``
+    (S, T, n) or None: the per-point SGD noise rows z' (theory.md §5.2). ``net``: the DLN state
+    kernels (``dln_state.network_state``). The rest is derived (:func:`_sweep_inputs`): column
+    vectors δ, λ, dt (S, 1), 1/√δ, the dtype's ``tiny``, whether the CPU loops of
+    :mod:`cpu_products` run the passes over Q (``cpu``, itemsize ``item``), the benchmark clock,
+    and the SGD coefficient (1 − b)/b (``d_coef``, with ``Zp``). ``root_s`` (S, n) or None: √s of
+    each path's coordinate scale s (a diagonal design, docs/dmft.md "Diagonal designs"; the P
+    points of a replica share them); None for the isotropic design (s ≡ 1, no multiplications)."""
+
+    xp: object
+    dtype: object
+    model: str
+    net: object
+    par: dict
+    beta_star: object
+    Z: object
+    E: object
+    Zp: object
+    T: int
+    pivot_tol: float
+    progress_every: int
+    label: str
+    keep_matrices: bool
+    B: int
+    P: int
+    S: int
+    n: int
+    delta: object
+    lam: object
+    dt: object
+    dt_steps: object
+    inv_sqrt_delta: object
+    d_coef: object
+    tiny: float
+    sqrt_n: float
+    inv_sqrt_n: float
+    cpu: bool
+    item: int
+    clock: dict | None
+    root_s: object = None
+
+
+def _sweep_inputs(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every, label, net=None,
+                  keep_matrices=False, Zp=None, root_s=None) -> _SweepInputs:
+    """The :class:`_SweepInputs` of a sweep (arguments as its fields; ``net`` default: uv)."""
+    if net is None:
+        net = dln_state.network_state("uv", 2)
+    B = Z.shape[0]
+    S, n = beta_star.shape
+    delta = par["delta"][:, None]
+    sqrt_n = math.sqrt(n)
+    # The two passes over a point's Gram–Schmidt basis Q (2 and 3 right-hand sides): on a GPU (and
+    # any non-NumPy namespace) one matmul each; on a CPU the fused loops of cpu_products (a BLAS
+    # runs 2–3 right-hand sides at a third of its matrix–vector bandwidth), made per block of
+    # systems whose Q fits CACHE_BYTES, so that the second pass reads the block from cache.
+    cpu = (backend_name(xp) == "numpy" and cpu_products.AVAILABLE and not FUSE_PRODUCTS
+           and dtype in (xp.float32, xp.float64))
+    return _SweepInputs(
+        xp=xp, dtype=dtype, model=model, net=net, par=par, beta_star=beta_star, Z=Z, E=E, Zp=Zp, T=T,
+        pivot_tol=pivot_tol, progress_every=progress_every, label=label, keep_matrices=keep_matrices,
+        B=B, P=S // B, S=S, n=n, delta=delta, lam=par["weight_decay"][:, None], dt=par["dt"][:, None],
+        dt_steps=par.get("dt_steps"), inv_sqrt_delta=1.0 / xp.sqrt(delta),
+        d_coef=None if Zp is None else (1.0 - par["batch_fraction"]) / par["batch_fraction"],
+        tiny=float(np.finfo(np.float32 if dtype == xp.float32 else np.float64).tiny),
+        sqrt_n=sqrt_n, inv_sqrt_n=1.0 / sqrt_n, cpu=cpu, item=4 if dtype == xp.float32 else 8, clock=PASS_CLOCK,
+        root_s=None if root_s is None else xp.reshape(xp.broadcast_to(root_s[:, None, :], (B, S // B, n)), (S, n)),
+    )
+
+
+@dataclass(frozen=True)
+class _SweepArrays:
+    """The sweep's arrays, filled in place row by row. ``Q`` (S, T, n): orthonormal path-space
+    basis (Gram–Schmidt of a_k; row k final at step k + 1), ``Qs`` (S, T) its σ-coordinate;
+    ``Yh`` (S, T, n): history of y = K x (K applied to the tangents δΔ); ``A`` (S, T, T):
+    A = K L_M = √δ L, by rows of (I + G/δ) A = L_M; ``LM`` (S, T, T): factor of M (a dropped,
+    dependent direction is a zero column); ``G`` (S, T, T) with ``keep_matrices``, else None;
+    ``cd_diag`` (S, T): ⟨Δ_k²⟩ (a diagonal design: ⟨s Δ_k²⟩, the sample side's C[k, k]);
+    ``cd_phys`` (S, T): ⟨Δ_k²⟩ unweighted (a diagonal design; the same array as ``cd_diag``
+    without one); ``AD`` (S, T, T): K·diag(√D) with SGD, else None. Per step:
+    ``a1``, ``a10``: a_k's remainder (the next pending row) and its σ-coordinate, ``mem``
+    (S, n): Σ_{l<k} K[k, l] Δ_l, the memory term of the field."""
+
+    Q: object
+    Qs: object
+    Yh: object
+    A: object
+    LM: object
+    G: object
+    cd_diag: object
+    cd_phys: object
+    AD: object
+    a1: object
+    a10: object
+    mem: object
+
+
+def _allocate(inp: _SweepInputs) -> _SweepArrays:
+    """Zeroed :class:`_SweepArrays` of the sweep."""
+    xp, S, T, n, dtype = inp.xp, inp.S, inp.T, inp.n, inp.dtype
+    cd_diag = xp.zeros((S, T), dtype=dtype)
+    return _SweepArrays(
+        Q=xp.zeros((S, T, n), dtype=dtype), Qs=xp.zeros((S, T), dtype=dtype), Yh=xp.zeros((S, T, n), dtype=dtype),
+        A=xp.zeros((S, T, T), dtype=dtype), LM=xp.zeros((S, T, T), dtype=dtype),
+        G=xp.zeros((S, T, T), dtype=dtype) if inp.keep_matrices else None, cd_diag=cd_diag,
+        cd_phys=cd_diag if inp.root_s is None else xp.zeros((S, T), dtype=dtype),
+        AD=None if inp.Zp is None else xp.zeros((S, T, T), dtype=dtype),
+        a1=xp.zeros((S, n), dtype=dtype), a10=xp.zeros((S,), dtype=dtype), mem=xp.zeros((S, n), dtype=dtype),
+    )
+
+
+@dataclass(frozen=True)
+class _Paths:
+    """The N paths of every system after k steps, (S, n) each. DLN uv: exact coordinates
+    (a, b) = (u + v, u − v) and their tangents (δa, δb); pm: (u, v) and (δu, δv) (see
+    ``dln_state``); linear model: ``a`` = β and ``da`` = δβ (``b``, ``db`` None)."""
+
+    a: object
+    b: object
+    da: object
+    db: object
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """Row k − 1 of the Gram–Schmidt, one pass done: remainder ``q`` (S, n), its σ-coordinate
+    ``q0`` (S,), and |a_{k−1}| (S,) for its pivot test."""
+
+    q: object
+    q0: object
+    anorm: object
+
+
+def _init_paths(inp: _SweepInputs) -> _Paths:
+    """The paths at k = 0 (DLN: ``net.init`` at α; linear: β = 0), tangents zero."""
+    xp, shape, dtype = inp.xp, (inp.S, inp.n), inp.dtype
+    if inp.model == "dln":
+        pa, pb = inp.net.init(xp, inp.par["alpha"][:, None], shape, dtype)
+        return _Paths(pa, pb, xp.zeros(shape, dtype=dtype), xp.zeros(shape, dtype=dtype))
+    return _Paths(xp.zeros(shape, dtype=dtype), None, xp.zeros(shape, dtype=dtype), None)
+
+
+def _deviation(inp: _SweepInputs, p: _Paths):
+    """Step 1: Δ_k = β_k − β* and the tangent x_k = δβ_k (uv: v δu + u δv in (a, b))."""
+    if inp.model == "dln":
+        return inp.net.beta(p.a, p.b) - inp.beta_star, inp.net.tangent_beta(p.a, p.b, p.da, p.db)
+    return p.a - inp.beta_star, p.da
+
+
+def _advance(inp: _SweepInputs, p: _Paths, k: int, gk, dgk) -> _Paths:
+    """Step 6: the GD update of the paths by the field g_k and of their tangents by δg_k."""
+    dt = inp.dt if inp.dt_steps is None else inp.dt_steps[:, k : k + 1]
+    if inp.model == "dln":
+        da, db = inp.net.tangent_step(p.a, p.b, p.da, p.db, gk, dgk, dt, dt * inp.lam)
+        a, b = inp.net.step(p.a, p.b, gk, dt, dt * inp.lam)
+        return _Paths(a, b, da, db)
+    return _Paths(p.a + dt * (gk - inp.lam * p.a), None, p.da + dt * (dgk - inp.lam * p.da), None)
+
+
+# ----------------------------------------------------------------------------------------------
+# core sweep: the passes
+# ----------------------------------------------------------------------------------------------
+def _timed(f):
+    """With the benchmark hook on (the sweep's ``clock``, from PASS_CLOCK), add f's wall time to
+    clock["seconds"]."""
+    @functools.wraps(f)
+    def g(inp, *args):
+        if inp.clock is None:
+            return f(inp, *args)
+        t = _time.perf_counter()
+        out = f(inp, *args)
+        inp.clock["seconds"] += _time.perf_counter() - t
+        return out
+    return g
+
+
+def _bdot(xp, u, v):
+    """Row-wise dot products of (S, n) arrays."""
+    return xp.sum(u * v, axis=1)
+
+
+def _shared(inp: _SweepInputs, x):
+    """(B, n) per-replica row -> (S, n), the same for the P points of a replica."""
+    xp = inp.xp
+    return xp.reshape(xp.broadcast_to(x[:, None, :], (inp.B, inp.P, inp.n)), (inp.S, inp.n))
+
+
+def _pad(inp: _SweepInputs, x):
+    """(B, P, m): a lone point gets a zero partner, so the shared products are always
+    matrix–matrix (BLAS routes one right-hand side to a matrix–vector kernel with another
+    summation order): a point's result is then bitwise independent of its batch-mates."""
+    if inp.P > 1:
+        return x
+    return inp.xp.concat([x, inp.xp.zeros_like(x)], axis=1)
+
+
+def _system_blocks(inp: _SweepInputs, m: int) -> list:
+    """[(s0, s1)]: one block on a GPU; on a CPU blocks of ≤ CACHE_BYTES of Q[:m]."""
+    if not inp.cpu:
+        return [(0, inp.S)]
+    g = max(1, CACHE_BYTES // max(1, m * inp.n * inp.item))
+    return [(s0, min(inp.S, s0 + g)) for s0 in range(0, inp.S, g)]
+
+
+@_timed
+def _dots(inp: _SweepInputs, H, m, v1, v2):
+    """(H[:, :m] v1, H[:, :m] v2), H (s, T, n), v (s, n) -> 2 × (s, m)."""
+    if inp.cpu:
+        return cpu_products.dots2(H, m, v1, v2)
+    xp = inp.xp
+    out = xp.matmul(H[:, :m, :], xp.matrix_transpose(xp.stack([v1, v2], axis=1)))
+    return out[:, :, 0], out[:, :, 1]
+
+
+@_timed
+def _combos(inp: _SweepInputs, H, m, cs):
+    """[c H[:, :m] for c in cs], c (s, m) -> 3 × (s, n)."""
+    if inp.cpu:
+        return cpu_products.combos3(H, m, *cs)
+    out = inp.xp.matmul(inp.xp.stack(cs, axis=1), H[:, :m, :])
+    return [out[:, i, :] for i in range(len(cs))]
+
+
+@_timed
+def _memory_y(inp: _SweepInputs, st: _SweepArrays, grow, k):
+    """Σ_{l<k} G[k, l] y_l: one pass over the tangent history, (S, n)."""
+    return inp.xp.matmul(grow[:, None, :], st.Yh[:, :k, :])[:, 0, :]
+
+
+def _response_row(inp: _SweepInputs, st: _SweepArrays, k: int, xk):
+    """Steps 2–3: row k of G = ⟨x_k ε_l⟩ (l < k; one GEMM per replica, (k×n)@(n×P)) and
+    y_k = (K x)_k by forward substitution of (I + G/δ) y = x (K is never formed). Returns
+    (G row (S, k), y_k (S, n)); (None, x_0) at k = 0."""
+    if k == 0:
+        return None, xk
+    xp, B, P, n = inp.xp, inp.B, inp.P, inp.n
+    gr = xp.matmul(inp.E[:, :k, :], xp.matrix_transpose(_pad(inp, xp.reshape(xk, (B, P, n)))))  # (B, k, P)
+    grow = xp.reshape(xp.matrix_transpose(gr[:, :, :P]), (inp.S, k)) / n
+    if st.G is not None:
+        st.G[:, k, :k] = grow
+    return grow, xk - _memory_y(inp, st, grow, k) / inp.delta
+
+
+def _reorthogonalise(inp: _SweepInputs, st: _SweepArrays, sl: slice, m: int, pe, pe0, a_k, a_0, anorm):
+    """Pass 1 over Q[:m] for systems ``sl``: the second (delayed) projection of the pending row m
+    and the projections of a_k on the final rows; finishes rows m of LM and A (but the
+    diagonal's next pass). Returns (c2, pk, 1/ρ (0 for a dependent row), q_m · a_k)."""
+    xp = inp.xp
+    if m > 0:  # pass 1: Q[:m]ᵀ [pending, a_k]
+        pr0, pr1 = _dots(inp, st.Q[sl, :, :], m, pe, a_k)
+        c2 = pr0 + st.Qs[sl, :m] * pe0[:, None]  # reorthogonalisation of row m
+        pk = pr1 + st.Qs[sl, :m] * a_0[:, None]  # projections of a_k on final rows
+    else:
+        c2 = pk = xp.zeros((sl.stop - sl.start, 0), dtype=inp.dtype)
+    rho2 = _bdot(xp, pe, pe) + pe0 * pe0 - xp.sum(c2 * c2, axis=1)  # Pythagoras
+    rho = xp.sqrt(xp.maximum(rho2, 0.0))
+    keep_m = rho > inp.pivot_tol * xp.maximum(anorm[sl], inp.tiny)
+    inv_rho = xp.where(keep_m, 1.0 / xp.where(keep_m, rho, 1.0), 0.0)
+    coef = (_bdot(xp, pe, a_k) + pe0 * a_0 - xp.sum(c2 * pk, axis=1)) * inv_rho  # q_m · a_k
+    st.LM[sl, m, :m] = st.LM[sl, m, :m] + c2
+    st.LM[sl, m, m] = xp.where(keep_m, rho, 0.0)
+    st.A[sl, m, :m] = st.A[sl, m, :m] + c2  # A[m] = Σ_l K[m, l] L_M[l] and K[m, m] = 1
+    st.A[sl, m, m] = st.LM[sl, m, m]
+    return c2, pk, inv_rho, coef
+
+
+def _finish_row(inp: _SweepInputs, st: _SweepArrays, sl: slice, m: int, pe, pe0, a_k, a_0, C, inv_rho, f, h):
+    """Pass 2 over Q[:m] for systems ``sl`` (m > 0): three combinations ``C`` of Q[:m] (fix of
+    row m, a_k's remainder, memory term; None for m = 0). Writes Q[m], Qs[m] and a1, a10, mem."""
+    xp = inp.xp
+    if m > 0:
+        U = _combos(inp, st.Q[sl, :, :], m, C)
+        u0 = [_bdot(xp, ci, st.Qs[sl, :m]) for ci in C]  # σ-coordinates
+        st.Q[sl, m, :] = (pe - U[0]) * inv_rho[:, None]
+        st.Qs[sl, m] = (pe0 - u0[0]) * inv_rho
+        st.a1[sl, :] = a_k - U[1] - f[:, None] * pe
+        st.a10[sl] = a_0 - u0[1] - f * pe0
+        st.mem[sl, :] = (U[2] + h[:, None] * pe) * inp.sqrt_n
+    else:
+        st.Q[sl, m, :] = pe * inv_rho[:, None]
+        st.Qs[sl, m] = pe0 * inv_rho
+        st.a1[sl, :] = a_k - f[:, None] * pe
+        st.a10[sl] = a_0 - f * pe0
+        st.mem[sl, :] = h[:, None] * pe * inp.sqrt_n
+
+
+def _gram_schmidt_rows(inp: _SweepInputs, st: _SweepArrays, sl: slice, k: int, ak, a0, pend: _Pending, grow):
+    """Step 4: rows k − 1 (second pass) and k (first pass) of L_M, A and Q for systems ``sl`` (k ≥ 1).
+
+    Gram–Schmidt of a_k = (σ, Δ_k/√n), whose Gram matrix is M, with the second
+    (re)orthogonalisation of row m = k − 1 delayed to this step and fused with the projection
+    of a_k (DCGS2): two passes over Q[:m] instead of four (see docs/dmft.md). Writes Q[m],
+    Qs[m], rows m and k of LM and A (but their diagonal at k), and a1, a10 (a_k's remainder),
+    mem (the memory term of step 5) for these systems.
+    """
+    xp = inp.xp
+    pe, pe0, a_k, a_0 = pend.q[sl, :], pend.q0[sl], ak[sl, :], a0[sl]
+    m = k - 1  # rows < m of Q are final; row m is pending (one pass done)
+    c2, pk, inv_rho, coef = _reorthogonalise(inp, st, sl, m, pe, pe0, a_k, a_0, pend.anorm)
+    # Σ_{l<k} K[k, l] Δ_l/√n = Σ_{j<k} A'_j q_j (path part), A' = K[k, :k] L_M[:k, :k]
+    # = −(1/δ) G[k, :k] A[:k, :k] (row k of (I + G/δ) A = L_M without its L_M[k] term)
+    Ap = -xp.matmul(grow[sl, None, :], st.A[sl, :k, :k])[:, 0, :] / inp.delta[sl, :]
+    f = coef * inv_rho
+    h = Ap[:, m] * inv_rho
+    C = [c2, pk - f[:, None] * c2, Ap[:, :m] - h[:, None] * c2] if m > 0 else None
+    _finish_row(inp, st, sl, m, pe, pe0, a_k, a_0, C, inv_rho, f, h)
+    c = xp.concat([pk, coef[:, None]], axis=1)
+    st.LM[sl, k, :k] = c
+    st.A[sl, k, :k] = Ap + c
+
+
+def _factor_row(inp: _SweepInputs, st: _SweepArrays, k: int, dk, grow, pend: _Pending | None):
+    """Step 4 for all systems: row k of L_M (first pass; its diagonal, the pivot test of a_k's
+    remainder) and row k − 1 (second pass), by blocks of systems. Returns the new pending row
+    and the memory term of step 5 (None at k = 0)."""
+    xp = inp.xp
+    ak = dk * inp.inv_sqrt_n
+    a0 = inp.par["sigma"]
+    anorm = xp.sqrt(_bdot(xp, ak, ak) + a0 * a0)
+    if k == 0:
+        a1, a10, mem = ak, a0, None
+    else:
+        a1, a10, mem = st.a1, st.a10, st.mem
+        for s0, s1 in _system_blocks(inp, k - 1):
+            _gram_schmidt_rows(inp, st, slice(s0, s1), k, ak, a0, pend, grow)
+    rn = xp.sqrt(_bdot(xp, a1, a1) + a10 * a10)
+    keep = rn > inp.pivot_tol * xp.maximum(anorm, inp.tiny)
+    new = _Pending(xp.where(keep[:, None], a1, 0.0), xp.where(keep, a10, 0.0), anorm)
+    st.LM[:, k, k] = xp.where(keep, rn, 0.0)
+    st.A[:, k, k] = st.LM[:, k, k]
+    return new, mem
+
+
+def _selection_row(inp: _SweepInputs, st: _SweepArrays, k: int, grow):
+    """SGD (theory.md §5.2): row k of AD = K·diag(√D), AD[k, :k] = −(1/δ) G[k, :k] AD[:k, :k], and
+    its diagonal √D_k, D_k = ((1 − b)/b)·C_r[k, k] from rows < k and row k of A (causal)."""
+    xp, A, AD = inp.xp, st.A, st.AD
+    if k > 0:
+        AD[:, k, :k] = -xp.matmul(grow[:, None, :], AD[:, :k, :k])[:, 0, :] / inp.delta
+    ck = xp.sum(A[:, k, : k + 1] * A[:, k, : k + 1], axis=1) + xp.sum(AD[:, k, :k] * AD[:, k, :k], axis=1)
+    AD[:, k, k] = xp.sqrt(inp.d_coef * ck)
+
+
+def _field(inp: _SweepInputs, st: _SweepArrays, k: int, dk, mem, yk):
+    """Step 5: the driving field g_k = Σ_{l≤k} K[k, l] (w_l/√δ − Δ_l), w = L_M z (+ √D z' with
+    SGD: Cov(η) = K (M + D) Kᵀ/δ), and the tangent field δg_k = ε_k − Σ_{l≤k} K[k, l] x_l."""
+    xp, B, P, n = inp.xp, inp.B, inp.P, inp.n
+    eta = xp.reshape(xp.matmul(_pad(inp, xp.reshape(st.A[:, k, : k + 1], (B, P, k + 1))), inp.Z[:, : k + 1, :])[:, :P, :],
+                     (inp.S, n))
+    if inp.Zp is not None:
+        eta = eta + xp.matmul(st.AD[:, k : k + 1, : k + 1], inp.Zp[:, : k + 1, :])[:, 0, :]
+    gk = eta * inp.inv_sqrt_delta - dk
+    if mem is not None:
+        gk = gk - mem
+    return gk, _shared(inp, inp.E[:, k, :]) - yk
+
+
+def _last_row(inp: _SweepInputs, st: _SweepArrays, pend: _Pending):
+    """Second pass of the last row (the delayed reorthogonalisation has no next step to ride on)."""
+    xp, m = inp.xp, inp.T - 1
+    if m == 0:
+        return
+    c2 = xp.matmul(st.Q[:, :m, :], pend.q[:, :, None])[:, :, 0] + st.Qs[:, :m] * pend.q0[:, None]
+    rho = xp.sqrt(xp.maximum(_bdot(xp, pend.q, pend.q) + pend.q0 * pend.q0 - xp.sum(c2 * c2, axis=1), 0.0))
+    keep_m = rho > inp.pivot_tol * xp.maximum(pend.anorm, inp.tiny)
+    st.LM[:, m, :m] = st.LM[:, m, :m] + c2
+    st.LM[:, m, m] = xp.where(keep_m, rho, 0.0)
+    st.A[:, m, :m] = st.A[:, m, :m] + c2
+    st.A[:, m, m] = st.LM[:, m, m]
+
+
+def _check_finite(inp: _SweepInputs, dk):
+    """Never hand on silent NaNs: DivergenceError naming the points and both causes."""
+    if bool(inp.xp.all(inp.xp.isfinite(dk))):
+        return
+    bad = ", ".join(f"{k}={sorted(set(to_numpy(inp.par[k]).tolist()))}" for k in ("alpha", "delta", "weight_decay", "dt"))
+    raise DivergenceError(
+        f"{inp.label}: DMFT paths diverged (non-finite) at {bad}, with {inp.n} paths per replica. Two "
+        "causes: (1) dt above the stability bound of the paths' tail: the curvature of a deep "
+        "network's coordinate grows like |beta|^((2L-2)/L), and the d -> infinity limit samples "
+        "the tails of the prior (|beta*| up to ~4 for a Gaussian prior) and of the overshoot "
+        "after a saddle escape (|beta| ~ 3 for teacher values +-1 at L = 4); reduce dt. (2) Too few paths per replica (n_paths/n_batches): when "
+        "a deep network (L >= 3, small alpha) escapes its saddle, a replica's response estimate "
+        "rests on the few paths that escaped first (measured at L = 4, alpha = 0.1, dt = 0.02: "
+        "401 and 802 paths per replica diverged, 1604 did not); raise n_paths or lower n_batches"
+    )
+
+
+def _log_progress(inp: _SweepInputs, k: int, t0: float):
+    """Every ``progress_every`` steps: steps done, time elapsed and (O(T²) work) time left."""
+    if inp.progress_every and (k + 1) % inp.progress_every == 0:
+        T, el = inp.T, _time.perf_counter() - t0
+        logger.info("%s step %d/%d (%.0f%%), %.1f s elapsed, ~%.1f s left", inp.label, k + 1, T - 1,
+                    100.0 * (k + 1) / (T - 1), el, el * ((T / (k + 1.0)) ** 2 - 1.0))
+
+
+def _sweep_outputs(inp: _SweepInputs, st: _SweepArrays, p: _Paths) -> dict:
+    """The sweep's result (see :func:`_sweep`); the final Gauss–Newton metric w of each path
+    (uv: u² + v², pm: L²(u^{2L−2} + v^{2L−2})) samples the weight law for the spectral rate."""
+    dln = inp.model == "dln"
+    w = inp.net.metric(p.a, p.b) if dln else inp.xp.ones_like(p.a)
+    if inp.root_s is not None:  # X diag(w) Xᵀ = X̃ diag(s w) X̃ᵀ: the isotropic edge at the metric s·w
+        w = w * (inp.root_s * inp.root_s)
+    out = {"A": st.A, "LM": st.LM, "cd_diag": st.cd_diag, "cd_phys": st.cd_phys, "G": st.G, "w": w}
+    if dln and inp.net.network == "uv":  # final u² − v² = a·b of each path: the effective scale
+        out["scale"] = p.a * p.b
+    if inp.Zp is not None:
+        out["AD"] = st.AD
+    return out
+
+
+def _sweep(inp: _SweepInputs) -> dict:
+    """Run the forward sweep (module docstring, steps 1–6) for the S = B·P systems of ``inp``.
+
     Returns dict of (S, T, T) matrices A = K L_M and LM, the (S, T) diagonal ``cd_diag`` = ⟨Δ_k²⟩, the (S, n)
     final Gauss–Newton metric ``w`` of the paths (uv: u² + v²; pm: L²(u^{2L−2} + v^{2L−2});
-    linear: 1), for the uv network the (S, n) final u² − v² of the paths (``scale``), with
-    ``keep_matrices`` also G (S, T, T).
+    linear: 1), for the uv network the (S, n) final u² − v² of the paths (``scale``), ``G``
+    (S, T, T) with ``keep_matrices`` (else None). Raises DivergenceError for non-finite paths.
 
     Mini-batch SGD (theory.md §5.2): with ``Zp`` (S, T, n), the per-point noise rows z' of the
     selection noise, a point of batch fraction b < 1 (``par["batch_fraction"]``) adds the diagonal
@@ -304,343 +744,73 @@ def _sweep(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every,
     Gram–Schmidt basis Q (delayed reorthogonalisation, 2 and 3 right-hand sides) and one over the
     per-point tangent history (δg); with SGD one more over the per-point z' (field).
     """
-    if net is None:
-        net = dln_state.network_state("uv", 2)
-    B = Z.shape[0]
-    S, n = beta_star.shape
-    P = S // B
-    delta = par["delta"][:, None]
-    lam = par["weight_decay"][:, None]
-    dt_steps = par.get("dt_steps")  # (S, T − 1) step schedule, or None: constant dt per point
-    dt = par["dt"][:, None]
-    inv_sqrt_delta = 1.0 / xp.sqrt(delta)
-    tiny = float(np.finfo(np.float32 if dtype == xp.float32 else np.float64).tiny)
-
-    Q = xp.zeros((S, T, n), dtype=dtype)   # orthonormal path-space basis (Gram–Schmidt of a_k), row k final at step k + 1
-    Qs = xp.zeros((S, T), dtype=dtype)     # its σ-coordinate
-    Yh = xp.zeros((S, T, n), dtype=dtype)  # history of y = K x (K applied to the tangents δΔ)
-    A = xp.zeros((S, T, T), dtype=dtype)   # A = K L_M = √δ L, by rows: (I + G/δ) A = L_M
-    LM = xp.zeros((S, T, T), dtype=dtype)  # factor of M (a dropped, dependent direction is a zero column)
-    G = xp.zeros((S, T, T), dtype=dtype) if keep_matrices else None
-    cd_diag = xp.zeros((S, T), dtype=dtype)
-    sig = par["sigma"]
-    sqrt_n = math.sqrt(n)
-    inv_sqrt_n = 1.0 / sqrt_n
-    if Zp is not None:  # selection noise D_k = ((1 − b)/b) C_r[k, k] (theory.md §5.2)
-        AD = xp.zeros((S, T, T), dtype=dtype)  # K·diag(√D), by rows like A
-        d_coef = (1.0 - par["batch_fraction"]) / par["batch_fraction"]
-
-    if model == "dln":  # uv: exact coordinates (a, b) = (u + v, u − v); pm: (u, v); see dln_state
-        pa, pb = net.init(xp, par["alpha"][:, None], (S, n), dtype)
-        da = xp.zeros((S, n), dtype=dtype)
-        db = xp.zeros((S, n), dtype=dtype)
-    else:
-        bk = xp.zeros((S, n), dtype=dtype)
-        dbk = xp.zeros((S, n), dtype=dtype)
-
-    def shared(x):  # (B, n) per-replica row -> (S, n), the same for the P points of a replica
-        return xp.reshape(xp.broadcast_to(x[:, None, :], (B, P, n)), (S, n))
-
-    def pad(x):  # (B, P, m): a lone point gets a zero partner, so the shared products are always
-        # matrix–matrix (BLAS routes one right-hand side to a matrix–vector kernel with another
-        # summation order): a point's result is then bitwise independent of its batch-mates
-        if P > 1:
-            return x
-        return xp.concat([x, xp.zeros_like(x)], axis=1)
-
-    # The two passes over a point's Gram–Schmidt basis Q (2 and 3 right-hand sides): on a GPU (and
-    # any non-NumPy namespace) one matmul each; on a CPU the fused loops of cpu_products (a BLAS
-    # runs 2–3 right-hand sides at a third of its matrix–vector bandwidth), made per block of
-    # systems whose Q fits CACHE_BYTES, so that the second pass reads the block from cache.
-    cpu = (backend_name(xp) == "numpy" and cpu_products.AVAILABLE and not FUSE_PRODUCTS
-           and dtype in (xp.float32, xp.float64))
-    item = 4 if dtype == xp.float32 else 8
-
-    def system_blocks(m):  # [(s0, s1)]: one block on a GPU; on a CPU blocks of ≤ CACHE_BYTES of Q[:m]
-        if not cpu:
-            return [(0, S)]
-        g = max(1, CACHE_BYTES // max(1, m * n * item))
-        return [(s0, min(S, s0 + g)) for s0 in range(0, S, g)]
-
-    clock = PASS_CLOCK
-
-    def timed(f):  # with the benchmark hook on, add f's wall time to clock["seconds"]
-        if clock is None:
-            return f
-
-        def g(*args):
-            t = _time.perf_counter()
-            out = f(*args)
-            clock["seconds"] += _time.perf_counter() - t
-            return out
-        return g
-
-    @timed
-    def dots(H, m, v1, v2):  # (H[:, :m] v1, H[:, :m] v2), H (s, T, n), v (s, n) -> 2 × (s, m)
-        if cpu:
-            return cpu_products.dots2(H, m, v1, v2)
-        out = xp.matmul(H[:, :m, :], xp.matrix_transpose(xp.stack([v1, v2], axis=1)))
-        return out[:, :, 0], out[:, :, 1]
-
-    @timed
-    def combos(H, m, cs):  # [c H[:, :m] for c in cs], c (s, m) -> 3 × (s, n)
-        if cpu:
-            return cpu_products.combos3(H, m, *cs)
-        out = xp.matmul(xp.stack(cs, axis=1), H[:, :m, :])
-        return [out[:, i, :] for i in range(len(cs))]
-
-    @timed
-    def memory_y(grow, k):  # Σ_{l<k} G[k, l] y_l: one pass over the tangent history, (S, n)
-        return xp.matmul(grow[:, None, :], Yh[:, :k, :])[:, 0, :]
-
-    def bdot(u, v):  # row-wise dot products of (S, n) arrays
-        return xp.sum(u * v, axis=1)
-
-    a1_buf = xp.zeros((S, n), dtype=dtype)  # a_k's remainder, next step's pending row
-    a10_buf = xp.zeros((S,), dtype=dtype)   # its σ-coordinate
-    mem_buf = xp.zeros((S, n), dtype=dtype)  # Σ_{l<k} K[k, l] Δ_l (memory term of the field)
-
-    def gram_schmidt_rows(s0, s1, k, ak, a0, pend, pend0, anorm_prev, grow):
-        """Rows k − 1 (second pass) and k (first pass) of L_M, A and Q for systems s0:s1 (k ≥ 1).
-
-        Gram–Schmidt of a_k = (σ, Δ_k/√n), whose Gram matrix is M, with the second
-        (re)orthogonalisation of row m = k − 1 delayed to this step and fused with the projection
-        of a_k (DCGS2): two passes over Q[:m] instead of four (see docs/dmft.md). Writes Q[m],
-        Qs[m], rows m and k of LM and A (but their diagonal at k), and a1_buf, a10_buf (a_k's
-        remainder), mem_buf (the memory term) for these systems.
-        """
-        sl = slice(s0, s1)
-        pe, pe0, a_k, a_0 = pend[sl, :], pend0[sl], ak[sl, :], a0[sl]
-        m = k - 1  # rows < m of Q are final; row m is pending (one pass done)
-        if m > 0:  # pass 1: Q[:m]ᵀ [pending, a_k]
-            pr0, pr1 = dots(Q[sl, :, :], m, pe, a_k)
-            c2 = pr0 + Qs[sl, :m] * pe0[:, None]  # reorthogonalisation of row m
-            pk = pr1 + Qs[sl, :m] * a_0[:, None]  # projections of a_k on final rows
-        else:
-            c2 = pk = xp.zeros((s1 - s0, 0), dtype=dtype)
-        rho2 = bdot(pe, pe) + pe0 * pe0 - xp.sum(c2 * c2, axis=1)  # Pythagoras
-        rho = xp.sqrt(xp.maximum(rho2, 0.0))
-        keep_m = rho > pivot_tol * xp.maximum(anorm_prev[sl], tiny)
-        inv_rho = xp.where(keep_m, 1.0 / xp.where(keep_m, rho, 1.0), 0.0)
-        coef = (bdot(pe, a_k) + pe0 * a_0 - xp.sum(c2 * pk, axis=1)) * inv_rho  # q_m · a_k
-        LM[sl, m, :m] = LM[sl, m, :m] + c2
-        LM[sl, m, m] = xp.where(keep_m, rho, 0.0)
-        A[sl, m, :m] = A[sl, m, :m] + c2  # A[m] = Σ_l K[m, l] L_M[l] and K[m, m] = 1
-        A[sl, m, m] = LM[sl, m, m]
-        # Σ_{l<k} K[k, l] Δ_l/√n = Σ_{j<k} A'_j q_j (path part), A' = K[k, :k] L_M[:k, :k]
-        # = −(1/δ) G[k, :k] A[:k, :k] (row k of (I + G/δ) A = L_M without its L_M[k] term)
-        Ap = -xp.matmul(grow[sl, None, :], A[sl, :k, :k])[:, 0, :] / delta[sl, :]
-        f = coef * inv_rho
-        h = Ap[:, m] * inv_rho
-        if m > 0:  # pass 2: three combinations of Q[:m] (fix of row m, a_k's remainder, memory term)
-            C = [c2, pk - f[:, None] * c2, Ap[:, :m] - h[:, None] * c2]
-            U = combos(Q[sl, :, :], m, C)
-            u0 = [bdot(ci, Qs[sl, :m]) for ci in C]  # σ-coordinates
-            Q[sl, m, :] = (pe - U[0]) * inv_rho[:, None]
-            Qs[sl, m] = (pe0 - u0[0]) * inv_rho
-            a1_buf[sl, :] = a_k - U[1] - f[:, None] * pe
-            a10_buf[sl] = a_0 - u0[1] - f * pe0
-            mem_buf[sl, :] = (U[2] + h[:, None] * pe) * sqrt_n
-        else:
-            Q[sl, m, :] = pe * inv_rho[:, None]
-            Qs[sl, m] = pe0 * inv_rho
-            a1_buf[sl, :] = a_k - f[:, None] * pe
-            a10_buf[sl] = a_0 - f * pe0
-            mem_buf[sl, :] = h[:, None] * pe * sqrt_n
-        c = xp.concat([pk, coef[:, None]], axis=1)
-        LM[sl, k, :k] = c
-        A[sl, k, :k] = Ap + c
-
-    pend = pend0 = anorm_prev = None
+    st = _allocate(inp)
+    paths = _init_paths(inp)
+    pend = None
     t0 = _time.perf_counter()
-    for k in range(T):
-        if model == "dln":
-            dk = net.beta(pa, pb) - beta_star
-            xk = net.tangent_beta(pa, pb, da, db)  # uv: δβ = v δu + u δv in (a, b)
-        else:
-            dk = bk - beta_star
-            xk = dbk
-        cd_diag[:, k] = bdot(dk, dk) / n
-        yk = xk
-        if k > 0:  # row k of G = ⟨x_k ε_l⟩: one GEMM per replica, (k×n)@(n×P)
-            gr = xp.matmul(E[:, :k, :], xp.matrix_transpose(pad(xp.reshape(xk, (B, P, n)))))  # (B, k, P)
-            grow = xp.reshape(xp.matrix_transpose(gr[:, :, :P]), (S, k)) / n
-            if G is not None:
-                G[:, k, :k] = grow
-            # y_k = (K x)_k by forward substitution of (I + G/δ) y = x: K is never formed
-            yk = xk - memory_y(grow, k) / delta
-        Yh[:, k, :] = yk
-        # Row k of L_M (first pass) and row k − 1 (second pass): gram_schmidt_rows, by blocks
-        ak = dk * inv_sqrt_n
-        a0 = sig
-        anorm = xp.sqrt(bdot(ak, ak) + a0 * a0)
-        mem = None
-        if k == 0:
-            a1, a10 = ak, a0
-        else:
-            a1, a10, mem = a1_buf, a10_buf, mem_buf
-            for s0, s1 in system_blocks(k - 1):
-                gram_schmidt_rows(s0, s1, k, ak, a0, pend, pend0, anorm_prev, grow)
-        rn = xp.sqrt(bdot(a1, a1) + a10 * a10)
-        keep = rn > pivot_tol * xp.maximum(anorm, tiny)
-        pend = xp.where(keep[:, None], a1, 0.0)
-        pend0 = xp.where(keep, a10, 0.0)
-        anorm_prev = anorm
-        LM[:, k, k] = xp.where(keep, rn, 0.0)
-        A[:, k, k] = LM[:, k, k]
-        if Zp is not None:  # AD[k, :k] = −(1/δ) G[k, :k] AD[:k, :k]; D_k from C_r[k, k] (causal)
-            if k > 0:
-                AD[:, k, :k] = -xp.matmul(grow[:, None, :], AD[:, :k, :k])[:, 0, :] / delta
-            ck = xp.sum(A[:, k, : k + 1] * A[:, k, : k + 1], axis=1) + xp.sum(AD[:, k, :k] * AD[:, k, :k], axis=1)
-            AD[:, k, k] = xp.sqrt(d_coef * ck)
-        if k == T - 1:
+    rs = inp.root_s
+    for k in range(inp.T):
+        dk, xk = _deviation(inp, paths)
+        if rs is not None:  # diagonal design: the sample side sees Δ̃ = √s Δ and its tangent √s x
+            st.cd_phys[:, k] = _bdot(inp.xp, dk, dk) / inp.n
+            dk, xk = rs * dk, rs * xk
+        st.cd_diag[:, k] = _bdot(inp.xp, dk, dk) / inp.n
+        grow, yk = _response_row(inp, st, k, xk)
+        st.Yh[:, k, :] = yk
+        pend, mem = _factor_row(inp, st, k, dk, grow, pend)
+        if inp.Zp is not None:
+            _selection_row(inp, st, k, grow)
+        if k == inp.T - 1:
             break
-        # driving field of step k: g_k = Σ_{l≤k} K[k, l] (w_l/√δ − Δ_l), w = L_M z
-        eta = xp.reshape(xp.matmul(pad(xp.reshape(A[:, k, : k + 1], (B, P, k + 1))), Z[:, : k + 1, :])[:, :P, :], (S, n))
-        if Zp is not None:  # w̃ = L_M z + √D z': Cov(η) = K (M + D) Kᵀ/δ
-            eta = eta + xp.matmul(AD[:, k : k + 1, : k + 1], Zp[:, : k + 1, :])[:, 0, :]
-        gk = eta * inv_sqrt_delta - dk
-        if mem is not None:
-            gk = gk - mem
-        dgk = shared(E[:, k, :]) - yk  # ε_k − Σ_{l≤k} K[k, l] x_l
-        # GD update of the path and of its tangent
-        if dt_steps is not None:
-            dt = dt_steps[:, k : k + 1]
-        if model == "dln":
-            da, db = net.tangent_step(pa, pb, da, db, gk, dgk, dt, dt * lam)
-            pa, pb = net.step(pa, pb, gk, dt, dt * lam)
-        else:
-            bk = bk + dt * (gk - lam * bk)
-            dbk = dbk + dt * (dgk - lam * dbk)
-        if progress_every and (k + 1) % progress_every == 0:
-            el = _time.perf_counter() - t0
-            logger.info("%s step %d/%d (%.0f%%), %.1f s elapsed, ~%.1f s left", label, k + 1, T - 1,
-                        100.0 * (k + 1) / (T - 1), el, el * ((T / (k + 1.0)) ** 2 - 1.0))
-    # second pass of the last row (the delayed reorthogonalisation has no next step to ride on)
-    m = T - 1
-    if m > 0:
-        c2 = xp.matmul(Q[:, :m, :], pend[:, :, None])[:, :, 0] + Qs[:, :m] * pend0[:, None]
-        rho = xp.sqrt(xp.maximum(bdot(pend, pend) + pend0 * pend0 - xp.sum(c2 * c2, axis=1), 0.0))
-        keep_m = rho > pivot_tol * xp.maximum(anorm_prev, tiny)
-        LM[:, m, :m] = LM[:, m, :m] + c2
-        LM[:, m, m] = xp.where(keep_m, rho, 0.0)
-        A[:, m, :m] = A[:, m, :m] + c2
-        A[:, m, m] = LM[:, m, m]
-    if not bool(xp.all(xp.isfinite(dk))):  # never hand on silent NaNs: name the points
-        from dln_kernels.model.dln_state import DivergenceError
-
-        bad = ", ".join(f"{k}={sorted(set(to_numpy(par[k]).tolist()))}" for k in ("alpha", "delta", "weight_decay", "dt"))
-        raise DivergenceError(
-            f"{label}: DMFT paths diverged (non-finite) at {bad}, with {n} paths per replica. Two "
-            "causes: (1) dt above the stability bound of the paths' tail: the curvature of a deep "
-            "network's coordinate grows like |beta|^((2L-2)/L), and the d -> infinity limit samples "
-            "the tails of the prior (|beta*| up to ~4 for a Gaussian prior) and of the overshoot "
-            "after a saddle escape (|beta| ~ 3 for teacher values +-1 at L = 4); reduce dt. (2) Too few paths per replica (n_paths/n_batches): when "
-            "a deep network (L >= 3, small alpha) escapes its saddle, a replica's response estimate "
-            "rests on the few paths that escaped first (measured at L = 4, alpha = 0.1, dt = 0.02: "
-            "401 and 802 paths per replica diverged, 1604 did not); raise n_paths or lower n_batches"
-        )
-    # final Gauss–Newton metric w of each path (uv: u² + v², pm: L²(u^{2L−2} + v^{2L−2})):
-    # samples of the weight law for the spectral rate
-    w = net.metric(pa, pb) if model == "dln" else xp.ones_like(bk)
-    out = {"A": A, "LM": LM, "cd_diag": cd_diag, "G": G, "w": w}
-    if model == "dln" and net.network == "uv":  # final u² − v² = a·b of each path: the effective scale
-        out["scale"] = pa * pb
-    if Zp is not None:
-        out["AD"] = AD
-    return out
+        gk, dgk = _field(inp, st, k, dk, mem, yk)
+        if rs is not None:  # g = √s g̃ = √s η − s Σ_l K[k, l] Δ_l; δg = √s (ε − (K x̃)_k)
+            gk, dgk = rs * gk, rs * dgk
+        paths = _advance(inp, paths, k, gk, dgk)
+        _log_progress(inp, k, t0)
+    _last_row(inp, st, pend)
+    _check_finite(inp, dk)
+    return _sweep_outputs(inp, st, paths)
 
 
 # ----------------------------------------------------------------------------------------------
-# public API
+# a solve: resolved inputs, chunks of points, outputs
 # ----------------------------------------------------------------------------------------------
-def solve_dmft(
-    points,
-    *,
-    n_steps: int,
-    dt: float | None = None,
-    dt_schedule=None,
-    record_steps=None,
-    n_paths: int = 20000,
-    prior: dict | None = None,
-    model: str = "dln",
-    seed: int = 0,
-    backend: str = "numpy",
-    dtype: str = "float64",
-    n_batches: int = 8,
-    variance_reduction: bool = True,
-    return_matrices: bool = False,
-    memory_budget_bytes: float | None = 4e9,
-    floor_factor: float = 3.0,
-    pivot_tol: float | None = None,
-    progress: bool = True,
-    network: str = "uv",
-    depth: int = 2,
-) -> dict:
-    """Solve the DMFT of constant-step GD for a batch of parameter points.
+@dataclass(frozen=True)
+class _Run:
+    """The resolved inputs of a :func:`solve_dmft` call (host). ``par``: the points
+    (:func:`normalize_points`; with a schedule ``dt`` is its last step), ``sched`` (P, n_steps) or
+    None, ``rec`` the record steps, ``n`` paths per replica, ``chunk`` points per sweep (memory
+    budget), ``xp``/``dt_np`` the namespace and run dtype, ``opts`` the numerical options,
+    ``scales`` (d,) float64 the diagonal design's coordinate scales s (None: isotropic)."""
 
-    Parameters
-    ----------
-    points : list of dicts or dict of lists with keys alpha, delta, rho, sigma, weight_decay
-        (alias lam), dt and batch_fraction (b < 1: mini-batch SGD, theory.md §5.2); see
-        :func:`normalize_points`. All points share ``n_steps``.
-    n_steps : number of GD steps; the solve covers T = n_steps + 1 states k = 0 … n_steps.
-    dt : default step size for points without a ``dt`` key.
-    dt_schedule : optional step schedule dt_k, k = 0 … n_steps − 1, shape (n_steps,) (all points)
-        or (P, n_steps) (one per point), positive and finite; then the points carry no ``dt``.
-        The state after k steps is at time t_k = Σ_{j<k} dt_j (``schedule.step_times``), the
-        same convention as the simulator's ``dt_schedule``. The returned ``dt`` is then the last
-        step (the one the spectral decay rate refers to) and ``dt_schedule`` (P, n_steps) is
-        returned too. ValueError for a bad shape or value, or for points with ``dt`` as well.
-    record_steps : sorted step indices at which observables are returned (default: all).
-    n_paths : Monte-Carlo paths per point, split into ``n_batches`` independent replicas.
-    prior : teacher prior dict (default Gauss–Bernoulli); ``model``: "dln" or "linear".
-    network, depth : the DLN family for model "dln" (one per call): ``"uv"`` (β = u v, depth 2)
-        or ``"pm"`` (β = u^L − v^L, L = depth ≥ 2, theory.md §6). Ignored by the linear model
-        (but still validated).
-    seed : base seed; batch b draws from the stream (seed, b), the same for every point (common
-        random numbers across points, so a point's result does not depend on its batch-mates);
-        the SGD noise rows z' of a point with batch_fraction < 1 from the stream (seed, b, 2).
-    backend, dtype : array backend ("numpy" | "cupy" | "auto") and float type.
-    variance_reduction : orthogonal noise/probe rows and stratified teachers (see module doc).
-    return_matrices : also return replica-averaged T×T matrices C_delta, C_r, G, K per point.
-    memory_budget_bytes : bytes the solver may hold (see :func:`memory_bytes`); points are
-        processed in chunks that fit, and a single point over budget raises ``MemoryError``.
-        ``None`` disables the check.
-    floor_factor : E_train / E_test values below ``floor_factor`` × their noise floor are flagged.
-    pivot_tol : relative Gram–Schmidt remainder below which a row of M counts as dependent
-        (default 1e-12 for float64, 1e-5 for float32).
+    model: str
+    prior: object
+    net: object
+    xp: object
+    dt_np: type
+    pivot_tol: float
+    par: dict
+    sched: np.ndarray | None
+    rec: np.ndarray
+    T: int
+    n: int
+    chunk: int
+    progress_every: int
+    opts: DMFTOptions
+    scales: np.ndarray | None = None
 
-    Returns
-    -------
-    dict of NumPy arrays (P points, R = len(record_steps)):
-        ``step`` (R,), ``time`` (P, R); point parameters ``alpha``, ``delta``, ``rho``, ``sigma``,
-        ``weight_decay``, ``dt`` (P,);
-        ``e_train``, ``e_test`` (P, R): replica means; ``e_train_se``, ``e_test_se`` (P, R):
-        Monte-Carlo standard errors (replica std / √n_batches);
-        ``e_train_batches``, ``e_test_batches`` (P, n_batches, R);
-        ``e_train_floor``, ``e_test_floor`` (P, R): estimated noise floors;
-        ``e_train_below_floor``, ``e_test_below_floor`` (P, R) bool: values that are noise, not
-        physics; ``decay_rate``, ``decay_rate_se`` (P,): late-time exponential rate of E_train
-        in time units (E_train ∝ exp(−rate · t)), fitted on the reliable late part (NaN when
-        there is none); ``decay_window`` (P, 2): the step window used;
-        ``decay_rate_spectral`` (P,): the same rate from the spectral edge at the final state,
-        free of the noise floor (λ = 0 and batch_fraction = 1 only, else NaN; see
-        :func:`spectral_decay_rate`);
-        ``alpha_eff`` (P,): √(geometric mean over the paths of the final u² − v²), the effective
-        initialisation scale α·Π_k(1 − dt² g_k²)^{1/2} of discrete GD/SGD (λ = 0; network uv
-        only, NaN otherwise; see ``phenomena_measure.effective_scale_summary``);
-        with return_matrices: ``C_delta``, ``C_r``, ``G``, ``K`` (P, T, T).
-    """
-    if model not in MODELS:
-        raise ValueError(f"model: unknown value {model!r}; expected one of {MODELS}")
-    prior = prior or {"kind": "gauss_bernoulli"}
-    validate_prior(prior)
-    xp = get_namespace(backend)
-    dt_np = resolve_dtype(dtype)
-    if pivot_tol is None:
-        pivot_tol = 1e-12 if dt_np == np.float64 else 1e-5
-    net = dln_state.network_state(network, depth)
+    @property
+    def P(self) -> int:
+        return self.par["delta"].size
+
+    @property
+    def B(self) -> int:
+        return self.opts.n_batches
+
+
+def _points_and_steps(points, dt, dt_schedule, n_steps):
+    """(par, sched): the points and the step schedule (P, n_steps) or None; with a schedule
+    ``par["dt"]`` is its last step. ValueError for dt given with a schedule or a bad schedule."""
     sched = None
     if dt_schedule is not None:
         rows = [points] if isinstance(points, dict) else list(points)
@@ -658,6 +828,11 @@ def solve_dmft(
                              f"({P0}, {n_steps}), got shape {np.shape(dt_schedule)}")
         sched = np.ascontiguousarray(sched)
         par["dt"] = sched[:, -1].copy()
+    return par, sched
+
+
+def _check_alpha(par, net, model, dt_np, dtype):
+    """ValueError if a DLN point's α is below alpha_min(dtype) of its network (dln_state)."""
     a_min = net.alpha_min(dt_np)
     if model == "dln" and np.min(par["alpha"]) < a_min:
         where = "" if net.network == "uv" else f" for network {net.network!r} of depth {net.depth}"
@@ -665,166 +840,373 @@ def solve_dmft(
             f"points: alpha {np.min(par['alpha']):g} is below alpha_min({dtype}) = "
             f"{a_min:.2g}{where}, the smallest initialisation the DLN state keeps exact"
         )
-    P = par["delta"].size
+
+
+def _record_steps(record_steps, n_steps) -> np.ndarray:
+    """The record steps (default all), or ValueError unless sorted unique steps in [0, n_steps]."""
+    rec = np.arange(int(n_steps) + 1) if record_steps is None else np.asarray(record_steps, dtype=np.int64)
+    if rec.ndim != 1 or rec.size == 0 or rec.min() < 0 or rec.max() > n_steps or np.any(np.diff(rec) <= 0):
+        raise ValueError(f"record_steps: need sorted unique steps in [0, {n_steps}]")
+    return rec
+
+
+def _chunk_size(P: int, n_steps: int, any_sgd: bool, opts: DMFTOptions) -> int:
+    """Points per sweep within ``memory_budget_bytes`` (all P without a budget); MemoryError naming
+    the budget if one point does not fit."""
+    B, budget = opts.n_batches, opts.memory_budget_bytes
+    N = opts.paths_per_replica * B
+    per_point = memory_bytes(1, N, n_steps, B, opts.dtype, opts.return_matrices, sgd=any_sgd)
+    shared_bytes = memory_bytes(0, N, n_steps, B, opts.dtype, opts.return_matrices, sgd=any_sgd)
+    if budget is None:
+        return P
+    if per_point > budget:
+        raise MemoryError(
+            f"DMFT run needs {per_point / 1e9:.3g} GB per point (n_paths={N}, "
+            f"T={n_steps + 1}, n_batches={B}, {opts.dtype}), above memory_budget_bytes="
+            f"{budget / 1e9:.3g} GB; lower n_paths or n_steps, use float32, or "
+            f"raise the budget"
+        )
+    return max(1, min(int((budget - shared_bytes) // (per_point - shared_bytes)), P))
+
+
+def design_scales(design) -> np.ndarray | None:
+    """The coordinate scales s (d,) float64 of the ``design`` argument of :func:`solve_dmft`, or
+    None for the isotropic design (None, or kind ``gaussian``: s ≡ 1, solved by the isotropic code).
+
+    ``design``: a design specification (``model.designs``; resolved or not, but its ``d`` given:
+    the finite-d spectrum is the quadrature of the paths) with a diagonal covariance
+    (``gaussian_powerlaw`` with ``rotation: none``, ``two_level``), or a 1-D array of positive
+    finite scales with mean 1 (e.g. the eigenvalues of any design, ``designs.design_spectrum``:
+    the coordinate-wise theory of that spectrum). Raises ValueError (``designs.DesignError``)
+    naming ``design.<key>`` for a design without a diagonal covariance, a missing ``d`` or a bad
+    key, and ``design`` for scales that are not positive, finite, 1-D or of mean 1 (rel. 1e-6).
+    """
+    if design is None:
+        return None
+    if isinstance(design, dict):
+        if design.get("kind") == "gaussian":
+            return None
+        des = _designs.resolve_design(design, design.get("d"), "design")
+        if not _designs.is_diagonal(des):
+            key = "rotation" if des["kind"] == "gaussian_powerlaw" else "kind"
+            raise _designs.DesignError(
+                f"design.{key}: the DMFT closes coordinate-wise only for a diagonal covariance (a DLN is not "
+                f"rotation invariant); {des['name']!r} ({des['kind']}) is not diagonal. Use kind two_level, "
+                f"gaussian_powerlaw with rotation: none, or pass its spectrum (designs.design_spectrum) as an array")
+        return np.array(_designs.diagonal_scales(des), dtype=np.float64)
+    s = np.asarray(design, dtype=np.float64)
+    if s.ndim != 1 or s.size < 1 or not np.all(np.isfinite(s)) or np.any(s <= 0):
+        raise ValueError(f"design: scales must be a non-empty 1-D array of positive finite numbers, got shape {s.shape}")
+    if abs(float(s.mean()) - 1.0) > 1e-6:
+        raise ValueError(f"design: scales must have mean 1 (the variance convention, theory.md §1), got {s.mean():.8g}")
+    return s.copy()
+
+
+def _path_scales(scales: np.ndarray, n: int, rng: np.random.Generator, stratified: bool) -> np.ndarray:
+    """The scales s (n,) of one replica's n paths drawn from the design's d scales (the finite-d
+    spectrum as a quadrature). ``stratified`` (variance reduction): path j of the sorted list
+    takes the scale at position ⌊(j + ½) d/n⌋ of the sorted spectrum (each scale ≈ n/d times:
+    an exact quadrature when d divides n), then a random permutation (``rng``) pairs scales with
+    paths, so s is independent of the stratified teacher; else n i.i.d. draws from the spectrum."""
+    d = scales.size
+    if not stratified:
+        return scales[rng.integers(0, d, size=n)]
+    srt = np.sort(scales)
+    return srt[((np.arange(n) + 0.5) * d / n).astype(np.int64)][rng.permutation(n)]
+
+
+def _resolve(points, n_steps, dt, dt_schedule, record_steps, prior, model, network, depth, opts,
+             design=None) -> _Run:
+    """The :class:`_Run` of a call, with every input checked (the errors of :func:`solve_dmft`)."""
+    if model not in MODELS:
+        raise ValueError(f"model: unknown value {model!r}; expected one of {MODELS}")
+    scales = design_scales(design)
+    prior = prior_of(prior or DEFAULT_PRIOR)
+    xp = get_namespace(opts.backend)
+    dt_np = resolve_dtype(opts.dtype)
+    pivot_tol = opts.pivot_tol if opts.pivot_tol is not None else (1e-12 if dt_np == np.float64 else 1e-5)
+    net = dln_state.network_state(network, depth)
+    par, sched = _points_and_steps(points, dt, dt_schedule, n_steps)
+    _check_alpha(par, net, model, dt_np, opts.dtype)
     T = int(n_steps) + 1
     if n_steps < 1:
         raise ValueError(f"n_steps: need at least 1, got {n_steps}")
-    rec = np.arange(T) if record_steps is None else np.asarray(record_steps, dtype=np.int64)
-    if rec.ndim != 1 or rec.size == 0 or rec.min() < 0 or rec.max() > n_steps or np.any(np.diff(rec) <= 0):
-        raise ValueError(f"record_steps: need sorted unique steps in [0, {n_steps}]")
-    if n_batches < 2:
-        raise ValueError("n_batches: need at least 2 independent replicas for a standard error")
-    n = n_paths // n_batches
-    if n < 2:
-        raise ValueError(f"n_paths/n_batches = {n}: too few paths per replica")
+    rec = _record_steps(record_steps, n_steps)
+    chunk = _chunk_size(par["delta"].size, n_steps, bool(np.any(par["batch_fraction"] < 1)), opts)
+    return _Run(model=model, prior=prior, net=net, xp=xp, dt_np=dt_np, pivot_tol=pivot_tol, par=par, sched=sched,
+                rec=rec, T=T, n=opts.paths_per_replica, chunk=chunk,
+                progress_every=max(1, (T - 1) // 10) if opts.progress else 0, opts=opts, scales=scales)
 
-    any_sgd = bool(np.any(par["batch_fraction"] < 1))
-    per_point = memory_bytes(1, n * n_batches, n_steps, n_batches, dtype, return_matrices, sgd=any_sgd)
-    shared_bytes = memory_bytes(0, n * n_batches, n_steps, n_batches, dtype, return_matrices, sgd=any_sgd)
-    if memory_budget_bytes is None:
-        chunk = P
-    else:
-        chunk = int((memory_budget_bytes - shared_bytes) // (per_point - shared_bytes))
-        if per_point > memory_budget_bytes:
-            raise MemoryError(
-                f"DMFT run needs {per_point / 1e9:.3g} GB per point (n_paths={n * n_batches}, "
-                f"T={T}, n_batches={n_batches}, {dtype}), above memory_budget_bytes="
-                f"{memory_budget_bytes / 1e9:.3g} GB; lower n_paths or n_steps, use float32, or "
-                f"raise the budget"
-            )
-        chunk = max(1, min(chunk, P))
 
-    # host results keep the run dtype (a float32 solve returns float32 observables)
-    w_final = np.zeros((P, n_batches * n), dtype=dt_np)
-    scale_final = np.full((P, n_batches * n), np.nan, dtype=dt_np)
-    out_tr = np.zeros((P, n_batches, rec.size), dtype=dt_np)
-    out_te = np.zeros((P, n_batches, rec.size), dtype=dt_np)
-    mats = {k: np.zeros((P, T, T), dtype=dt_np) for k in ("C_delta", "C_r", "G", "K")} if return_matrices else None
-    progress_every = max(1, (T - 1) // 10) if progress else 0
+@dataclass(frozen=True)
+class _Noise:
+    """The noise z and probes ε of each replica on the backend (B, T, n), z on the host where
+    a point has b < 1 (its z' is made orthogonal to z), else None, and √s (B, n) of the paths'
+    coordinate scales for a diagonal design, else None."""
 
-    # Random inputs of replica b (host, documented streams): noise z and probes ε from the stream
-    # (seed, b, 1), shared by every point (common random numbers, so the passes that read them are
-    # matrix–matrix products across points); the teacher β* of a point from (seed, b), as before.
-    Zs = np.empty((n_batches, T, n))
-    Es = np.empty((n_batches, T, n))
-    for bidx in range(n_batches):
-        rng = np.random.default_rng([seed, bidx, 1])
-        Zs[bidx] = _noise_matrix(n, T, rng, variance_reduction, rademacher=False)
-        Es[bidx] = _noise_matrix(n, T, rng, variance_reduction, rademacher=True)
-    Zd, Ed = to_device(xp, Zs, dt_np), to_device(xp, Es, dt_np)
-    Zs_host = Zs if np.any(par["batch_fraction"] < 1) else None  # z' is made orthogonal to z
-    del Zs, Es
-    for c0 in range(0, P, chunk):
-        idx = np.arange(c0, min(P, c0 + chunk))
-        Pc = idx.size
-        S = Pc * n_batches
-        sgd = bool(np.any(par["batch_fraction"][idx] < 1))  # else exactly the full-batch solve
-        bs = np.empty((S, n))
-        Zps = np.zeros((S, T, n)) if sgd else None
-        for bidx in range(n_batches):
-            for j, i in enumerate(idx):
-                rng = np.random.default_rng([seed, bidx])  # common random numbers across points
-                if variance_reduction:
-                    bs[bidx * Pc + j] = _stratified_teacher(prior, par["rho"][i], n, rng)
-                else:
-                    bs[bidx * Pc + j] = _iid_teacher(prior, par["rho"][i], n, rng)
-                if sgd and par["batch_fraction"][i] < 1:
-                    # z' of the point: its own stream (seed, b, 2), orthogonal to the replica's
-                    # shared z and to the point's β* where it can be (theory.md §5 Checks 8), so
-                    # it does not depend on the point's batch-mates
-                    Zps[bidx * Pc + j] = _selection_noise(Zs_host[bidx], bs[bidx * Pc + j],
-                                                          np.random.default_rng([seed, bidx, 2]), variance_reduction)
-        sys_par = {k: to_device(xp, np.tile(par[k][idx], n_batches), dt_np) for k in POINT_KEYS}
-        if sched is not None:
-            sys_par["dt_steps"] = to_device(xp, np.tile(sched[idx], (n_batches, 1)), dt_np)
-        kind = model if model != "dln" or net.network == "uv" else f"dln/{net.network}{net.depth}"
-        label = f"dmft[{kind}] points {idx[0]}..{idx[-1]} of {P}"
-        logger.info("%s: %d systems x %d paths, T=%d", label, S, n, T)
-        res = _sweep(
-            xp, xp_dtype(xp, dt_np), model, sys_par, to_device(xp, bs, dt_np), Zd, Ed, T, pivot_tol,
-            progress_every, label, net, keep_matrices=return_matrices,
-            Zp=None if Zps is None else to_device(xp, Zps, dt_np),
-        )
-        del Zps
+    Z: object
+    E: object
+    Z_host: np.ndarray | None
+    root_s: object = None
 
-        def to_points(arr):  # (S, ...) replica-major -> (Pc, B, ...) host array
-            a = to_numpy(arr)
-            return np.swapaxes(a.reshape(n_batches, Pc, *a.shape[1:]), 0, 1)
 
-        A = res["A"]  # K L_M = √δ L
-        e_tr = 0.5 * xp.sum(A * A, axis=2)  # C_r[k, k] / 2
-        if sgd:  # + diag((I − K) D (I − K)ᵀ)/2 = Σ_{l<k} K[k, l]² D_l / 2
-            ADs = xp.tril(res["AD"], k=-1)
-            e_tr = e_tr + 0.5 * xp.sum(ADs * ADs, axis=2)
-        e_te = 0.5 * res["cd_diag"]
-        out_tr[idx] = to_points(e_tr)[:, :, rec]
-        out_te[idx] = to_points(e_te)[:, :, rec]
-        w_final[idx] = to_points(res["w"]).reshape(Pc, n_batches * n)
-        if "scale" in res:
-            scale_final[idx] = to_points(res["scale"]).reshape(Pc, n_batches * n)
-        if return_matrices:
-            Cr = xp.matmul(A, xp.matrix_transpose(A))
-            if sgd:
-                Cr = Cr + xp.matmul(ADs, xp.matrix_transpose(ADs))
-            sig2 = (sys_par["sigma"] * sys_par["sigma"])[:, None, None]
-            CD = xp.matmul(res["LM"], xp.matrix_transpose(res["LM"])) - sig2
-            eye = xp.eye(T, dtype=CD.dtype)
-            CD = CD * (1.0 - eye) + res["cd_diag"][:, :, None] * eye  # diagonal ⟨Δ_k²⟩ directly
-            K = xp.linalg.inv(eye + res["G"] / sys_par["delta"][:, None, None])  # K = (I + G/δ)⁻¹
-            for name, arr in (("C_delta", CD), ("C_r", Cr), ("G", res["G"]), ("K", K)):
-                mats[name][idx] = to_points(arr).mean(axis=1)
-        del res, A
+def _shared_noise(run: _Run) -> _Noise:
+    """Random inputs of replica b (host, documented streams): noise z and probes ε from the stream
+    (seed, b, 1), shared by every point (common random numbers, so the passes that read them are
+    matrix–matrix products across points); for a diagonal design the paths' scales s from the
+    stream (seed, b, 3) (:func:`_path_scales`), shared by the points too."""
+    B, T, n, vr = run.B, run.T, run.n, run.opts.variance_reduction
+    Zs = np.empty((B, T, n))
+    Es = np.empty((B, T, n))
+    for bidx in range(B):
+        rng = np.random.default_rng([run.opts.seed, bidx, 1])
+        Zs[bidx] = _noise_matrix(n, T, rng, vr, rademacher=False)
+        Es[bidx] = _noise_matrix(n, T, rng, vr, rademacher=True)
+    Zd, Ed = to_device(run.xp, Zs, run.dt_np), to_device(run.xp, Es, run.dt_np)
+    root_s = None
+    if run.scales is not None:
+        ps = np.stack([_path_scales(run.scales, n, np.random.default_rng([run.opts.seed, bidx, 3]), vr)
+                       for bidx in range(B)])
+        root_s = to_device(run.xp, np.sqrt(ps), run.dt_np)
+    return _Noise(Zd, Ed, Zs if np.any(run.par["batch_fraction"] < 1) else None, root_s)
 
+
+def _chunk_teachers(run: _Run, noise: _Noise, idx: np.ndarray, sgd: bool):
+    """(β* (S, n), z' (S, T, n) or None) of the chunk's systems (replica-major). The teacher of a
+    point from the stream (seed, b) (common random numbers across points); z' of a point with
+    b < 1 from its own stream (seed, b, 2), orthogonal to the replica's shared z and to the
+    point's β* where it can be (theory.md §5 Checks 8), so it does not depend on its batch-mates."""
+    Pc, n, par, seed, vr = idx.size, run.n, run.par, run.opts.seed, run.opts.variance_reduction
+    bs = np.empty((Pc * run.B, n))
+    Zps = np.zeros((Pc * run.B, run.T, n)) if sgd else None
+    for bidx in range(run.B):
+        for j, i in enumerate(idx):
+            rng = np.random.default_rng([seed, bidx])  # common random numbers across points
+            s = bidx * Pc + j
+            bs[s] = run.prior.stratified(par["rho"][i], n, rng) if vr else run.prior.iid(par["rho"][i], n, rng)
+            if sgd and par["batch_fraction"][i] < 1:
+                Zps[s] = _selection_noise(noise.Z_host[bidx], bs[s], np.random.default_rng([seed, bidx, 2]), vr)
+    return bs, Zps
+
+
+@dataclass(frozen=True)
+class _HostResults:
+    """What a solve keeps of each chunk, filled in place (host, run dtype): per-replica
+    ``e_train``, ``e_test``, ``e_pred`` (P, B, R; ``e_pred`` the same array as ``e_test`` for the
+    isotropic design), the paths' final metric ``w_final`` (times s for a diagonal design) and u² − v²
+    ``scale_final`` (P, B·n; NaN but for network uv), the replica-averaged matrices ``mats``
+    {C_delta, C_r, G, K} (P, T, T) with return_matrices, else None."""
+
+    e_train: np.ndarray
+    e_test: np.ndarray
+    e_pred: np.ndarray
+    w_final: np.ndarray
+    scale_final: np.ndarray
+    mats: dict | None
+
+
+def _allocate_host(run: _Run) -> _HostResults:
+    P, B, n, T, dt_np = run.P, run.B, run.n, run.T, run.dt_np
+    e_test = np.zeros((P, B, run.rec.size), dtype=dt_np)
+    return _HostResults(
+        e_train=np.zeros((P, B, run.rec.size), dtype=dt_np), e_test=e_test,
+        e_pred=e_test if run.scales is None else np.zeros((P, B, run.rec.size), dtype=dt_np),
+        w_final=np.zeros((P, B * n), dtype=dt_np), scale_final=np.full((P, B * n), np.nan, dtype=dt_np),
+        mats={k: np.zeros((P, T, T), dtype=dt_np) for k in ("C_delta", "C_r", "G", "K")}
+        if run.opts.return_matrices else None,
+    )
+
+
+def _to_points(arr, B: int, Pc: int) -> np.ndarray:
+    """(S, ...) replica-major backend array -> (Pc, B, ...) host array."""
+    a = to_numpy(arr)
+    return np.swapaxes(a.reshape(B, Pc, *a.shape[1:]), 0, 1)
+
+
+def _solve_chunk(run: _Run, noise: _Noise, idx: np.ndarray, host: _HostResults):
+    """Sweep the points ``idx`` (all replicas side by side) and keep their results in ``host``."""
+    xp, dt_np, B = run.xp, run.dt_np, run.B
+    sgd = bool(np.any(run.par["batch_fraction"][idx] < 1))  # else exactly the full-batch solve
+    bs, Zps = _chunk_teachers(run, noise, idx, sgd)
+    sys_par = {k: to_device(xp, np.tile(run.par[k][idx], B), dt_np) for k in POINT_KEYS}
+    if run.sched is not None:
+        sys_par["dt_steps"] = to_device(xp, np.tile(run.sched[idx], (B, 1)), dt_np)
+    net = run.net
+    kind = run.model if run.model != "dln" or net.network == "uv" else f"dln/{net.network}{net.depth}"
+    label = f"dmft[{kind}] points {idx[0]}..{idx[-1]} of {run.P}"
+    logger.info("%s: %d systems x %d paths, T=%d", label, idx.size * B, run.n, run.T)
+    res = _sweep(_sweep_inputs(
+        xp, xp_dtype(xp, dt_np), run.model, sys_par, to_device(xp, bs, dt_np), noise.Z, noise.E, run.T,
+        run.pivot_tol, run.progress_every, label, net, keep_matrices=run.opts.return_matrices,
+        Zp=None if Zps is None else to_device(xp, Zps, dt_np), root_s=noise.root_s,
+    ))
+    del Zps
+    _keep_chunk(run, idx, res, sys_par, host)
+
+
+def _keep_chunk(run: _Run, idx: np.ndarray, res: dict, sys_par: dict, host: _HostResults):
+    """E_train(k) = C_r[k, k]/2 = |A[k]|²/2 (+ Σ_{l<k} AD[k, l]²/2 with SGD), E_test(k) =
+    ⟨Δ_k²⟩/2, E_pred(k) = ⟨s Δ_k²⟩/2 (a diagonal design; else E_test), the paths' final state and
+    (return_matrices) the matrices, into ``host``."""
+    xp, B, Pc = run.xp, run.B, idx.size
+    A = res["A"]  # K L_M = √δ L
+    e_tr = 0.5 * xp.sum(A * A, axis=2)  # C_r[k, k] / 2
+    ADs = None
+    if "AD" in res:  # + diag((I − K) D (I − K)ᵀ)/2 = Σ_{l<k} K[k, l]² D_l / 2
+        ADs = xp.tril(res["AD"], k=-1)
+        e_tr = e_tr + 0.5 * xp.sum(ADs * ADs, axis=2)
+    e_te = 0.5 * res["cd_phys"]
+    host.e_train[idx] = _to_points(e_tr, B, Pc)[:, :, run.rec]
+    host.e_test[idx] = _to_points(e_te, B, Pc)[:, :, run.rec]
+    if host.e_pred is not host.e_test:  # diagonal design: E_pred = ⟨s Δ²⟩/2 = C[k, k]/2 of the sample side
+        host.e_pred[idx] = _to_points(0.5 * res["cd_diag"], B, Pc)[:, :, run.rec]
+    host.w_final[idx] = _to_points(res["w"], B, Pc).reshape(Pc, B * run.n)
+    if "scale" in res:
+        host.scale_final[idx] = _to_points(res["scale"], B, Pc).reshape(Pc, B * run.n)
+    if host.mats is not None:
+        _keep_matrices(run, idx, res, ADs, sys_par, host)
+
+
+def _keep_matrices(run: _Run, idx: np.ndarray, res: dict, ADs, sys_par: dict, host: _HostResults):
+    """Replica means of C_r = A Aᵀ (+ (I − K) D (I − K)ᵀ), C_Δ = L_M L_Mᵀ − σ² (diagonal ⟨Δ_k²⟩
+    directly), G and K = (I + G/δ)⁻¹ (formed once, here)."""
+    xp, A, T = run.xp, res["A"], run.T
+    Cr = xp.matmul(A, xp.matrix_transpose(A))
+    if ADs is not None:
+        Cr = Cr + xp.matmul(ADs, xp.matrix_transpose(ADs))
+    sig2 = (sys_par["sigma"] * sys_par["sigma"])[:, None, None]
+    CD = xp.matmul(res["LM"], xp.matrix_transpose(res["LM"])) - sig2
+    eye = xp.eye(T, dtype=CD.dtype)
+    CD = CD * (1.0 - eye) + res["cd_diag"][:, :, None] * eye  # diagonal ⟨Δ_k²⟩ directly
+    K = xp.linalg.inv(eye + res["G"] / sys_par["delta"][:, None, None])  # K = (I + G/δ)⁻¹
+    for name, arr in (("C_delta", CD), ("C_r", Cr), ("G", res["G"]), ("K", K)):
+        host.mats[name][idx] = _to_points(arr, run.B, idx.size).mean(axis=1)
+
+
+def _outputs(run: _Run, host: _HostResults) -> dict:
+    """The returned dict (see :func:`solve_dmft`): coordinates and point parameters, the replica
+    values, every observable of :func:`recorders.recorders_for` (the registry's DMFT observables),
+    the decay window, the path counts and (return_matrices) the matrices."""
+    par, rec, sched = run.par, run.rec, run.sched
     out = {k: par[k].copy() for k in POINT_KEYS}
     out["step"] = rec.copy()
     if sched is None:
         out["time"] = par["dt"][:, None] * rec[None, :]
     else:
-        out["time"] = np.concatenate([np.zeros((P, 1)), np.cumsum(sched, axis=1)], axis=1)[:, rec]
+        out["time"] = np.concatenate([np.zeros((run.P, 1)), np.cumsum(sched, axis=1)], axis=1)[:, rec]
         out["dt_schedule"] = sched.copy()
-    out["e_train_batches"] = out_tr
-    out["e_test_batches"] = out_te
-    for name, arr in (("e_train", out_tr), ("e_test", out_te)):
-        out[name] = arr.mean(axis=1)
-        out[name + "_se"] = arr.std(axis=1, ddof=1) / math.sqrt(n_batches)
-    for name, arr in (("e_train", out_tr), ("e_test", out_te)):
-        floor = noise_floor(arr)
-        out[name + "_floor"] = floor
-        out[name + "_below_floor"] = out[name] < floor_factor * floor
-    rate, rate_se, window = decay_rate(out["time"], out_tr, out["e_train_below_floor"])
-    out["decay_rate"], out["decay_rate_se"], out["decay_window"] = rate.astype(dt_np), rate_se.astype(dt_np), window
-    out["decay_rate_spectral"] = spectral_decay_rate(w_final, par).astype(dt_np)
-    # effective initialisation (network uv): c = u² − v² of the paths at the last step, which each
-    # step multiplies by (1 − dt λ)² − dt² g²; α_eff = √(geometric mean of c) (NaN otherwise)
-    out["alpha_eff"] = effective_scale_runs(scale_final, par["alpha"])["alpha_eff"]
-    out["n_paths"] = np.asarray(n * n_batches)
-    out["n_batches"] = np.asarray(n_batches)
-    if return_matrices:
-        out.update(mats)
+    out["e_train_batches"] = host.e_train
+    out["e_test_batches"] = host.e_test
+    e_pred = host.e_pred if host.e_pred is not host.e_test else host.e_test.copy()
+    solve = Solve(e_batches={"e_train": host.e_train, "e_test": host.e_test, "e_pred": e_pred}, time=out["time"], par=par,
+                  w_final=host.w_final, scale_final=host.scale_final, floor_factor=run.opts.floor_factor,
+                  dtype=run.dt_np)
+    for name, recorder in recorders_for().items():
+        out[name] = recorder(solve)
+    out["e_pred_batches"] = e_pred
+    out["decay_window"] = solve.decay_fit[2]
+    out["n_paths"] = np.asarray(run.n * run.B)
+    out["n_batches"] = np.asarray(run.B)
+    if host.mats is not None:
+        out.update(host.mats)
     return out
 
 
 # ----------------------------------------------------------------------------------------------
-# noise floor and late-time decay rate
+# public API
 # ----------------------------------------------------------------------------------------------
-def noise_floor(e_batches: np.ndarray) -> np.ndarray:
-    """Noise floor of E_train or E_test from the replica spread: (P, B, R) -> (P, R).
+def solve_dmft(points, *, n_steps: int, dt: float | None = None, dt_schedule=None, record_steps=None,
+               prior: dict | None = None, model: str = "dln", network: str = "uv", depth: int = 2,
+               options: DMFTOptions | None = None, design=None, **option_keywords) -> dict:
+    """Solve the DMFT of constant-step GD (or a step schedule; mini-batch SGD) for a batch of
+    parameter points: the equations of theory.md §2 for the discrete algorithm, §5.2 for SGD,
+    §6 for the depth-L ``pm`` network, as implemented in the module docstring (docs/dmft.md).
 
-    E_train = diag(K M Kᵀ)/2 vanishes only through a cancellation between the estimated K and
-    M, so once the true value is small a replica of n paths returns a positive bias of order
-    1/n that fluctuates by its own size between replicas. The floor is therefore the standard
-    deviation of the single-replica values: where the signal dominates, it is the (small)
-    statistical error of one replica; where the bias dominates, it is of the size of the value
-    itself. A value is flagged as below the floor when it is less than ``floor_factor`` times
-    this (i.e. one replica does not resolve it to better than 1/floor_factor relative).
+    Parameters
+    ----------
+    points : list of dicts or dict of lists with keys alpha, delta, rho, sigma, weight_decay
+        (alias lam), dt and batch_fraction (b < 1: mini-batch SGD, theory.md §5.2); see
+        :func:`normalize_points` (defaults: the registry's, α = 1). All points share ``n_steps``.
+    n_steps : number of GD steps; the solve covers T = n_steps + 1 states k = 0 … n_steps.
+    dt : default step size for points without a ``dt`` key.
+    dt_schedule : optional step schedule dt_k, k = 0 … n_steps − 1, shape (n_steps,) (all points)
+        or (P, n_steps) (one per point), positive and finite; then the points carry no ``dt``.
+        The state after k steps is at time t_k = Σ_{j<k} dt_j (``schedule.step_times``), the
+        same convention as the simulator's ``dt_schedule``. The returned ``dt`` is then the last
+        step (the one the spectral decay rate refers to) and ``dt_schedule`` (P, n_steps) is
+        returned too. ValueError for a bad shape or value, or for points with ``dt`` as well.
+    record_steps : sorted step indices at which observables are returned (default: all).
+    prior : teacher prior, a spec dict or object (``model.priors.prior_of``; default ``DEFAULT_PRIOR``);
+        ``model``: "dln" or "linear".
+    network, depth : the DLN family for model "dln" (one per call): ``"uv"`` (β = u v, depth 2)
+        or ``"pm"`` (β = u^L − v^L, L = depth ≥ 2, theory.md §6). Ignored by the linear model
+        (but still validated).
+    design : None (the isotropic design of theory.md §2, s ≡ 1) or a design with a diagonal
+        covariance, rows x ~ N(0, diag(s)/d) (docs/dmft.md "Diagonal designs"): a design
+        specification of ``model.designs`` with its ``d`` (``two_level``, ``gaussian_powerlaw``
+        with ``rotation: none``; ``gaussian``: the isotropic solve itself), or a 1-D array of
+        positive scales with mean 1 (any spectrum, e.g. ``designs.design_spectrum`` of a rotated
+        or data design: the coordinate-wise theory of that spectrum). One per call; see
+        :func:`design_scales`. The paths draw s from the d scales (stratified with variance
+        reduction; works for any spectrum, exponents ≥ 1 included).
+    options : the numerical options, a :class:`DMFTOptions` (n_paths, seed, backend, dtype,
+        n_batches, variance_reduction, return_matrices, memory_budget_bytes, floor_factor,
+        pivot_tol, progress; documented there). ``**option_keywords``: the same options one by
+        one (``n_paths=8000``), as before options existed; the defaults are DMFTOptions'
+        (n_paths 20000, seed 0, numpy, float64, 8 replicas, variance reduction, 4 GB budget,
+        floor_factor 3). An option given both ways is a ValueError naming it.
 
-    E_test = E[Δ_k²]/2 involves no cancellation, but where it decays to zero (noiseless
-    recovery) the paths are driven by η, whose covariance C_r/δ carries the floor of E_train, so
-    E_test stalls at a floor of its own; the same replica-spread estimate detects it.
+    Returns
+    -------
+    dict of NumPy arrays (P points, R = len(record_steps)), of the run dtype but the coordinates
+    and point parameters (float64):
+        ``step`` (R,), ``time`` (P, R) (time units: t_k = Σ_{j<k} dt_j); point parameters
+        ``alpha``, ``delta``, ``rho``, ``sigma``, ``weight_decay``, ``batch_fraction``, ``dt`` (P,);
+        ``e_train``, ``e_test`` (P, R): replica means; ``e_train_se``, ``e_test_se`` (P, R):
+        Monte-Carlo standard errors (replica std / √n_batches); ``e_pred`` (P, R): the
+        prediction risk E[s Δ²]/2 of a diagonal design (E_test, the same values, for the
+        isotropic design);
+        ``e_train_batches``, ``e_test_batches``, ``e_pred_batches`` (P, n_batches, R);
+        ``e_train_floor``, ``e_test_floor`` (P, R): estimated noise floors;
+        ``e_train_below_floor``, ``e_test_below_floor`` (P, R) bool: values that are noise, not
+        physics; ``decay_rate``, ``decay_rate_se`` (P,): late-time exponential rate of E_train
+        in time units (E_train ∝ exp(−rate · t)), fitted on the reliable late part (NaN when
+        there is none); ``decay_window`` (P, 2): the step window used;
+        ``decay_rate_spectral`` (P,): the same rate from the spectral edge at the final state,
+        free of the noise floor (λ = 0 and batch_fraction = 1 only, else NaN; see
+        :func:`spectral_decay_rate`);
+        ``alpha_eff`` (P,, float64): √(geometric mean over the paths of the final u² − v²), the
+        effective initialisation scale α·Π_k(1 − dt² g_k²)^{1/2} of discrete GD/SGD (λ = 0;
+        network uv only, NaN otherwise; see ``phenomena_measure.effective_scale_summary``);
+        ``n_paths``, ``n_batches`` (scalars): the paths used (n_batches · ⌊n_paths/n_batches⌋);
+        with return_matrices: ``C_delta``, ``C_r``, ``G``, ``K`` (P, T, T) (a diagonal design:
+        the sample side's C_delta = ⟨s Δ Δ⟩ and G = ⟨s ∂Δ/∂h⟩).
+    The observables are those the registry lists for the DMFT, computed by
+    ``dmft.recorders.DMFT_RECORDERS``.
+
+    Raises
+    ------
+    MissingRecorderError (a LookupError) before any compute if the registry lists a DMFT
+    observable without a recorder; TypeError for an unknown keyword; ValueError for an option
+    given twice, an unknown model, network or depth, a design that is not diagonal or bad scales
+    (:func:`design_scales`, naming ``design.<key>``), bad points (:func:`normalize_points`), a bad
+    dt_schedule or record_steps, n_steps < 1, α below alpha_min(dtype) of the network,
+    n_batches < 2 or fewer than 2 paths per replica; MemoryError if one point exceeds
+    ``memory_budget_bytes``; ``dln_state.DivergenceError`` if the paths become non-finite.
     """
-    return e_batches.std(axis=1, ddof=1)
+    recorders_for()  # a registered observable without a recorder: refused before any compute
+    opts = merge_options(options, option_keywords)
+    run = _resolve(points, n_steps, dt, dt_schedule, record_steps, prior, model, network, depth, opts, design)
+    host = _allocate_host(run)
+    noise = _shared_noise(run)
+    for c0 in range(0, run.P, run.chunk):
+        _solve_chunk(run, noise, np.arange(c0, min(run.P, c0 + run.chunk)), host)
+    return _outputs(run, host)
 
 
+# ----------------------------------------------------------------------------------------------
+# convergence in N
+# ----------------------------------------------------------------------------------------------
 N_BIAS_TOL = 0.1  # default of ``dmft.n_bias_tol``: mask where the N-path bias estimate exceeds 10 % of the value
 
 
@@ -852,10 +1234,12 @@ def mask_n_bias(full: dict, half: dict, tol: float = N_BIAS_TOL) -> dict:
     ``full``, ``half``: results of :func:`solve_dmft` for the same points, steps and model, with
     n and n' paths per replica (``n_paths``/``n_batches`` of each). Returns a new dict: ``full``
     plus ``e_train_n_bias``, ``e_test_n_bias`` (P, R) (the estimate above, in the run dtype;
-    statistical error ≈ the two solves' standard errors combined), with ``*_below_floor`` also
+    statistical error ≈ the two solves' standard errors combined; the recorders of
+    ``dmft.recorders.STEP_RECORDERS["n_convergence"]``), with ``*_below_floor`` also
     true where the estimate exceeds ``tol`` × the value (one-sided: the bias of E_train is
     positive, a cancellation in diag(K M Kᵀ)), and the decay rate refitted on the new E_train mask.
-    Raises ValueError if the two results are not of the same points and steps or n' ≥ n.
+    Raises ValueError if the two results are not of the same points and steps or n' ≥ n, or for
+    tol ≤ 0.
     """
     n = int(full["n_paths"]) // int(full["n_batches"])
     n2 = int(half["n_paths"]) // int(half["n_batches"])
@@ -870,57 +1254,11 @@ def mask_n_bias(full: dict, half: dict, tol: float = N_BIAS_TOL) -> dict:
         raise ValueError(f"n_bias_tol: need a positive tolerance, got {tol}")
     out = dict(full)
     scale = n2 / (n - n2)  # 1 for n' = n/2
+    for name, recorder in recorders_for("n_convergence").items():
+        out[name] = recorder(full, half, scale)
     for name in ("e_train", "e_test"):
-        bias = ((half[name] - full[name]) * scale).astype(full[name].dtype)
-        out[name + "_n_bias"] = bias
-        out[name + "_below_floor"] = full[name + "_below_floor"] | (bias > tol * full[name])
+        out[name + "_below_floor"] = full[name + "_below_floor"] | (out[name + "_n_bias"] > tol * full[name])
     rate, rate_se, window = decay_rate(full["time"], full["e_train_batches"], out["e_train_below_floor"])
     dtype = full["decay_rate"].dtype
     out["decay_rate"], out["decay_rate_se"], out["decay_window"] = rate.astype(dtype), rate_se.astype(dtype), window
     return out
-
-
-def spectral_decay_rate(w_final: np.ndarray, par: dict) -> np.ndarray:
-    """Asymptotic decay rate of E_train from the spectral edge of X diag(w) Xᵀ/δ at the paths'
-    final Gauss–Newton metric w, β_{k+1} − β_k = dt·w·g_k + O(dt²) (uv: w = u² + v²; pm:
-    w = L²(u^{2L−2} + v^{2L−2}); see :mod:`dln_kernels.dmft.spectral_rate`): no cancellation, so no
-    noise floor. It is the rate the last state would converge at (the true late rate once w has
-    settled). NaN for λ > 0 (the fixed point is then not a zero of the gradient alone) and for
-    non-finite paths."""
-    rate = np.full(w_final.shape[0], np.nan)
-    ok = (par["weight_decay"] == 0) & np.all(np.isfinite(w_final), axis=1) & np.all(w_final > 0, axis=1)
-    ok &= par.get("batch_fraction", np.ones_like(par["weight_decay"])) == 1  # GD's edge; SGD: no formula here
-    if ok.any():
-        rate[ok] = edge_rate(w_final[ok], par["delta"][ok], par["dt"][ok])[0]
-    return rate
-
-
-def decay_rate(time, e_batches, below_floor, min_points: int = 4, late_fraction: float = 0.5):
-    """Late-time exponential rate of E_train, fitted per replica on the reliable part.
-
-    Window: the last ``late_fraction`` of the recorded times that are not flagged as below the
-    floor (and precede the first flagged time). A least-squares line of log E_train vs t is fitted
-    per replica; the rate is −slope, averaged over replicas, with the replica standard error.
-    Returns (rate (P,), rate_se (P,), window (P, 2) step-index positions into the record axis).
-    """
-    P, B, R = e_batches.shape
-    rate = np.full(P, np.nan)
-    se = np.full(P, np.nan)
-    window = np.full((P, 2), -1, dtype=np.int64)
-    for p in range(P):
-        bad = np.nonzero(below_floor[p])[0]
-        end = bad[0] if bad.size else R  # reliable prefix
-        t = time[p, :end]
-        if end < min_points:
-            continue
-        t_lo = t[-1] - late_fraction * (t[-1] - t[0])
-        sel = np.nonzero(t >= t_lo)[0]
-        if sel.size < min_points:
-            sel = np.arange(end - min_points, end)
-        window[p] = (sel[0], sel[-1])
-        y = np.log(np.maximum(e_batches[p][:, sel], 1e-300))
-        tt = t[sel] - t[sel].mean()
-        slopes = (y - y.mean(axis=1, keepdims=True)) @ tt / np.sum(tt * tt)
-        rate[p] = -slopes.mean()
-        se[p] = slopes.std(ddof=1) / math.sqrt(B)
-    return rate, se, window

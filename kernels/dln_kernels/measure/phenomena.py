@@ -20,6 +20,7 @@ times); leading-order predictions: :mod:`dln_kernels.measure.predictions`.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -39,6 +40,7 @@ from dln_kernels.measure.predictions import (
 )
 from dln_kernels.model.priors import second_moment
 from dln_kernels.model.dln_state import effective_scale_runs
+from dln_kernels.model.schedule import stability_bound
 
 SEARCH_FRACTION = 0.5  # end of the search phase: E_train ≤ ½ E_train(0)
 SEARCH_FIT_MAX_ALPHA = 1e-3  # leading order needs ln(1/α) ≫ 1: fit α ≤ 0.001 (ln(1/α) ≥ 6.9) only
@@ -139,14 +141,24 @@ def seed_crossing_slopes(t, curves, x, fraction: float, transform=lambda v: v):
     return times, float(np.nanmean(slopes)), float(se)
 
 
-def train_crossings(sims, dmft, alphas, delta: float, t, fraction: float):
+class TrainCrossings(NamedTuple):
+    """What :func:`train_crossings` returns (a named tuple: it also unpacks in this order)."""
+
+    e_dmft: np.ndarray  # DMFT E_train curves (n_α, n_times)
+    e_dmft_se: np.ndarray  # their Monte-Carlo s.e. (n_α, n_times)
+    t_dmft: np.ndarray  # DMFT crossing times (n_α,)
+    t_dmft_se: np.ndarray  # their s.e. (n_α,)
+    e_sim: np.ndarray  # simulation E_train curves (n_seeds, n_α, n_times)
+
+
+def train_crossings(sims, dmft, alphas, delta: float, t, fraction: float) -> TrainCrossings:
     """At one δ, for each α of ``alphas``: the DMFT E_train curves and their Monte-Carlo s.e.
     (n_α, n_times), the DMFT crossing times of E_train = ``fraction``·E_train(0) and their s.e.
     (:func:`dln_kernels.measure.predictions.crossing_time_se`: half the distance between the crossings of
     E ∓ s.e.), and the simulations' E_train curves (n_seeds, n_α, n_times). ``t``: the recorded
     times, (n_times,) or per α (n_α, n_times) (:func:`curve_times`).
 
-    Returns (e_dmft, e_dmft_se, t_dmft, t_dmft_se, e_sim)."""
+    Returns a :class:`TrainCrossings` (e_dmft, e_dmft_se, t_dmft, t_dmft_se, e_sim)."""
     e_th = np.array([select_curve(dmft, alpha=a, delta=delta)["e_train"].values for a in alphas])
     se_th = np.array([select_curve(dmft, alpha=a, delta=delta)["e_train_se"].values for a in alphas])
     tx = np.broadcast_to(np.asarray(t, dtype=float), e_th.shape)
@@ -154,7 +166,7 @@ def train_crossings(sims, dmft, alphas, delta: float, t, fraction: float):
     t_th_se = np.array([crossing_time_se(tt, e, s, fraction * e[0]) for tt, e, s in zip(tx, e_th, se_th)])
     curves = np.array([[select_curve(sims, alpha=a, delta=delta, seed=s)["e_train"].values for a in alphas]
                        for s in sims["seed"].values])
-    return e_th, se_th, t_th, t_th_se, curves
+    return TrainCrossings(e_dmft=e_th, e_dmft_se=se_th, t_dmft=t_th, t_dmft_se=t_th_se, e_sim=curves)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -503,62 +515,89 @@ def depth_escape_measure(sims, dmft, prior: dict, n_static: int = 40) -> dict:
     fitted α), ``static_curves`` (per depth: (α grid of ``n_static`` points, static E_test)),
     ``delta``, ``rho``, ``sigma``, ``dt``.
     """
-    from dln_kernels.static.depth import solve_static_network
-
     t, dt = sims["time"].values, sweep_dt(sims)
     alphas = sims["alpha"].values
     delta = float(sims["delta"].values[0])
     rho, sigma = float(sims["rho"].values[0]), float(sims["sigma"].values[0])
-    f = SEARCH_FRACTION
     rows, fits, static_curves = [], [], {}
     for L in sims["depth"].values:
         L = int(L)
-        pred = np.asarray(depth_search_time(alphas, L, delta, rho, sigma, prior, dt, f))
-        t_th, t_th_se = [], []
-        for j, a in enumerate(alphas):
-            th = select_curve(dmft, alpha=a, delta=delta, depth=L)
-            e_tr, e_tr_se = th["e_train"].values.astype(float), th["e_train_se"].values.astype(float)
-            t_th.append(crossing_time(t, e_tr, f * e_tr[0]))
-            t_th_se.append(crossing_time_se(t, e_tr, e_tr_se, f * e_tr[0]))
-            e_sim = seed_curves(sims, "e_train", alpha=a, delta=delta, depth=L)
-            t_sim = np.array([crossing_time(t, e, f * e[0]) for e in e_sim])
-            te_sim = seed_curves(sims, "e_test", alpha=a, delta=delta, depth=L)[:, -1]
-            ok = np.isfinite(t_sim)
-            ratio = float(e_tr[-1] / e_tr[0])
-            rows.append({
-                "depth": L, "alpha": float(a),
-                "t_half_dmft": t_th[-1], "t_half_dmft_se": t_th_se[-1],
-                "t_half_sim_mean": float(t_sim[ok].mean()) if ok.all() else np.nan,
-                "t_half_sim_se": float(t_sim.std(ddof=1) / math.sqrt(t_sim.size)) if ok.all() and t_sim.size > 1 else np.nan,
-                "n_sim_crossed": int(ok.sum()),
-                "t_half_leading_order": float(pred[j]),
-                "final_e_test_dmft": float(th["e_test"].values[-1]),
-                "final_e_test_dmft_se": float(th["e_test_se"].values[-1]),
-                "final_e_test_sim_mean": float(te_sim.mean()),
-                "final_e_test_sim_se": float(te_sim.std(ddof=1) / math.sqrt(te_sim.size)) if te_sim.size > 1 else np.nan,
-                "final_e_train_ratio_dmft": ratio,
-                "converged": bool(ratio <= CONVERGED_FRACTION),
-            })
-        t_th, t_th_se = np.array(t_th), np.array(t_th_se)
-        grid = np.geomspace(alphas.min() * 0.8, alphas.max() * 1.25, n_static)
-        static = solve_static_network(np.concatenate([alphas, grid]), delta, rho, sigma, 0.0, prior=prior,
-                                      network="pm", depth=L)["e_test"]
-        for j in range(alphas.size):
-            rows[len(rows) - alphas.size + j]["e_test_static"] = float(static[j])
-        static_curves[L] = (grid, np.asarray(static[alphas.size:], float))
-        sel = alphas <= DEPTH_FIT_MAX_ALPHA
-        if L == 2:
-            fit = line_fit(np.log(1 / alphas[sel]), t_th[sel], np.maximum(t_th_se[sel], 1e-3))
-            slope_pred = float(pred[0] / np.log(1 / alphas[0]))  # τ/2, the slope in ln(1/α)
-            against = "ln(1/alpha)"
-        else:
-            fit = line_fit(np.log(alphas[sel]), np.log(t_th[sel]), np.maximum(t_th_se[sel] / t_th[sel], 1e-3))
-            slope_pred, against = -(L - 2.0), "ln(alpha) [log-log]"
-        fits.append({"depth": L, "fit_of_t_half_dmft_against": against, "slope": fit["slope"],
-                     "slope_se": fit["slope_se"], "slope_leading_order": slope_pred, "n_alpha_fitted": fit["n"],
-                     "alpha_max_fitted": DEPTH_FIT_MAX_ALPHA})
+        pred = np.asarray(depth_search_time(alphas, L, delta, rho, sigma, prior, dt, SEARCH_FRACTION))
+        rows_L = [_depth_escape_row(sims, dmft, t, a, delta, L, float(pred[j])) for j, a in enumerate(alphas)]
+        st = _depth_static(alphas, delta, rho, sigma, prior, L, n_static)
+        for j, row in enumerate(rows_L):
+            row["e_test_static"] = float(st.at_alpha[j])
+        static_curves[L] = (st.grid, st.e_test)
+        rows += rows_L
+        t_th = np.array([r["t_half_dmft"] for r in rows_L])
+        t_th_se = np.array([r["t_half_dmft_se"] for r in rows_L])
+        fits.append(_depth_fit(L, alphas, t_th, t_th_se, pred))
     return {"table": pd.DataFrame(rows), "fits": pd.DataFrame(fits), "static_curves": static_curves,
             "delta": delta, "rho": rho, "sigma": sigma, "dt": dt}
+
+
+def _depth_escape_row(sims, dmft, t, a, delta: float, L: int, pred: float) -> dict:
+    """The table row of :func:`depth_escape_measure` at (L, α), without ``e_test_static``;
+    ``pred``: the leading-order t_{1/2}."""
+    f = SEARCH_FRACTION
+    th = select_curve(dmft, alpha=a, delta=delta, depth=L)
+    e_tr, e_tr_se = th["e_train"].values.astype(float), th["e_train_se"].values.astype(float)
+    t_sim = np.array([crossing_time(t, e, f * e[0]) for e in seed_curves(sims, "e_train", alpha=a, delta=delta, depth=L)])
+    te_sim = seed_curves(sims, "e_test", alpha=a, delta=delta, depth=L)[:, -1]
+    ok = np.isfinite(t_sim)
+    ratio = float(e_tr[-1] / e_tr[0])
+    return {
+        "depth": L, "alpha": float(a),
+        "t_half_dmft": crossing_time(t, e_tr, f * e_tr[0]), "t_half_dmft_se": crossing_time_se(t, e_tr, e_tr_se, f * e_tr[0]),
+        "t_half_sim_mean": float(t_sim[ok].mean()) if ok.all() else np.nan,
+        "t_half_sim_se": float(t_sim.std(ddof=1) / math.sqrt(t_sim.size)) if ok.all() and t_sim.size > 1 else np.nan,
+        "n_sim_crossed": int(ok.sum()),
+        "t_half_leading_order": pred,
+        "final_e_test_dmft": float(th["e_test"].values[-1]),
+        "final_e_test_dmft_se": float(th["e_test_se"].values[-1]),
+        "final_e_test_sim_mean": float(te_sim.mean()),
+        "final_e_test_sim_se": float(te_sim.std(ddof=1) / math.sqrt(te_sim.size)) if te_sim.size > 1 else np.nan,
+        "final_e_train_ratio_dmft": ratio,
+        "converged": bool(ratio <= CONVERGED_FRACTION),
+    }
+
+
+class _StaticCurve(NamedTuple):
+    """The depth-L static E_test at the sweep's α (``at_alpha``) and on a dense α ``grid``."""
+
+    at_alpha: np.ndarray
+    grid: np.ndarray
+    e_test: np.ndarray
+
+
+def _depth_static(alphas, delta: float, rho: float, sigma: float, prior: dict, L: int, n_static: int) -> _StaticCurve:
+    """:func:`dln_kernels.static.depth.solve_static_network` (network ``pm``, depth L, λ = 0) at
+    the sweep's α and on ``n_static`` geometric points over [0.8 min α, 1.25 max α], one call."""
+    from dln_kernels.static.depth import solve_static_network
+
+    grid = np.geomspace(alphas.min() * 0.8, alphas.max() * 1.25, n_static)
+    e = solve_static_network(np.concatenate([alphas, grid]), delta, rho, sigma, 0.0, prior=prior,
+                             network="pm", depth=L)["e_test"]
+    return _StaticCurve(at_alpha=e[:alphas.size], grid=grid, e_test=np.asarray(e[alphas.size:], float))
+
+
+def _depth_fit(L: int, alphas, t_th, t_th_se, pred) -> dict:
+    """The power-law fit of the DMFT t_{1/2} over α ≤ ``DEPTH_FIT_MAX_ALPHA`` (a row of ``fits``):
+    L = 2 against ln(1/α) (predicted slope τ_{1/2}/2), L ≥ 3 log–log (predicted −(L − 2))."""
+    sel = alphas <= DEPTH_FIT_MAX_ALPHA
+    if L == 2:
+        fit = line_fit(np.log(1 / alphas[sel]), t_th[sel], np.maximum(t_th_se[sel], 1e-3))
+        slope_pred = float(pred[0] / np.log(1 / alphas[0]))  # τ/2, the slope in ln(1/α)
+        against = "ln(1/alpha)"
+    else:
+        fit = line_fit(np.log(alphas[sel]), np.log(t_th[sel]), np.maximum(t_th_se[sel] / t_th[sel], 1e-3))
+        slope_pred, against = -(L - 2.0), "ln(alpha) [log-log]"
+    return {"depth": L, "fit_of_t_half_dmft_against": against, "slope": fit["slope"],
+            "slope_se": fit["slope_se"], "slope_leading_order": slope_pred, "n_alpha_fitted": fit["n"],
+            "alpha_max_fitted": DEPTH_FIT_MAX_ALPHA}
+
+
+# ----------------------------------------------------------------------------------------------
 # g. Gaussian universality: simulations on other designs against the Gaussian DMFT
 # ----------------------------------------------------------------------------------------------
 UNIVERSALITY_VARS = ("e_train", "e_test")
@@ -626,6 +665,9 @@ def universality_measure(sims, dmft) -> dict:
                         "final_dmft": float(select_curve(dmft, alpha=alpha, delta=delta)[var].values[-1]),
                     })
     return {"table": pd.DataFrame(rows), "curves": curves, "t": t}
+
+
+# ----------------------------------------------------------------------------------------------
 # h. mini-batch SGD: does the selection noise act like a smaller α? (docs/phenomena.md, h; theory.md §5)
 # ----------------------------------------------------------------------------------------------
 def effective_alpha(alphas, e_ref, e) -> np.ndarray:
@@ -690,9 +732,10 @@ def sgd_noise_measure(sims, dmft) -> dict:
         e_th = np.array([np.nan if fin[(b, a)].dmft_masked else fin[(b, a)].dmft for a in alphas])
         eff_sim, eff_th = effective_alpha(alphas, ref_sim, e_sim), effective_alpha(alphas[ref_ok], ref_dmft[ref_ok], e_th)
         for i, a in enumerate(alphas):
-            m, se, th, th_se, below = fin[(b, a)]
-            rows.append({"batch_fraction": b, "alpha": a, "final_e_test_sim_mean": m, "final_e_test_sim_se": se,
-                         "final_e_test_dmft": th, "final_e_test_dmft_se": th_se, "dmft_below_floor": below,
+            fe = fin[(b, a)]
+            rows.append({"batch_fraction": b, "alpha": a, "final_e_test_sim_mean": fe.sim_mean,
+                         "final_e_test_sim_se": fe.sim_se, "final_e_test_dmft": fe.dmft,
+                         "final_e_test_dmft_se": fe.dmft_se, "dmft_below_floor": fe.dmft_masked,
                          "alpha_eff_sim": eff_sim[i], "alpha_eff_dmft": eff_th[i],
                          "alpha_eff_ratio_sim": eff_sim[i] / a, "alpha_eff_ratio_dmft": eff_th[i] / a})
     rho = float(sims["rho"].values[0]) if "rho" in sims.dims else float("nan")
@@ -771,12 +814,14 @@ def timescales_measure(sims, dmft, prior: dict) -> dict:
         per_delta.append({"delta": delta, "t_dmft": t_th, "t_dmft_se": t_th_se, "t_sim": t_sim, "search": search,
                           "lazy": lazy, "alpha_cross": cross, "times": t, "e_dmft": e_norm, "dt": dts,
                           "search_slope": slope})
-        sim_stats = np.array([_mean_se(t_sim[:, i]) for i in range(len(alphas))])  # (n_α, 2)
-        per_delta[-1].update(t_sim_mean=sim_stats[:, 0], t_sim_se=sim_stats[:, 1])
+        sim_stats = [seed_mean_se(t_sim[:, i]) for i in range(len(alphas))]
+        t_sim_mean = np.array([st.mean for st in sim_stats])
+        t_sim_se = np.array([st.se for st in sim_stats])
+        per_delta[-1].update(t_sim_mean=t_sim_mean, t_sim_se=t_sim_se)
         for i, a in enumerate(alphas):
             rows.append({"delta": delta, "alpha": a, "dt": dts[i], "t_end": t[i, -1], "t_half_dmft": t_th[i],
-                         "t_half_dmft_se": t_th_se[i], "t_half_sim_mean": sim_stats[i, 0],
-                         "t_half_sim_se": sim_stats[i, 1],
+                         "t_half_dmft_se": t_th_se[i], "t_half_sim_mean": t_sim_mean[i],
+                         "t_half_sim_se": t_sim_se[i],
                          "t_half_search_leading_order": search[i], "t_half_lazy_leading_order": lazy[i]})
         rows.append({"delta": delta, "alpha": np.nan, "alpha_cross": cross, "search_slope": slope})
     return {"table": pd.DataFrame(rows), "per_delta": per_delta, "alpha": alphas, "rho": rho, "sigma": sigma}
@@ -786,6 +831,140 @@ def timescales_measure(sims, dmft, prior: dict) -> dict:
 # i. step size vs solution: final E_test vs dt against the effective initialisation (Even et al.
 #    2023; docs/phenomena.md, i)
 # ----------------------------------------------------------------------------------------------
+def _static_e_test(alpha, delta, rho, sigma, weight_decay, prior):
+    """The default ``static`` of :func:`step_size_measure`: ``static.solve_static``'s E_test, NaN
+    where it did not converge."""
+    from dln_kernels.static.solver import solve_static
+
+    res = solve_static(alpha, delta, rho, sigma, weight_decay, prior)
+    return np.where(res["converged"], res["e_test"], np.nan)
+
+
+def _first_value(ds, axis: str) -> float:
+    return float(ds[axis].values[0]) if axis in ds.dims else float("nan")
+
+
+@dataclass(frozen=True)
+class _StepSizeAxes:
+    """The axes of a step-size sweep: δ, ρ, σ, λ at their first value (σ, λ: 0 without the axis),
+    and the sorted batch fractions, α and step multipliers s (``[1.0]`` without the axis)."""
+
+    delta: float
+    rho: float
+    sigma: float
+    weight_decay: float
+    batch_fractions: np.ndarray
+    alphas: np.ndarray
+    dt_scales: np.ndarray
+    has_batch_fraction: bool
+    has_dt_scale: bool
+
+    def selection(self, b, a, s) -> dict:
+        """The coordinates of the point (b, α, s) (only the axes the sweep has)."""
+        sel = {"alpha": a, "delta": self.delta}
+        if self.has_batch_fraction:
+            sel["batch_fraction"] = b
+        if self.has_dt_scale:
+            sel["dt_scale"] = s
+        return sel
+
+
+def _step_size_axes(sims) -> _StepSizeAxes:
+    has_b, has_s = "batch_fraction" in sims.dims, "dt_scale" in sims.dims
+    return _StepSizeAxes(
+        delta=_first_value(sims, "delta"), rho=_first_value(sims, "rho"),
+        sigma=_first_value(sims, "sigma") if "sigma" in sims.dims else 0.0,
+        weight_decay=_first_value(sims, "weight_decay") if "weight_decay" in sims.dims else 0.0,
+        batch_fractions=np.sort(sims["batch_fraction"].values.astype(float)) if has_b else np.array([1.0]),
+        alphas=np.sort(sims["alpha"].values.astype(float)),
+        dt_scales=np.sort(sims["dt_scale"].values.astype(float)) if has_s else np.array([1.0]),
+        has_batch_fraction=has_b, has_dt_scale=has_s)
+
+
+@dataclass(frozen=True)
+class _StepRun:
+    """The recorded curves of one (b, α, s) point: times ``t`` (1-D: every grid axis is selected),
+    its constant step ``dt``, the simulations' E_test ``te`` (seeds × times) and α_eff/α per seed,
+    ``sim`` and ``dmft`` (the point's parts of the Datasets)."""
+
+    t: np.ndarray
+    dt: float
+    te: np.ndarray
+    alpha_eff_ratio: np.ndarray
+    sim: object
+    dmft: object
+
+    @property
+    def final(self) -> np.ndarray:
+        """Final E_test per seed."""
+        return self.te[:, -1]
+
+    @property
+    def dmft_final(self) -> float:
+        return float(self.dmft["e_test"].values[-1])
+
+    def sim_at(self, t: float) -> np.ndarray:
+        """E_test per seed at time t (linear in t between recorded times)."""
+        return np.array([np.interp(t, self.t, row) for row in self.te])
+
+    def dmft_at(self, t: float) -> float:
+        return float(np.interp(t, self.t, np.asarray(self.dmft["e_test"].values, dtype=float)))
+
+
+def _step_run(sims, dmft, sel: dict, a: float) -> _StepRun:
+    sub = select_curve(sims, **sel)
+    t = np.asarray(sub["time"].values, dtype=float)
+    return _StepRun(t=t, dt=float(t[-1] / float(sub["step"].values[-1])),
+                    te=np.asarray(sub["e_test"].transpose("seed", ...).values, dtype=float),
+                    alpha_eff_ratio=np.asarray(sub["alpha_eff"].values, dtype=float) / a,
+                    sim=sub, dmft=select_curve(dmft, **sel))
+
+
+def _step_row(b, a, s, run: _StepRun, ref: _StepRun, bound: float) -> dict:
+    """The table row of :func:`step_size_measure` at (b, α, s); ``ref``: the run of the smallest
+    step at the same (b, α), against which the paired changes are taken."""
+    t_same = float(ref.t[-1])
+    ch_t, ch_t_se = _mean_se(run.sim_at(t_same) - ref.sim_at(t_same))
+    m, se = _mean_se(run.final)
+    ch, ch_se = _mean_se(run.final - ref.final)
+    ae_m, ae_se = _mean_se(run.alpha_eff_ratio)
+    mean_curve = run.te.mean(0)
+    mid = int(np.argmin(np.abs(run.t - 0.5 * run.t[-1])))
+    th, e_th = run.dmft, run.dmft_final
+    return {
+        "batch_fraction": b, "alpha": a, "dt_scale": s, "dt": run.dt, "dt_over_bound": run.dt / bound,
+        "t_end": float(run.t[-1]), "e_test_sim": m, "e_test_sim_se": se,
+        "e_test_dmft": e_th, "e_test_dmft_se": float(th["e_test_se"].values[-1]),
+        "dmft_below_floor": bool(th["e_test_below_floor"].values[-1]) if "e_test_below_floor" in th else False,
+        "change_sim": ch, "change_sim_se": ch_se, "rel_change_sim": ch / float(np.mean(ref.final)),
+        "change_dmft": e_th - ref.dmft_final,
+        "settle_sim": float((mean_curve[-1] - mean_curve[mid]) / mean_curve[-1]),
+        "t_same": t_same, "change_same_t_sim": ch_t, "change_same_t_sim_se": ch_t_se,
+        "change_same_t_dmft": run.dmft_at(t_same) - ref.dmft_at(t_same),
+        "alpha_eff_ratio_sim": ae_m, "alpha_eff_ratio_sim_se": ae_se,
+        "gain_mean_sim": seed_mean_se(run.sim["gain_mean"].values).mean if "gain_mean" in run.sim else float("nan"),
+        "alpha_eff_ratio_dmft": float(th["alpha_eff"].values) / a,
+    }
+
+
+def _add_static_columns(tab, static, axes: _StepSizeAxes, prior):
+    """The static theory at α and at both effective scales (one vectorised call of ``static``),
+    and the changes it predicts (columns of :func:`step_size_measure`, added to ``tab``)."""
+    pts = np.concatenate([tab.alpha.values, tab.alpha.values * tab.alpha_eff_ratio_sim.values,
+                          tab.alpha.values * tab.alpha_eff_ratio_dmft.values])
+    ok = np.isfinite(pts) & (pts > 0)
+    e = np.full(pts.shape, np.nan)
+    if np.any(ok):
+        e[ok] = np.asarray(static(pts[ok], axes.delta, axes.rho, axes.sigma, axes.weight_decay, prior), dtype=float)
+    n = len(tab)
+    tab["e_test_static_alpha"] = e[:n]
+    tab["e_test_static_alpha_eff"] = e[n:2 * n]
+    tab["e_test_static_alpha_eff_dmft"] = e[2 * n:]
+    tab["static_change"] = tab.e_test_static_alpha_eff - tab.e_test_static_alpha
+    first_eff = tab.groupby(["batch_fraction", "alpha"]).e_test_static_alpha_eff.transform("first")  # s_min: rows by s
+    tab["static_change_from_min"] = tab.e_test_static_alpha_eff - first_eff
+
+
 def step_size_measure(sims, dmft, prior: dict, static=None) -> dict:
     """Final E_test vs the step size of uv GD / SGD against the static (gradient-flow) theory at
     the initial scale α and at the effective scale α_eff (docs/phenomena.md, i).
@@ -821,87 +1000,17 @@ def step_size_measure(sims, dmft, prior: dict, static=None) -> dict:
     points. Returns a dict: ``table`` (pandas, rows ordered by b, α, s), ``delta``, ``rho``.
     Raises KeyError if the Datasets lack ``alpha_eff`` (a sweep without ``effective_scale: true``).
     """
-    from dln_kernels.model.schedule import stability_bound
-
-    if static is None:
-        from dln_kernels.static.solver import solve_static
-
-        def static(alpha, delta, rho, sigma, weight_decay, prior):
-            res = solve_static(alpha, delta, rho, sigma, weight_decay, prior)
-            return np.where(res["converged"], res["e_test"], np.nan)
-
+    static = _static_e_test if static is None else static
     for ds, what in ((sims, "simulations"), (dmft, "DMFT")):
         if "alpha_eff" not in ds:
             raise KeyError(f"alpha_eff: not in the {what} (run the sweep with effective_scale: true)")
-    first = lambda ds, a: float(ds[a].values[0]) if a in ds.dims else float("nan")  # noqa: E731
-    delta, rho = first(sims, "delta"), first(sims, "rho")
-    sigma = first(sims, "sigma") if "sigma" in sims.dims else 0.0
-    wd = first(sims, "weight_decay") if "weight_decay" in sims.dims else 0.0
-    bs = np.sort(sims["batch_fraction"].values.astype(float)) if "batch_fraction" in sims.dims else np.array([1.0])
-    ss = np.sort(sims["dt_scale"].values.astype(float)) if "dt_scale" in sims.dims else np.array([1.0])
-    alphas = np.sort(sims["alpha"].values.astype(float))
+    axes = _step_size_axes(sims)
     rows = []
-    for b in bs:
-        for a in alphas:
-            base = None
-            dmft_base = None
-            base_same = dmft_same = t_same = None
-            for s in ss:
-                sel = {"alpha": a, "delta": delta}
-                if "batch_fraction" in sims.dims:
-                    sel["batch_fraction"] = b
-                if "dt_scale" in sims.dims:
-                    sel["dt_scale"] = s
-                sub = select_curve(sims, **sel)
-                t = np.asarray(sub["time"].values, dtype=float)  # 1-D: every grid axis is selected
-                k_end = float(sub["step"].values[-1])
-                dt = float(t[-1] / k_end)
-                te = np.asarray(sub["e_test"].transpose("seed", ...).values, dtype=float)  # (seeds, times)
-                fin = te[:, -1]
-                base = fin if base is None else base
-                mean_curve = te.mean(0)
-                mid = int(np.argmin(np.abs(t - 0.5 * t[-1])))
-                ae = np.asarray(sub["alpha_eff"].values, dtype=float) / a
-                th = select_curve(dmft, **sel)
-                e_th = float(th["e_test"].values[-1])
-                dmft_base = e_th if dmft_base is None else dmft_base
-                t_same = float(t[-1]) if t_same is None else t_same
-                same = np.array([np.interp(t_same, t, row) for row in te])
-                base_same = same if base_same is None else base_same
-                th_same = float(np.interp(t_same, t, np.asarray(th["e_test"].values, dtype=float)))
-                dmft_same = th_same if dmft_same is None else dmft_same
-                ch_t, ch_t_se = _mean_se(same - base_same)
-                m, se = _mean_se(fin)
-                ch, ch_se = _mean_se(fin - base)
-                ae_m, ae_se = _mean_se(ae)
-                bound = stability_bound("dln", a, delta, wd, prior, "uv", 2, b)
-                rows.append({
-                    "batch_fraction": b, "alpha": a, "dt_scale": s, "dt": dt, "dt_over_bound": dt / bound,
-                    "t_end": float(t[-1]), "e_test_sim": m, "e_test_sim_se": se,
-                    "e_test_dmft": e_th, "e_test_dmft_se": float(th["e_test_se"].values[-1]),
-                    "dmft_below_floor": bool(th["e_test_below_floor"].values[-1]) if "e_test_below_floor" in th else False,
-                    "change_sim": ch, "change_sim_se": ch_se, "rel_change_sim": ch / float(np.mean(base)),
-                    "change_dmft": e_th - dmft_base,
-                    "settle_sim": float((mean_curve[-1] - mean_curve[mid]) / mean_curve[-1]),
-                    "t_same": t_same, "change_same_t_sim": ch_t, "change_same_t_sim_se": ch_t_se,
-                    "change_same_t_dmft": th_same - dmft_same,
-                    "alpha_eff_ratio_sim": ae_m, "alpha_eff_ratio_sim_se": ae_se,
-                    "gain_mean_sim": seed_mean_se(sub["gain_mean"].values).mean if "gain_mean" in sub else float("nan"),
-                    "alpha_eff_ratio_dmft": float(th["alpha_eff"].values) / a,
-                })
+    for b in axes.batch_fractions:
+        for a in axes.alphas:
+            runs = [_step_run(sims, dmft, axes.selection(b, a, s), a) for s in axes.dt_scales]
+            bound = stability_bound("dln", a, axes.delta, axes.weight_decay, prior, "uv", 2, b)
+            rows += [_step_row(b, a, s, run, runs[0], bound) for s, run in zip(axes.dt_scales, runs)]
     tab = pd.DataFrame(rows)
-    # the static theory at α and at both effective scales: one vectorised solve
-    pts = np.concatenate([tab.alpha.values, tab.alpha.values * tab.alpha_eff_ratio_sim.values,
-                          tab.alpha.values * tab.alpha_eff_ratio_dmft.values])
-    ok = np.isfinite(pts) & (pts > 0)
-    e = np.full(pts.shape, np.nan)
-    if np.any(ok):
-        e[ok] = np.asarray(static(pts[ok], delta, rho, sigma, wd, prior), dtype=float)
-    n = len(tab)
-    tab["e_test_static_alpha"] = e[:n]
-    tab["e_test_static_alpha_eff"] = e[n:2 * n]
-    tab["e_test_static_alpha_eff_dmft"] = e[2 * n:]
-    tab["static_change"] = tab.e_test_static_alpha_eff - tab.e_test_static_alpha
-    first_eff = tab.groupby(["batch_fraction", "alpha"]).e_test_static_alpha_eff.transform("first")  # s_min: rows by s
-    tab["static_change_from_min"] = tab.e_test_static_alpha_eff - first_eff
-    return {"table": tab, "delta": delta, "rho": rho}
+    _add_static_columns(tab, static, axes, prior)
+    return {"table": tab, "delta": axes.delta, "rho": axes.rho}

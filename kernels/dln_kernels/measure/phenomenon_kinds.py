@@ -17,7 +17,7 @@ A row names everything the pipeline needs to draw the figure of one phenomenon:
   every point; its measurement or discrete-time theory uses that dt and one time axis) or
   ``"constant_per_point"`` (each point a constant step of its own: schedule ``constant`` or
   ``alpha_rule``, ``dt_scale`` allowed); a sweep whose schedule the figure was not built for is
-  refused before any job runs (:func:`dln_kernels.pipeline.sweep.check_phenomenon_schedules`);
+  refused before any job runs (:func:`dln_kernels.pipeline.config.check_phenomenon_schedules`);
 - ``extra_outputs``: named outputs beyond the figure and its CSV table (output name -> path
   pattern); each name is a key of the measurement's dict, written as CSV.
 

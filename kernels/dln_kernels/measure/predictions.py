@@ -13,7 +13,7 @@ from scipy.optimize import brentq
 from scipy.special import ndtr
 
 from dln_kernels.measure.analysis import crossing_time, detect_plateaus
-from dln_kernels.model.priors import second_moment
+from dln_kernels.model.priors import DEFAULT_PRIOR, prior_of, second_moment
 
 
 def _phi(x):
@@ -27,18 +27,14 @@ def g0_std(delta: float, rho: float, sigma: float = 0.0, prior: dict | None = No
     At k = 0 the DMFT gradient of a coordinate is g₀ = β* + η₀ with η₀ ~ N(0, C_r[0,0]/δ) and
     C_r[0,0] = σ² + E[β*²] (β₀ = 0). While all β stay O(α²), C_r is constant in time, so
     η_k = η₀: the gradient of a coordinate is frozen at g₀ during the search phase."""
-    prior = prior or {"kind": "gauss_bernoulli"}
+    prior = prior or DEFAULT_PRIOR
     return math.sqrt((sigma**2 + second_moment(prior, rho)) / delta)
 
 
-def _components(prior: dict, rho: float, s: float):
-    """g₀ as a mixture of normals: list of (weight, mean, std)."""
-    if prior["kind"] == "gauss_bernoulli":
-        return [(1.0 - rho, 0.0, s), (rho, 0.0, math.sqrt(1.0 + s * s))]
-    comps = [(1.0 - rho, 0.0, s)]
-    for v, p in zip(prior["values"], prior["probs"]):
-        comps.append((rho * float(p), float(v), s))
-    return comps
+def _components(prior, rho: float, s: float):
+    """g₀ = B + N(0, s²) as a mixture of normals: list of (weight, mean, std), from the prior's
+    components of B (:meth:`dln_kernels.model.priors.Prior.components`)."""
+    return [(w, m, s if var == 0.0 else math.sqrt(var + s * s)) for w, m, var in prior_of(prior).components(rho)]
 
 
 def tail_second_moment(c: float, delta: float, rho: float, sigma: float = 0.0, prior: dict | None = None) -> float:
@@ -46,7 +42,7 @@ def tail_second_moment(c: float, delta: float, rho: float, sigma: float = 0.0, p
 
     For X = m + sZ and a = (c − m)/s: E[X² 1{X ≥ c}] = (m² + s²) Q(a) + s (m + c) φ(a), Q = 1 − Φ;
     the lower tail X ≤ −c is the same with m → −m."""
-    prior = prior or {"kind": "gauss_bernoulli"}
+    prior = prior or DEFAULT_PRIOR
     s = g0_std(delta, rho, sigma, prior)
     tot = 0.0
     for w, m, sd in _components(prior, rho, s):
@@ -80,7 +76,7 @@ def frozen_train_fraction(tau, delta: float, rho: float, sigma: float = 0.0, pri
 
         E_train/E_train(0) = 1 − E[g₀² 1{rate(g₀) τ ≥ 1}] / (σ² + E[β*²]).
     """
-    prior = prior or {"kind": "gauss_bernoulli"}
+    prior = prior or DEFAULT_PRIOR
     e0 = sigma**2 + second_moment(prior, rho)
     taus = np.atleast_1d(np.asarray(tau, float))
     out = np.array([1.0 - tail_second_moment(escape_threshold(t, dt), delta, rho, sigma, prior) / e0 for t in taus])

@@ -12,9 +12,22 @@ A design specification is a plain dict (the sweep key ``design``, one object or 
 - ``{"kind": "digits", "whiten": "standardize"}``: scikit-learn's 8 × 8 handwritten digits
   (``load_digits``, 1797 rows); the 3 pixels that are 0 in every image carry nothing and are
   dropped, so d = 61.
-- ``{"kind": "gaussian_powerlaw", "exponent": 1.0, "seed": 0}``: rows N(0, Σ/d) with
-  Σ = O diag(λ) O^T, λ_j ∝ j^(−exponent) scaled to mean 1, O a Haar rotation drawn from ``seed``
-  (the same for every run seed: the covariance is the design's, the rows are the run's).
+- ``{"kind": "gaussian_powerlaw", "exponent": 1.0, "seed": 0, "rotation": "haar"}``: rows
+  N(0, Σ/d) with Σ = O diag(λ) O^T, λ_j ∝ j^(−exponent) scaled to mean 1, O a Haar rotation drawn
+  from ``seed`` (the same for every run seed: the covariance is the design's, the rows are the
+  run's). ``rotation: none`` is the *diagonal* design with the same spectrum, Σ = diag(λ) (no
+  rotation; ``seed`` unused): row entries x_i = z_i √λ_i / √d, z ~ N(0, I_d). ``rotation: haar`` is
+  the default and is left out of the resolved specification (``resolve_design``), so a design
+  written before the key existed keeps its resolved form, chunk names and bits.
+- ``{"kind": "two_level", "fraction": 0.2, "ratio": 10.0}``: a diagonal design whose first
+  m = round(fraction·d) coordinates have scale s_hi and the other d − m scale s_lo, with
+  s_hi = ratio·s_lo and mean scale exactly 1 (s_lo = d/(m·ratio + d − m)); rows x_i = z_i √s_i/√d.
+
+The diagonal kinds (``gaussian``: s ≡ 1; ``gaussian_powerlaw`` with ``rotation: none``;
+``two_level``) have a coordinate-wise DMFT (docs/dmft.md, "Diagonal designs"):
+:func:`diagonal_scales` gives their scales s (d,), mean 1. The rows of a diagonal design come
+from the same stream as the Gaussian's (standard normals z, one row at a time, times √s/√d), so
+s ≡ 1 gives the Gaussian rows bit for bit.
 
 Common keys: ``name`` (label of the design in files and figures; default the kind, plus
 ``_whiten`` for data kinds), ``d`` (gaussian kinds: the dimension, default the sweep's ``d``; data
@@ -40,26 +53,32 @@ import copy
 import functools
 import hashlib
 import json
+import math
 import re
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-DESIGN_KINDS = ("gaussian", "image_patches", "digits", "gaussian_powerlaw")
+DESIGN_KINDS = ("gaussian", "image_patches", "digits", "gaussian_powerlaw", "two_level")
 WHITEN = ("none", "standardize", "zca")
 DATA_KINDS = ("image_patches", "digits")
 SAMPLE_IMAGES = ("china.jpg", "flower.jpg")
 DEFAULT_DESIGN = {"kind": "gaussian"}
 DIGITS_ROWS = 1797
+ROTATIONS = ("haar", "none")  # gaussian_powerlaw: Haar-rotated covariance (default) or diagonal
 
 # Keys each kind accepts (besides kind, name) and their defaults.
 _KIND_KEYS = {
     "gaussian": {"d": None},
-    "gaussian_powerlaw": {"d": None, "exponent": 1.0, "seed": 0},
+    "gaussian_powerlaw": {"d": None, "exponent": 1.0, "seed": 0},  # and "rotation" (see _OPTIONAL_KEYS)
+    "two_level": {"d": None, "fraction": 0.2, "ratio": 10.0},
     "image_patches": {"d": None, "patch": 12, "stride": 4, "images": list(SAMPLE_IMAGES), "whiten": "zca", "seed": 0},
     "digits": {"d": None, "whiten": "standardize", "seed": 0},
 }
+# Keys a kind accepts whose default is *not* written into the resolved specification (so that
+# designs resolved before the key existed keep their form, chunk names and bits): key -> default.
+_OPTIONAL_KEYS = {"gaussian_powerlaw": {"rotation": "haar"}}
 ZCA_EPS = 1e-10  # eigenvalue floor of the ZCA, relative to the mean eigenvalue
 
 
@@ -86,10 +105,14 @@ def resolve_design(spec: dict, d_default: int, where: str = "design") -> dict:
     if kind not in DESIGN_KINDS:
         raise DesignError(f"{where}.kind: unknown design kind {kind!r}; expected one of {list(DESIGN_KINDS)}")
     allowed = _KIND_KEYS[kind]
+    optional = _OPTIONAL_KEYS.get(kind, {})
     for key in spec:
-        if key not in allowed and key not in ("kind", "name"):
-            raise DesignError(f"{where}.{key}: not a key of design kind {kind!r} (keys: {sorted(allowed)})")
+        if key not in allowed and key not in optional and key not in ("kind", "name"):
+            raise DesignError(f"{where}.{key}: not a key of design kind {kind!r} (keys: {sorted({**allowed, **optional})})")
     out = {"kind": kind, **copy.deepcopy(allowed), **copy.deepcopy(spec)}
+    for key, default in optional.items():
+        if key in out and out[key] == default:
+            del out[key]  # the default is implicit: the resolved form of designs written before the key
     whiten = out.get("whiten", "none")
     if whiten not in WHITEN:
         raise DesignError(f"{where}.whiten: unknown value {whiten!r}; expected one of {list(WHITEN)}")
@@ -115,14 +138,32 @@ def resolve_design(spec: dict, d_default: int, where: str = "design") -> dict:
             raise DesignError(f"{where}.d: {d!r} is not an integer >= 2")
         if kind == "gaussian_powerlaw" and not (isinstance(out["exponent"], (int, float)) and out["exponent"] >= 0):
             raise DesignError(f"{where}.exponent: {out['exponent']!r} is not a number >= 0")
+        if kind == "gaussian_powerlaw" and out.get("rotation", "haar") not in ROTATIONS:
+            raise DesignError(f"{where}.rotation: unknown value {out['rotation']!r}; expected one of {list(ROTATIONS)}")
+        if kind == "two_level":
+            f, r = out["fraction"], out["ratio"]
+            if not (_is_number(f) and 0 < f < 1):
+                raise DesignError(f"{where}.fraction: {f!r} is not a number in (0, 1)")
+            if not (_is_number(r) and 0 < r < math.inf):
+                raise DesignError(f"{where}.ratio: {r!r} is not a finite number > 0")
+            m = int(round(f * d))
+            if not 0 < m < d:
+                raise DesignError(f"{where}.fraction: {f!r} puts round(fraction*d) = {m} of d = {d} coordinates at the "
+                                  f"first scale; need between 1 and d - 1")
     if out["d"] is not None and out["d"] != d:
         raise DesignError(f"{where}.d: {out['d']} disagrees with the data of kind {kind!r}, which has d = {d}; "
                           f"leave d out (it is derived)")
     out["d"] = int(d)
     out.setdefault("name", kind if kind not in DATA_KINDS else f"{kind}_{whiten}")
+    if out["name"] == "gaussian_powerlaw" and out.get("rotation") == "none" and "name" not in spec:
+        out["name"] = "gaussian_powerlaw_diagonal"  # distinct from the rotated design of the same spectrum
     if not (isinstance(out["name"], str) and re.fullmatch(r"[A-Za-z0-9_-]+", out["name"])):
         raise DesignError(f"{where}.name: {out['name']!r} must be letters, digits, '_' or '-' (it names files)")
     return out
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def resolve_designs(sweep: dict, where: str = "design") -> list:
@@ -266,6 +307,85 @@ def _powerlaw_cached(key: str):
     return lam, scale
 
 
+def is_diagonal(design: dict | None) -> bool:
+    """True for the designs with a diagonal covariance (None: the default Gaussian)."""
+    if design is None:
+        return True
+    kind = design["kind"]
+    return kind in ("gaussian", "two_level") or (kind == "gaussian_powerlaw" and design.get("rotation", "haar") == "none")
+
+
+@functools.lru_cache(maxsize=16)
+def _scales_cached(key: str) -> np.ndarray:
+    design = json.loads(key)
+    d, kind = int(design["d"]), design["kind"]
+    if kind == "gaussian":
+        s = np.ones(d)
+    elif kind == "gaussian_powerlaw":
+        s = np.arange(1, d + 1, dtype=np.float64) ** (-float(design["exponent"]))
+        s *= d / s.sum()  # mean 1, exactly the eigenvalues λ of the haar design (powerlaw_factor)
+    else:  # two_level
+        m, r = int(round(float(design["fraction"]) * d)), float(design["ratio"])
+        lo = d / (m * r + (d - m))  # mean (m·r·lo + (d − m)·lo)/d = 1
+        s = np.full(d, lo)
+        s[:m] = r * lo
+    s.setflags(write=False)
+    return s
+
+
+def diagonal_scales(design: dict) -> np.ndarray:
+    """Coordinate scales s (d,) float64, read-only, of a diagonal design (:func:`is_diagonal`): a
+    row is x = z ⊙ √s / √d with z ~ N(0, I_d), so Cov(x) = diag(s)/d, and mean(s) = 1 (to
+    rounding; exactly 1 for s ≡ 1). Gaussian: ones; ``gaussian_powerlaw`` with ``rotation: none``:
+    λ_j = j^(−exponent)·d/Σ_i i^(−exponent) (the haar design's eigenvalues); ``two_level``: see the
+    module docstring. Raises DesignError for a design without a diagonal covariance."""
+    if not is_diagonal(design):
+        raise DesignError(f"design.kind: {design['name']!r} ({design['kind']}"
+                          + (", rotation haar" if design["kind"] == "gaussian_powerlaw" else "")
+                          + ") has no diagonal covariance; diagonal designs are gaussian, two_level and "
+                          "gaussian_powerlaw with rotation: none")
+    return _scales_cached(_key(design))
+
+
+def row_covariance(design: dict | None):
+    """d × the covariance of a design's row, in the form the prediction risk needs
+    (E_pred = (β − β*)ᵀ Cov(x) (β − β*)/2, docs/dmft.md "Diagonal designs"): None for the
+    default Gaussian (the identity), the scales s (d,) of a diagonal design, else the (d, d)
+    matrix d·Cov(x) (gaussian_powerlaw haar: d·FᵀF = O diag(λ) Oᵀ; data kinds: d × the pool's
+    covariance, mean eigenvalue 1). float64, read-only."""
+    if design is None or design["kind"] == "gaussian":
+        return None
+    if is_diagonal(design):
+        return diagonal_scales(design)
+    if design["kind"] == "gaussian_powerlaw":
+        _, factor = powerlaw_factor(design)
+        out = factor.T @ factor * design["d"]
+    else:
+        x = pool(design)
+        out = x.T @ x / x.shape[0] * design["d"]
+    out.setflags(write=False)
+    return out
+
+
+def design_spectrum(design: dict | None, d: int | None = None) -> np.ndarray:
+    """Eigenvalues (d,) float64 of d × a row's covariance, with mean 1 (to rounding),
+    ascending: the spectrum whose coordinate-wise
+    (diagonal) DMFT ``solve_dmft(design=design_spectrum(...))`` gives (docs/dmft.md "Diagonal
+    designs", part "what the spectrum explains"). None or the Gaussian: ones (``d`` needed for
+    None); diagonal kinds: the sorted scales; gaussian_powerlaw haar: its λ; data kinds: the
+    eigenvalues of the pool's covariance over their mean (clipped at 0 from below)."""
+    if design is None or design["kind"] == "gaussian":
+        n = int(d if design is None else design["d"])
+        return np.ones(n)
+    if is_diagonal(design):
+        return np.sort(diagonal_scales(design))
+    if design["kind"] == "gaussian_powerlaw":
+        return np.sort(powerlaw_factor(design)[0])
+    x = pool(design)
+    ev = np.maximum(np.linalg.eigvalsh(x.T @ x / x.shape[0]), 0.0)
+    return ev / ev.mean()
+
+
 def powerlaw_factor(design: dict):
     """(eigenvalues λ (d,) with mean 1, factor F (d, d)) of a gaussian_powerlaw design: a row is
     z @ F with z ~ N(0, I_d), so its covariance is F^T F = O diag(λ) O^T / d."""
@@ -286,6 +406,9 @@ class RowSource:
 
     def rows(self, have: int, n: int) -> np.ndarray:
         kind = self.design["kind"]
+        if is_diagonal(self.design):  # z ⊙ √s / √d, z from the Gaussian's stream (s ≡ 1: its bits)
+            z = self.x_stream.standard_normal((n - have, self.design["d"]))
+            return z * np.sqrt(diagonal_scales(self.design)) / np.sqrt(self.design["d"])
         if kind == "gaussian_powerlaw":
             _, factor = powerlaw_factor(self.design)
             return self.x_stream.standard_normal((n - have, self.design["d"])) @ factor
@@ -301,6 +424,8 @@ def spectrum_ratio(design: dict) -> float:
     (1 for the Gaussian; governs the largest stable step, see docs/phenomena.md)."""
     if design["kind"] == "gaussian":
         return 1.0
+    if is_diagonal(design):  # the largest coordinate scale (mean 1)
+        return float(diagonal_scales(design).max())
     if design["kind"] == "gaussian_powerlaw":
         return float(powerlaw_factor(design)[0].max())
     x = pool(design)
@@ -310,14 +435,20 @@ def spectrum_ratio(design: dict) -> float:
 
 def provenance(design: dict) -> dict:
     """Where a design comes from: {"design": spec, "source", "package", "package_version",
-    "sha256" (of the preprocessed pool, or of the power-law factor, as float64 C-order bytes),
+    "sha256" (of the preprocessed pool, of the power-law factor, or of a diagonal design's scales s,
+    as float64 C-order bytes),
     "rows", "d"}; JSON-able."""
     out = {"design": design, "d": design["d"]}
     kind = design["kind"]
     if kind == "gaussian":
         return {**out, "source": "i.i.d. N(0, 1/d), numpy", "package": "numpy",
                 "package_version": np.__version__, "sha256": None, "rows": None}
-    if kind == "gaussian_powerlaw":
+    if is_diagonal(design):  # gaussian_powerlaw rotation none, two_level: the checksum of the scales s
+        arr = diagonal_scales(design)
+        src = (f"N(0, diag(j^-{design['exponent']}) / d), no rotation" if kind == "gaussian_powerlaw" else
+               f"N(0, diag(s) / d), two levels: fraction {design['fraction']} at ratio {design['ratio']} x the rest")
+        pkg = "numpy"
+    elif kind == "gaussian_powerlaw":
         arr = powerlaw_factor(design)[1]
         src, pkg = f"N(0, O diag(j^-{design['exponent']}) O^T / d), rotation seed {design['seed']}", "numpy"
     else:
@@ -331,4 +462,4 @@ def provenance(design: dict) -> dict:
         version = "unknown"
     return {**out, "source": src, "package": pkg, "package_version": version,
             "sha256": hashlib.sha256(np.ascontiguousarray(arr, dtype=np.float64).tobytes()).hexdigest(),
-            "rows": None if kind == "gaussian_powerlaw" else int(arr.shape[0])}
+            "rows": None if kind in ("gaussian_powerlaw", "two_level") else int(arr.shape[0])}

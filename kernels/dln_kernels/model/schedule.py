@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from dln_kernels.model.priors import max_magnitude
+from dln_kernels.model.priors import max_magnitude, prior_of
 
 
 def n_steps_for(t_max: float, dt: float) -> int:
@@ -48,8 +48,19 @@ def hessian_edge(delta: float) -> float:
     return (1.0 + 1.0 / math.sqrt(delta)) ** 2
 
 
+def network_metric(network: str, alpha: float, magnitude: float, depth: int = 2) -> float:
+    """The metric (∂β/∂u)² + (∂β/∂v)² of a coordinate learned to |β| = ``magnitude``, an upper
+    estimate along the flow (docs/theory.md §6): network ``uv`` √(c² + 4β²) ≤ α² + 2|β| (c = α²);
+    ``pm`` of depth L: L²((|β| + α^L)^{(2L−2)/L} + α^{2L−2}), since v ≤ α on the learned side
+    gives u^L ≤ |β| + α^L (for L = 2: 4|β| + 8α², the uv estimate at α_uv = 2α)."""
+    if network == "pm":
+        L = int(depth)
+        return L * L * ((magnitude + alpha**L) ** ((2 * L - 2) / L) + alpha ** (2 * L - 2))
+    return alpha**2 + 2.0 * magnitude
+
+
 def curvature_scale(model: str, alpha: float, delta: float, weight_decay: float, prior: dict,
-                    network: str = "uv", depth: int = 2, batch_fraction: float = 1.0) -> float:
+                    network: str = "uv", depth: int = 2, batch_fraction: float = 1.0, n_draws: float | None = None) -> float:
     """Estimate of the largest curvature the iteration meets.
 
     Mini-batch SGD (theory.md §5.1, batch fraction b): the step-k gradient is that of the
@@ -61,31 +72,33 @@ def curvature_scale(model: str, alpha: float, delta: float, weight_decay: float,
     than the lazy mean-square estimate of theory.md §5 Remarks, dt·w/(bδ) ≲ 2, since
     (1 + 1/√(bδ))² > 1/(bδ); for b = 1 it is the full-batch bound.
 
-    Linear model: the top of the data Hessian, (1 + 1/√δ)², plus λ. DLN ``uv``: in (u, v) the
-    Gauss–Newton curvature of coordinate i is (u_i² + v_i²)·H = √(c² + 4β_i²)·H with c = α²; β
-    ranges up to the teacher's magnitudes b, so we use H·(α² + 2b) + λ (exact at β = 0, an upper
-    estimate later). DLN ``pm`` of depth L (β = u^L − v^L): the metric is
-    (∂β/∂u)² + (∂β/∂v)² = L²(u^{2L−2} + v^{2L−2}), 2L²α^{2L−2} at β = 0; along the flow (λ = 0)
-    v ≤ α on the learned side, so u^L ≤ |β| + α^L and we use the upper bound
-    H·L²((b + α^L)^{(2L−2)/L} + α^{2L−2}) + λ (for L = 2: H(4b + 8α²), the uv estimate at
-    α_uv = 2α with the doubled step of the conversion).
+    Linear model: the top of the data Hessian, (1 + 1/√δ)², plus λ. DLN: the bulk, H times the
+    metric (:func:`network_metric`) at the teacher's typical magnitude b (``max_magnitude``: 1 for
+    the Gaussian), plus λ.
+
+    ``n_draws`` (the nonzero teacher coordinates that run: ρ·d·seeds in simulation, ρ·n_paths in
+    the DMFT) adds the tail: the largest of them, |β*| ≈ ``Prior.largest_of(n_draws)``, meets the
+    metric at that magnitude times the diagonal of the data Hessian, ‖x_{S,i}‖²/(bδ) ≈ 1 (one
+    coordinate sees the diagonal, not the edge H of the bulk). The curvature is then the larger
+    of the two. For a bounded prior the tail is its exact maximum. Source and measurements:
+    docs/dmft.md "Step sizes and the teacher's tail".
     """
     h = hessian_edge(batch_fraction * delta)
     if model == "linear":
         return h + weight_decay
-    b = max_magnitude(prior)
-    if network == "pm":
-        L = int(depth)
-        return h * L * L * ((b + alpha**L) ** ((2 * L - 2) / L) + alpha ** (2 * L - 2)) + weight_decay
-    return h * (alpha**2 + 2.0 * b) + weight_decay
+    bulk = h * network_metric(network, alpha, max_magnitude(prior), depth)
+    if n_draws is None:
+        return bulk + weight_decay
+    tail = network_metric(network, alpha, prior_of(prior).largest_of(n_draws), depth)
+    return max(bulk, tail) + weight_decay
 
 
 def stability_bound(model: str, alpha: float, delta: float, weight_decay: float, prior: dict,
-                    network: str = "uv", depth: int = 2, batch_fraction: float = 1.0) -> float:
+                    network: str = "uv", depth: int = 2, batch_fraction: float = 1.0, n_draws: float | None = None) -> float:
     """Largest stable constant step, 2 / curvature (gradient descent diverges beyond it); for
-    mini-batch SGD with batch fraction b the curvature of a b·δ mini-batch (see
-    :func:`curvature_scale`)."""
-    return 2.0 / curvature_scale(model, alpha, delta, weight_decay, prior, network, depth, batch_fraction)
+    mini-batch SGD with batch fraction b the curvature of a b·δ mini-batch, with ``n_draws`` that
+    of the largest of that many nonzero teacher draws too (see :func:`curvature_scale`)."""
+    return 2.0 / curvature_scale(model, alpha, delta, weight_decay, prior, network, depth, batch_fraction, n_draws)
 
 
 # ----------------------------------------------------------------------------------------------

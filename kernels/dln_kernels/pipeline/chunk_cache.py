@@ -28,10 +28,16 @@ def code_fingerprint() -> str:
     """Hash of this package's source files and the package versions (what results depend on
     besides their parameters)."""
     h = hashlib.sha256(json.dumps(package_versions(), sort_keys=True).encode())
-    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
-        h.update(path.name.encode())
+    root = Path(__file__).resolve().parents[1]
+    for path in source_files():
+        h.update(path.relative_to(root).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()
+
+
+def source_files() -> list:
+    """Every Python source file of the ``dln_kernels`` package, all subpackages included, sorted."""
+    return sorted(Path(__file__).resolve().parents[1].rglob("*.py"))
 
 
 def job_key(*params: str) -> str:

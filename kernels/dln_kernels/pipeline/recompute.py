@@ -18,7 +18,7 @@ from dln_kernels.pipeline.provenance import fixed_threads
 def recompute_chunk(path) -> dict:
     """Recompute the simulation or DMFT chunk at ``path``; returns the kernel's result dict plus
     ``schema`` (the file's schema string). Raises KeyError if the file lacks provenance."""
-    from dln_kernels.pipeline.sweep import run_chunk, run_dmft_chunk
+    from dln_kernels.pipeline.run import run_chunk, run_dmft_chunk
 
     with open_h5(path) as f:
         schema = str(f.attrs["schema"])

@@ -9,8 +9,10 @@ from the final state by the pipeline (``opt_in`` ones: ``effective_scale_runs``)
 
 Every recorder takes the array namespace and a :class:`Step` and returns a (G, b) array of the run
 dtype (array API only: the tests run it on ``array_api_strict``). Formulas: theory.md §1
-(E_train = ‖y − Xβ‖²/(2n), E_test = ‖β − β*‖²/(2d)) and the network's gradient-flow invariant
-(``dln_state``: ``conservation_drift``).
+(E_train = ‖y − Xβ‖²/(2n), E_test = ‖β − β*‖²/(2d)), the prediction risk of docs/dmft.md
+"Diagonal designs" (E_pred = (β − β*)ᵀ Cov(x) (β − β*)/2: ‖√s ⊙ (β − β*)‖²/(2d) for a diagonal
+design with scales s, the E_test formula itself for the isotropic design) and the network's
+gradient-flow invariant (``dln_state``: ``conservation_drift``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ class Step:
     """The state of G×b runs at one recorded step. Shapes: ``r`` residual y − Xβ (G, n, b);
     ``beta``, ``beta_star`` (G, d, b); ``n``, ``d`` ints; ``net`` the network state object
     (``dln_state.network_state``; None for the linear model) with its coordinates ``ua``, ``ub``
-    (G, d, b) and ``alpha`` (G, 1, b)."""
+    (G, d, b) and ``alpha`` (G, 1, b). ``row_cov``: d × the covariance of a design row, for the
+    prediction risk: None (the isotropic design, identity), the scales s of a diagonal design as a
+    (G, d, 1) array, or a (G, d, d) matrix (``designs.row_covariance``), in the run dtype."""
 
     r: object
     beta: object
@@ -36,6 +40,7 @@ class Step:
     ua: object = None
     ub: object = None
     alpha: object = None
+    row_cov: object = None
 
 
 def _e_train(xp, s: Step):
@@ -45,6 +50,17 @@ def _e_train(xp, s: Step):
 def _e_test(xp, s: Step):
     diff = s.beta - s.beta_star
     return xp.sum(diff * diff, axis=1) / (2 * s.d)
+
+
+def _e_pred(xp, s: Step):
+    """(β − β*)ᵀ (d·Cov(x)) (β − β*)/(2d), (G, b). Without ``row_cov`` (isotropic design) exactly
+    the E_test formula; a diagonal design (G, d, 1): Σ_i s_i (β − β*)_i²/(2d); full (G, d, d)."""
+    diff = s.beta - s.beta_star
+    if s.row_cov is None:
+        return xp.sum(diff * diff, axis=1) / (2 * s.d)
+    if s.row_cov.shape[-1] == 1:
+        return xp.sum(s.row_cov * (diff * diff), axis=1) / (2 * s.d)
+    return xp.sum(diff * xp.matmul(s.row_cov, diff), axis=1) / (2 * s.d)
 
 
 def _l1_norm(xp, s: Step):
@@ -58,8 +74,8 @@ def _conservation_drift(xp, s: Step):
 # observable -> recorder, per producer (the models of the simulator)
 RECORDERS = {
     "sim:dln": {"e_train": _e_train, "e_test": _e_test, "l1_norm": _l1_norm,
-                "conservation_drift": _conservation_drift},
-    "sim:linear": {"e_train": _e_train, "e_test": _e_test, "l1_norm": _l1_norm},
+                "conservation_drift": _conservation_drift, "e_pred": _e_pred},
+    "sim:linear": {"e_train": _e_train, "e_test": _e_test, "l1_norm": _l1_norm, "e_pred": _e_pred},
 }
 
 
@@ -67,15 +83,16 @@ class MissingRecorderError(LookupError):
     """An observable is registered for a producer that has no recorder for it."""
 
 
-def recorders_for(model: str) -> dict:
+def recorders_for(model: str, opt_in=()) -> dict:
     """{name: recorder} of the per-step observables model ``model`` ("dln" | "linear") records,
-    in registry order. Raises MissingRecorderError naming the observable if the registry lists
+    in registry order: the registry's, and of its opt-in ones those named in ``opt_in``. Raises MissingRecorderError naming the observable if the registry lists
     one that has no recorder here, and ValueError for an unknown model."""
     producer = f"sim:{model}"
     if producer not in RECORDERS:
         raise ValueError(f"model: unknown value {model!r}; expected one of {[p[4:] for p in RECORDERS]}")
     table = RECORDERS[producer]
-    names = [o.name for o in OBSERVABLES.values() if producer in o.producers and o.per_time and o.opt_in is None]
+    names = [o.name for o in OBSERVABLES.values()
+             if producer in o.producers and o.per_time and (o.opt_in is None or o.name in opt_in)]
     missing = [n for n in names if n not in table]
     if missing:
         raise MissingRecorderError(

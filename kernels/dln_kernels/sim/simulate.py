@@ -36,8 +36,10 @@ import time as _time
 import numpy as np
 
 from dln_kernels.model import dln_state
+from dln_kernels.model.priors import DEFAULT_PRIOR
 from dln_kernels.model.dln_state import DivergenceError, effective_scale_runs  # noqa: F401 (public here too)
 from dln_kernels.backend import get_namespace, resolve_dtype, to_device, to_numpy
+from dln_kernels.registry import MEMBER_AXES
 from dln_kernels.model.problem import draw_instance, n_samples
 from dln_kernels.sim.recorders import Step, recorders_for
 from dln_kernels.model.schedule import step_times
@@ -84,6 +86,8 @@ def gd_stack(
     selection_rngs=None,
     batch_sampling: str = "bernoulli",
     save_scale: bool = False,
+    observe=(),
+    row_cov=None,
 ):
     """Integrate G×b runs; return observables at ``record_steps`` as host arrays.
 
@@ -138,7 +142,7 @@ def gd_stack(
         beta = net.beta(ua, ub)
     else:
         beta = xp.zeros((G, d, b), dtype=dtype)
-    recorders = recorders_for(model)  # the registry's observables of this model, each with its recorder
+    recorders = recorders_for(model, observe)  # the registry's observables of this model (+ opt-in ``observe``)
     records = {name: [] for name in recorders}  # one (G, b) array per recorded step, stacked at the end
     beta_hist = []
     params = {"alpha": alpha, "weight_decay": weight_decay}
@@ -151,7 +155,7 @@ def gd_stack(
     for k in range(n_steps + 1):
         r = y - xp.matmul(X, beta)
         if k in record_index:
-            state = Step(r=r, beta=beta, beta_star=beta_star, n=n, d=d, **(
+            state = Step(r=r, beta=beta, beta_star=beta_star, n=n, d=d, row_cov=row_cov, **(
                 dict(net=net, ua=ua, ub=ub, alpha=alpha) if model == "dln" else {}))
             for name, record in recorders.items():
                 value = record(xp, state)
@@ -296,8 +300,12 @@ def simulate_members(
     depth: int = 2,
     batch_sampling: str = "bernoulli",
     save_scale: bool = False,
+    observe=(),
 ) -> dict:
     """Runs of G instances (one data group each) with b members each; host arrays (G, b, …).
+
+    ``observe``: opt-in per-step observables to record too (``e_pred``: with each instance's row
+    covariance, ``designs.row_covariance``).
 
     ``members[g]`` holds the runs of instance g by axis name: {"rho", "sigma", "alpha",
     "weight_decay"} → (b,) arrays, optionally "batch_fraction" (default 1: full-batch GD; mini-batch
@@ -333,8 +341,25 @@ def simulate_members(
         delta=X.shape[1] / X.shape[2],  # n/d of the actual design: the algorithm's 1/δ
         model=model, save_beta=save_beta, record_beta=record_beta, progress_every=progress_every,
         network=network, depth=depth, batch_fraction=bf, batch_sampling=batch_sampling, save_scale=save_scale,
+        observe=observe, row_cov=_row_cov(xp, instances, dtype) if "e_pred" in observe else None,
         selection_rngs=None if bf is None or np.all(bf == 1.0) else [inst.selection_rng() for inst in instances],
     )
+
+
+def _row_cov(xp, instances, dtype):
+    """d·Cov(x) of the instances' designs on the device for ``Step.row_cov``: None where every
+    design is the i.i.d. Gaussian (identity), the scales (G, d, 1) where every one is diagonal,
+    else (G, d, d) matrices."""
+    from dln_kernels.model.designs import row_covariance
+
+    covs = [row_covariance(None if inst.rows is None else inst.rows.design) for inst in instances]
+    if all(c is None for c in covs):
+        return None
+    d = instances[0].d
+    full = [np.eye(d) if c is None else (np.diag(c) if c.ndim == 1 else c) for c in covs]
+    if all(c is None or c.ndim == 1 for c in covs):
+        return to_device(xp, np.stack([np.ones(d) if c is None else c for c in covs])[:, :, None], dtype)
+    return to_device(xp, np.stack(full), dtype)
 
 
 def check_batch_fraction(batch_fraction, n: int, key: str = "batch_fraction") -> None:
@@ -376,6 +401,7 @@ def simulate_grid(
     batch_fraction=None,
     batch_sampling: str = "bernoulli",
     save_scale: bool = False,
+    observe=(),
 ) -> dict:
     """All runs of a product grid at one δ (a convenience for tests, benchmarks and notebooks).
 
@@ -389,14 +415,15 @@ def simulate_grid(
     L ≥ 2), see :func:`gd_stack`. ``batch_fraction`` (mini-batch SGD, theory.md §5.1): values of
     b; when given, the outputs get an n_b axis after n_wd (runs of a seed share the selection
     uniforms); ``batch_sampling``: "bernoulli" or "fixed"; ``save_scale``: also ``scale_final``
-    (trailing d axis), the final u² − v² of every coordinate (see :func:`gd_stack`).
+    (trailing d axis), the final u² − v² of every coordinate (see :func:`gd_stack`); ``observe``:
+    opt-in per-step observables too (``e_pred``, see :func:`simulate_members`).
     """
-    prior = prior or {"kind": "gauss_bernoulli"}
+    prior = prior or DEFAULT_PRIOR
     network, depth = dln_state.validate_network(network, depth)
     xp = get_namespace(backend)
-    values = [rho, sigma, alpha, weight_decay] + ([] if batch_fraction is None else [batch_fraction])
-    axes = [list(np.atleast_1d(a).astype(float)) for a in values]
-    names = ("rho", "sigma", "alpha", "weight_decay", "batch_fraction")[: len(axes)]  # output axis order
+    given = {"rho": rho, "sigma": sigma, "alpha": alpha, "weight_decay": weight_decay, "batch_fraction": batch_fraction}
+    names = [a for a in MEMBER_AXES if given.get(a) is not None]  # output axis order: the registry's stack order
+    axes = [list(np.atleast_1d(given[a]).astype(float)) for a in names]
     grid = dict(zip(names, (m.ravel() for m in np.meshgrid(*axes, indexing="ij"))))  # (b,) per axis
     seeds = [int(s) for s in np.atleast_1d(seeds)]
     dt_schedule = np.full(n_steps, float(dt))
@@ -412,7 +439,7 @@ def simulate_grid(
         xp, instances, rows, model=model, delta=delta, prior=prior, dt_schedule=dt_schedule,
         record_steps=record_steps, dtype=resolve_dtype(dtype), save_beta=save_beta,
         record_beta=record_beta, progress_every=progress_every, network=network, depth=depth,
-        batch_sampling=batch_sampling, save_scale=save_scale,
+        batch_sampling=batch_sampling, save_scale=save_scale, observe=observe,
     )
     lead = (len(seeds), *[len(a) for a in axes])
     out = {name: arr.reshape(lead + arr.shape[2:]) for name, arr in res.items()}

@@ -38,22 +38,58 @@ Regimes returned by :func:`solve_static_depth` (codes as in :mod:`static`):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import NamedTuple
+
 import numpy as np
-from dln_kernels.static import solver as _st
-from dln_kernels.model.priors import second_moment
 
-GAUSS_BERNOULLI = _st.GAUSS_BERNOULLI
+from dln_kernels.model.priors import DEFAULT_PRIOR, prior_of, second_moment
+from dln_kernels.static.solver import (
+    REGIME_INTERPOLATOR,
+    REGIME_LASSO,
+    REGIME_LEAST_SQUARES,
+    REGIME_SQUARE,
+    REGIME_TRIVIAL,
+    SolveOptions,
+    chunks_of,
+    empty_result,
+    flat_points,
+    gamma_from_threshold,
+    kink_z,
+    l1_interpolator,
+    phi_c,
+    prox_inverse,
+    prox_w,
+    reshaped,
+    solve_static,
+    store_interpolator,
+)
+from dln_kernels.static.state_evolution import (
+    Z_MAX,
+    NodeValues,
+    Residual,
+    abs_tail,
+    accumulate_moments,
+    bracketed_newton,
+    damped_newton,
+    nested_log_tau,
+    quiet,
+    reduced_slope,
+    se_residual,
+    split_rule,
+    take_components,
+)
 
-# Regime codes: those of ``static`` plus one.
-REGIME_INTERPOLATOR = _st.REGIME_INTERPOLATOR
-REGIME_LEAST_SQUARES = _st.REGIME_LEAST_SQUARES
-REGIME_SQUARE = _st.REGIME_SQUARE
-REGIME_LASSO = _st.REGIME_LASSO
-REGIME_TRIVIAL = _st.REGIME_TRIVIAL
+__all__ = [  # the public names (the REGIME_* codes of ``static`` are re-exported, plus one)
+    "REGIME_INTERPOLATOR", "REGIME_LEAST_SQUARES", "REGIME_SQUARE", "REGIME_LASSO", "REGIME_TRIVIAL",
+    "REGIME_NONCONVEX", "KINK_RATIO", "h_depth", "qprime_depth", "q_depth", "prox_depth",
+    "interpolator_moments_depth", "solve_static_depth", "solve_static_network",
+]
+
+# Regime codes: those of ``static`` (imported above) plus one.
 REGIME_NONCONVEX = 5  # λ > 0 and L > 2: non-convex penalty |β|^{2/L}, no static theory (NaN)
 
 KINK_RATIO = 8.0  # geometric ratio of the z-ladder of quadrature breakpoints (L > 2)
-_quiet = _st._quiet
 
 
 # ---------------------------------------------------------------------------------------------
@@ -77,7 +113,7 @@ class _PotentialL2:
     def prox(self, x, gamma):
         """(p, Q′(p), p′, 1 − p′, p″) of prox_{γQ}(x), elementwise (p′, p″ in x)."""
         c, gp = self.c, 0.5 * gamma
-        w, _, _ = _st.prox_w(x, gp, c)
+        w, _, _ = prox_w(x, gp, c)
         p = 0.5 * c * np.sinh(w)
         s = c * np.cosh(w)  # √(c² + 4p²)
         return p, 0.25 * w, s / (s + gp), gp / (s + gp), 4.0 * gp * p / (s + gp) ** 3
@@ -86,20 +122,33 @@ class _PotentialL2:
         return 0.25 * np.arcsinh(2.0 * np.asarray(z, float) / self.c)
 
     def prox_inverse(self, z, gamma):
-        return _st.prox_inverse(z, 0.5 * gamma, self.c)
+        return prox_inverse(z, 0.5 * gamma, self.c)
 
     def kink_z(self, gamma, zmax):
-        return _st._kink_z(0.5 * gamma, self.c, zmax)
+        return kink_z(0.5 * gamma, self.c, zmax)
 
     def gamma_lazy(self, delta):
         """γ with p′(0) = δ: p′(0) = 1/(1 + γQ″(0)), Q″(0) = 1/(2c)."""
         return 2.0 * self.c * (1.0 / delta - 1.0)
 
     def gamma_threshold(self, theta):
-        return 2.0 * _st._gamma_from_threshold(theta, self.c)
+        return 2.0 * gamma_from_threshold(theta, self.c)
 
     def tau_floor(self):
         return None
+
+
+class _Curve(NamedTuple):
+    """A point of the curve β = m h(s), carried as (s, e = 1 − s), in the logarithmic form of
+    :class:`_PotentialPower` (arrays)."""
+
+    log_e: np.ndarray  # log e
+    w: np.ndarray  # log((1 + s)/(1 − s))
+    P: np.ndarray  # m e^{−q} (= u^L)
+    E1: np.ndarray  # 1 − e^{−qw}
+    b: np.ndarray  # e^{−(q+1)w}
+    z: np.ndarray  # m h(s) = P·E1
+    N: np.ndarray  # m h′(s) = q (P/e)(1 + b)
 
 
 class _PotentialPower:
@@ -139,19 +188,60 @@ class _PotentialPower:
         representation (e = 1 − s has relative error ≤ ε whether s or e is the stored one)."""
         return np.log(e), np.log1p(2.0 * s / e)
 
+    def _curve(self, s, e, logm) -> _Curve:
+        """The :class:`_Curve` at (s, e) with s ≥ 0, for m = exp(``logm``)."""
+        q = self.q
+        le, w = self._logs(s, e)
+        P = np.exp(logm - q * le)
+        E1 = -np.expm1(-q * w)
+        b = (1.0 - E1) * (e / (2.0 - e))
+        return _Curve(log_e=le, w=w, P=P, E1=E1, b=b, z=P * E1, N=q * (P / e) * (1.0 + b))
+
     def _terms(self, s, e):
         """(z = m h(s), N = m h′(s), R2 = m h″/N²) at (s, e) with s ≥ 0."""
         q = self.q
-        le, w = self._logs(s, e)
-        P = np.exp(self.logm - q * le)
-        E1 = -np.expm1(-q * w)
-        z = P * E1
-        b = (1.0 - E1) * (e / (2.0 - e))  # e^{−(q+1)w}
-        N = q * (P / e) * (1.0 + b)
-        R2 = (q + 1.0) / q * -np.expm1(-(q + 2.0) * w) / (P * (1.0 + b) ** 2)
-        return z, N, R2
+        c = self._curve(s, e, self.logm)
+        R2 = (q + 1.0) / q * -np.expm1(-(q + 2.0) * c.w) / (c.P * (1.0 + c.b) ** 2)
+        return c.z, c.N, R2
 
-    @_quiet
+    def _upper_bounds(self, a, g, logm):
+        """The Newton start of :meth:`solve` (1-d arrays): min(a/g, y/(2q), 1 − (1 + y)^{−1/q})
+        with y = a/m, as (s, e); (0, 1) where a = 0."""
+        q = self.q
+        ly = np.log(a) - logm
+        l1y = np.logaddexp(0.0, ly)  # log(1 + y)
+        s2 = -np.expm1(-l1y / q)
+        e2 = np.exp(-l1y / q)
+        s1 = a / g
+        s3 = np.exp(np.minimum(ly, 700.0)) / (2.0 * q)
+        s = np.minimum(np.minimum(s1, s3), s2)
+        e = np.where(s == s2, e2, 1.0 - s)
+        pos = a > 0
+        return np.where(pos, s, 0.0), np.where(pos, e, 1.0)
+
+    def _newton_step(self, s, e, a, g, logm):
+        """One Newton step of :meth:`solve` on F(s) = m h(s) + g s − a (1-d arrays over the
+        active elements). Returns (s_new, e_new, done)."""
+        q = self.q
+        c = self._curve(s, e, logm)
+        # g s − a as (g − a) − g e where s ≈ 1: at the dead-zone edge (a ≈ g) the root has
+        # z ≪ a and e may be far below ε, which the rounded s = 1 − e cannot carry
+        F = np.where(s < 0.5, c.z + g * s - a, c.z - g * e + (g - a))
+        ds = F / (c.N + g)
+        ds = np.where(np.isfinite(ds), ds, 0.0)
+        sn = np.maximum(s - ds, 0.0)
+        en = np.minimum(e + ds, 1.0)
+        small = sn < 0.5
+        s_new = np.where(small, sn, 1.0 - en)
+        e_new = np.where(small, 1.0 - sn, en)
+        # F at its rounding level: z = exp(log m − q log e)(1 − e^{−qw}) carries a relative
+        # error ≈ ε(|log m| + q(1 + |log e| + w)) (ε absolute in log e, ε relative in w)
+        lin = np.where(s < 0.5, g * s + a, np.abs(g - a) + g * e)
+        f_tol = 4e-16 * ((2.0 + np.abs(logm) + q * (1.0 - c.log_e + c.w)) * c.z + lin)
+        done = (np.abs(ds) <= 1e-15 * np.minimum(s_new, e_new)) | (np.abs(F) <= f_tol)
+        return s_new, e_new, done
+
+    @quiet
     def solve(self, a, g, max_iter: int = 100):
         """(s, e) with m h(s) + g s = a for a ≥ 0, g ≥ 0 (g = 0: s = h⁻¹(a/m)); arrays broadcast
         with the potential's parameters.
@@ -167,51 +257,36 @@ class _PotentialPower:
         at the dead-zone edge |x| = g, where e grows by ≈ 1 + 1/q per step from ε-level).
         Accuracy against 150-digit mpmath: ≤ 9e-14 relative in p, s, p′, p″.
         """
-        q = self.q
         a, g, logm = np.broadcast_arrays(np.asarray(a, float), np.asarray(g, float), self.logm)
         shape = a.shape
         a, g, logm = a.ravel(), g.ravel(), logm.ravel()
-        ly = np.log(a) - logm
-        l1y = np.logaddexp(0.0, ly)  # log(1 + y)
-        s2 = -np.expm1(-l1y / q)
-        e2 = np.exp(-l1y / q)
-        s1 = a / g
-        s3 = np.exp(np.minimum(ly, 700.0)) / (2.0 * q)
-        s = np.minimum(np.minimum(s1, s3), s2)
-        e = np.where(s == s2, e2, 1.0 - s)
-        pos = a > 0
-        s = np.where(pos, s, 0.0)
-        e = np.where(pos, e, 1.0)
-        idx = np.flatnonzero(pos)
+        s, e = self._upper_bounds(a, g, logm)
+        idx = np.flatnonzero(a > 0)
         self.last_iter = 0
         for it in range(1, max_iter + 1):
             if idx.size == 0:
                 break
             self.last_iter = it
-            si, ei, ai, gi, lmi = s[idx], e[idx], a[idx], g[idx], logm[idx]
-            le, w = self._logs(si, ei)
-            P = np.exp(lmi - q * le)
-            E1 = -np.expm1(-q * w)
-            z = P * E1
-            N = q * (P / ei) * (1.0 + (1.0 - E1) * (ei / (2.0 - ei)))
-            # g s − a as (g − a) − g e where s ≈ 1: at the dead-zone edge (a ≈ g) the root has
-            # z ≪ a and e may be far below ε, which the rounded s = 1 − e cannot carry
-            F = np.where(si < 0.5, z + gi * si - ai, z - gi * ei + (gi - ai))
-            ds = F / (N + gi)
-            ds = np.where(np.isfinite(ds), ds, 0.0)
-            sn = np.maximum(si - ds, 0.0)
-            en = np.minimum(ei + ds, 1.0)
-            small = sn < 0.5
-            s_new = np.where(small, sn, 1.0 - en)
-            e_new = np.where(small, 1.0 - sn, en)
-            # F at its rounding level: z = exp(log m − q log e)(1 − e^{−qw}) carries a relative
-            # error ≈ ε(|log m| + q(1 + |log e| + w)) (ε absolute in log e, ε relative in w)
-            lin = np.where(si < 0.5, gi * si + ai, np.abs(gi - ai) + gi * ei)
-            f_tol = 4e-16 * ((2.0 + np.abs(lmi) + q * (1.0 - le + w)) * z + lin)
-            done = (np.abs(ds) <= 1e-15 * np.minimum(s_new, e_new)) | (np.abs(F) <= f_tol)
+            s_new, e_new, done = self._newton_step(s[idx], e[idx], a[idx], g[idx], logm[idx])
             s[idx], e[idx] = s_new, e_new
             idx = idx[~done]
         return s.reshape(shape), e.reshape(shape)
+
+    def value(self, beta):
+        """Q_L(β) (see :func:`q_depth`): (m/κ)[s h(s) − H(s)] at s = h⁻¹(|β|/m), with
+        H(s) = [(1 − s)^{1−q} + (1 + s)^{1−q} − 2]/(q − 1) (its series for s < 1e-3)."""
+        q = self.q
+        s, e = self.solve(np.abs(beta), 0.0)
+        le, w = self._logs(s, e)
+        hs = np.exp(-q * le) * -np.expm1(-q * w)
+        big = (np.expm1((1 - q) * le) + np.expm1((1 - q) * np.log1p(s))) / (q - 1)
+        # series of H(s) = Σ_{j odd} 2 C_j s^{j+1}/(j+1), C_j = Γ(q + j)/(Γ(q) j!)
+        c1 = q
+        c3 = q * (q + 1) * (q + 2) / 6
+        c5 = c3 * (q + 3) * (q + 4) / 20
+        ser = 2 * (c1 * s**2 / 2 + c3 * s**4 / 4 + c5 * s**6 / 6)
+        H = np.where(s < 1e-3, ser, big)
+        return np.exp(self.logm) / self.kappa * (s * hs - H)
 
     # -- the interface used by the state evolution ------------------------------------------
     def prox(self, x, gamma):
@@ -279,7 +354,7 @@ def h_depth(s, depth):
     return np.sign(s) * np.exp(-q * np.log1p(-a)) * -np.expm1(-q * w)
 
 
-@_quiet
+@quiet
 def qprime_depth(beta, alpha, depth):
     """Q_L′(β) = h_L⁻¹(β/α^L)/(L(L − 2)α^{L−2}) (L > 2), = ¼ arcsinh(β/(2α²)) (L = 2).
 
@@ -289,7 +364,7 @@ def qprime_depth(beta, alpha, depth):
     return _potential(alpha, depth).qprime(beta)
 
 
-@_quiet
+@quiet
 def q_depth(beta, alpha, depth):
     """The implicit-bias potential Q_L(β), Q_L(0) = 0 (convex, even).
 
@@ -298,23 +373,11 @@ def q_depth(beta, alpha, depth):
     Small α: Q_L ≈ |β|/κ (ℓ1); large α: Q_L ≈ β²/(4qα^Lκ) (ℓ2)."""
     beta, alpha = np.broadcast_arrays(np.asarray(beta, float), np.asarray(alpha, float))
     if float(depth) == 2.0:
-        return 0.5 * _st.phi_c(beta, 4.0 * alpha**2)
-    pot = _PotentialPower(alpha, depth)
-    q = pot.q
-    s, e = pot.solve(np.abs(beta), 0.0)
-    le, w = pot._logs(s, e)
-    hs = np.exp(-q * le) * -np.expm1(-q * w)
-    big = (np.expm1((1 - q) * le) + np.expm1((1 - q) * np.log1p(s))) / (q - 1)
-    # series of H(s) = Σ_{j odd} 2 C_j s^{j+1}/(j+1), C_j = Γ(q + j)/(Γ(q) j!)
-    c1 = q
-    c3 = q * (q + 1) * (q + 2) / 6
-    c5 = c3 * (q + 3) * (q + 4) / 20
-    ser = 2 * (c1 * s**2 / 2 + c3 * s**4 / 4 + c5 * s**6 / 6)
-    H = np.where(s < 1e-3, ser, big)
-    return np.exp(pot.logm) / pot.kappa * (s * hs - H)
+        return 0.5 * phi_c(beta, 4.0 * alpha**2)
+    return _PotentialPower(alpha, depth).value(beta)
 
 
-@_quiet
+@quiet
 def prox_depth(x, gamma, alpha, depth):
     """p = prox_{γQ_L}(x) and p′(x) (arrays broadcast): the root z of z + γQ_L′(z) = x."""
     x, gamma, alpha = np.broadcast_arrays(*(np.asarray(v, float) for v in (x, gamma, alpha)))
@@ -328,43 +391,45 @@ def prox_depth(x, gamma, alpha, depth):
 
 
 def _z_nodes(mu, r, gamma, pot, n_per: int):
-    """Nodes/weights for E_Z[f(μ + rZ)]: the split rule of :mod:`static` (fixed breaks plus
-    x = ±prox⁻¹(z_k) for the potential's kink ladder)."""
+    """Nodes/weights for E_Z[f(μ + rZ)]: the split rule of :mod:`.state_evolution` (fixed breaks
+    plus x = ±prox⁻¹(z_k) for the potential's kink ladder)."""
     shape = np.broadcast_shapes(np.shape(mu), np.shape(r), np.shape(gamma))
-    zmax = np.abs(mu) + _st.Z_MAX * np.asarray(r)
+    zmax = np.abs(mu) + Z_MAX * np.asarray(r)
     zs = np.stack(np.broadcast_arrays(*pot.kink_z(gamma, zmax)), axis=0)  # one batched prox⁻¹
-    return _st._split_rule(mu, r, pot.prox_inverse(zs, gamma), shape, n_per)
+    return split_rule(mu, r, pot.prox_inverse(zs, gamma), shape, n_per)
 
 
 def _moments(tau, gamma, pot, comps, n_per: int = 8, derivs: bool = True, rule=None):
-    """E[p′], E[(p − B)²] and their τ-, γ-derivatives (:func:`static._accumulate_moments`, for any
-    potential). ∂p/∂γ = −Q′(p)p′ and ∂p′/∂γ = −p′(1 − p′)/γ − Q′(p)p″ at fixed x."""
+    """E[p′], E[(p − B)²] and their τ-, γ-derivatives (``state_evolution.accumulate_moments``, for
+    any potential; returns its ``Moments``). ∂p/∂γ = −Q′(p)p′ and ∂p′/∂γ = −p′(1 − p′)/γ − Q′(p)p″
+    at fixed x."""
     pc = pot.col()
 
-    def point(mu, R, z, A, G, derivs):
+    def point(mu, R, z, A, G, derivs):  # the prox of Q_L at the nodes: NodeValues
         xm = R * z  # x − μ, exact (μ + rZ − μ would lose ε|μ|/τ: τ ~ α^L ≪ 1 in the recovery phase)
         x = mu + xm
         p, Qp, dp, omdp, d2p = pc.prox(x, G)
         e = np.where(np.abs(p) > 0.5 * np.abs(x), (1.0 - A) * xm - G * Qp, p - mu - A * xm)
         if not derivs:
-            return dp, e, None, None, None
-        return dp, e, d2p, -Qp * dp, -dp * omdp / G - Qp * d2p
+            return NodeValues(dp, e)
+        return NodeValues(dp, e, d2p, -Qp * dp, -dp * omdp / G - Qp * d2p)
 
     nodes = lambda mu, r: _z_nodes(mu, r, gamma, pot, n_per)
-    return _st._accumulate_moments(tau, gamma, comps, nodes, point, derivs, rule)
+    return accumulate_moments(tau, gamma, comps, nodes, point, derivs, rule)
 
 
-@_quiet
-def interpolator_moments_depth(tau, gamma, alpha, rho, depth, prior=GAUSS_BERNOULLI, n_per: int = 8, rule=None):
+@quiet
+def interpolator_moments_depth(tau, gamma, alpha, rho, depth, prior=DEFAULT_PRIOR, n_per: int = 8, rule=None):
     """(E[p′(B + τZ)], E[(p(B + τZ) − B)²]) for p = prox_{γQ_L} (arrays broadcast; 1-d results)."""
     tau, gamma, alpha, rho = (np.ravel(a) for a in np.broadcast_arrays(*(np.asarray(v, float) for v in (tau, gamma, alpha, rho))))
-    D, M, *_ = _moments(tau, gamma, _potential(alpha, depth), _st._components(prior, rho), n_per, derivs=False, rule=rule)
-    return D, M
+    comps = prior_of(prior).components(rho)
+    m = _moments(tau, gamma, _potential(alpha, depth), comps, n_per, derivs=False, rule=rule)
+    return m.D, m.M
 
 
-def _residual(lt, lg, pot, comps, s2p, delta, n_per, derivs=True):
+def _residual(lt, lg, pot, comps, s2p, delta, n_per, derivs=True) -> Residual:
     moments = lambda tau, gamma, derivs: _moments(tau, gamma, pot, comps, n_per, derivs)
-    return _st._se_residual(lt, lg, moments, s2p, delta, derivs)
+    return se_residual(lt, lg, moments, s2p, delta, derivs)
 
 
 def _gamma_for_tau(lt, pot, comps, delta, n_per, tol=1e-13, max_iter=80):
@@ -378,7 +443,7 @@ def _gamma_for_tau(lt, pot, comps, delta, n_per, tol=1e-13, max_iter=80):
     lo = np.log(pot.gamma_lazy(delta))
     hi = lo + 2.0
     for _ in range(200):
-        D, *_ = _moments(tau, np.exp(hi), pot, comps, n_per, derivs=False)
+        D = _moments(tau, np.exp(hi), pot, comps, n_per, derivs=False).D
         grow = ~(D < delta)
         if not np.any(grow):
             break
@@ -386,29 +451,116 @@ def _gamma_for_tau(lt, pot, comps, delta, n_per, tol=1e-13, max_iter=80):
 
     def fdf(lg, idx):
         g = np.exp(lg)
-        D, _, _, Dg, _, _ = _moments(tau[idx], g, pot.take(idx), _st._sub(comps, idx), n_per, True)
-        return np.log(D) - np.log(delta[idx]), g * Dg / D
+        m = _moments(tau[idx], g, pot.take(idx), take_components(comps, idx), n_per, True)
+        return np.log(m.D) - np.log(delta[idx]), g * m.D_gamma / m.D
 
-    return _st._bracketed_newton(0.5 * (lo + hi), lo, hi, fdf, tol, 1e-14, max_iter)
+    return bracketed_newton(0.5 * (lo + hi), lo, hi, fdf, tol, 1e-14, max_iter)
+
+
+@dataclass(frozen=True)
+class _Equations:
+    """The (τ, γ) equations of the minimum-Q_L interpolator at a set of points (1-d arrays):
+    the potential, the prior's components, σ²/δ, δ and the nodes per quadrature piece."""
+
+    pot: object
+    comps: list
+    s2p: np.ndarray
+    delta: np.ndarray
+    n_per: int
+
+    def take(self, idx) -> _Equations:
+        """The equations at the points ``idx``."""
+        return _Equations(self.pot.take(idx), take_components(self.comps, idx), self.s2p[idx], self.delta[idx],
+                          self.n_per)
+
+    def residual(self, lt, lg, derivs=True) -> Residual:
+        """``state_evolution.Residual`` at (log τ, log γ), every point."""
+        return _residual(lt, lg, self.pot, self.comps, self.s2p, self.delta, self.n_per, derivs)
+
+    def newton_residual(self, lt, lg, idx, derivs):
+        """(F1, F2, J) at the points ``idx``: the ``resid`` of ``state_evolution.damped_newton``."""
+        r = self.take(idx).residual(lt, lg, derivs)
+        return r.F1, r.F2, r.J
+
+    def reduced(self, lt, idx, derivs):
+        """R(log τ) = F1(log τ, log γ(τ)) at the points ``idx``, with γ(τ) by :func:`_gamma_for_tau`:
+        the ``R`` of ``state_evolution.nested_log_tau`` ((F1, log γ[, dR/dlog τ]))."""
+        eq = self.take(idx)
+        lg = _gamma_for_tau(lt, eq.pot, eq.comps, eq.delta, eq.n_per)
+        r = eq.residual(lt, lg, derivs)
+        if not derivs:
+            return r.F1, lg
+        return r.F1, lg, reduced_slope(r.J)
 
 
 def _solve_nested(pot, delta, rho, sigma, prior, n_per, tol, max_iter):
-    """Bracketed fallback (as :func:`static._solve_interpolator_nested`): γ(τ) exactly, then the
-    reduced equation R(log τ) = F1(log τ, log γ(τ)) by :func:`static._nested_log_tau`."""
-    comps = _st._components(prior, rho)
+    """Bracketed fallback (as ``static.solver._solve_interpolator_nested``): γ(τ) exactly, then the
+    reduced equation R(log τ) = F1(log τ, log γ(τ)) by ``state_evolution.nested_log_tau``."""
     s2p = sigma**2 / delta
-    EB2 = second_moment(prior, rho)
-
-    def R(lt, idx, derivs):
-        sub, pt = _st._sub(comps, idx), pot.take(idx)
-        lg = _gamma_for_tau(lt, pt, sub, delta[idx], n_per)
-        F1, F2, J, _ = _residual(lt, lg, pt, sub, s2p[idx], delta[idx], n_per, derivs)
-        if not derivs:
-            return F1, lg
-        return F1, lg, J[:, 0, 0] - J[:, 0, 1] * J[:, 1, 0] / J[:, 1, 1]
-
+    eq = _Equations(pot, prior_of(prior).components(rho), s2p, delta, n_per)
     # τ ≳ α^L in the recovery phase: the downward search for the bracket starts there
-    return _st._nested_log_tau(R, s2p, EB2, delta, tol, max_iter, floor=pot.tau_floor())
+    return nested_log_tau(eq.reduced, s2p, second_moment(prior, rho), delta, tol, max_iter, floor=pot.tau_floor())
+
+
+class _Start(NamedTuple):
+    """A starting point (log τ, log γ) of the Newton solve and where it may be chosen."""
+
+    lt: np.ndarray
+    lg: np.ndarray
+    allowed: np.ndarray | bool
+
+
+def _starts(pot, delta, rho, sigma, prior, s2p) -> list:
+    """The candidate starts: min-ℓ2 τ with γ_lazy (exact as α → ∞), the ℓ1 interpolator's τ with
+    γ matched to its threshold (exact as α → 0) and, for L > 2, three recovery-phase starts."""
+    EB2 = second_moment(prior, rho)
+    t2_l2 = s2p / (1 - delta) + (1 - delta) * EB2 / delta
+    lt_a = 0.5 * np.log(np.maximum(t2_l2, 1e-300))
+    lg_a = np.log(pot.gamma_lazy(delta)) + 0.0 * lt_a
+    l1 = l1_interpolator(delta, rho, sigma, prior=prior)
+    tau_l1 = np.maximum(l1["tau"], 1e-3 * np.sqrt(np.maximum(t2_l2, 1e-300)))
+    lt_b = np.log(tau_l1)
+    lg_b = np.log(pot.gamma_threshold(l1["theta_over_tau"] * tau_l1))
+    starts = [_Start(lt_a, lg_a, True), _Start(lt_b, lg_b, True)]
+    floor = pot.tau_floor()
+    if floor is not None:
+        # Noiseless recovery phase (L > 2, σ = 0, ℓ1 error 0): τ ≈ C·α^L with C = 4 … 1e4 and
+        # γ/κ ≈ 1.5 (θ/τ)_ℓ1 τ (measured). F1 is nearly flat in log τ there, so the residual does
+        # not rank the starts, and Newton from the ℓ1 start (τ floored at 1e-3·scale) would need
+        # many capped steps: these starts replace it.
+        rec = (l1["tau"] == 0) & (s2p == 0)
+        starts[1] = _Start(lt_b, lg_b, ~rec)
+        for C in (4.0, 30.0, 300.0):
+            tc = C * floor
+            starts.append(_Start(np.log(tc), np.log(pot.gamma_threshold(1.5 * l1["theta_over_tau"] * tc)), True))
+    return starts
+
+
+def _best_start(eq: _Equations, starts: list):
+    """Per point, the allowed start with the smallest finite √(F1² + F2²) (else the first):
+    (log τ, log γ), new arrays."""
+    lt, lg, _ = starts[0]
+    best = np.full(lt.shape, np.inf)
+    for st in starts:
+        nrm = eq.residual(st.lt, st.lg, derivs=False).hypot()
+        nrm = np.where(np.isfinite(nrm) & st.allowed, nrm, np.inf)
+        use = nrm < best
+        lt, lg, best = np.where(use, st.lt, lt), np.where(use, st.lg, lg), np.where(use, nrm, best)
+    return lt, lg
+
+
+def _nested_fallback(eq: _Equations, lt, lg, rho, sigma, prior, tol, max_iter):
+    """Points with max|F| ≥ 10·tol after Newton: :func:`_solve_nested`, kept only where it is
+    better; lt, lg updated in place."""
+    res = eq.residual(lt, lg, derivs=False).max_abs()
+    bad = np.flatnonzero(~(res < tol * 10))
+    if not bad.size:
+        return
+    lt_b, lg_b = _solve_nested(eq.pot.take(bad), eq.delta[bad], rho[bad], sigma[bad], prior, eq.n_per, tol,
+                               max(3 * max_iter, 1))
+    rb = eq.take(bad).residual(lt_b, lg_b, derivs=False).max_abs()
+    better = np.isfinite(rb) & ~(rb >= res[bad])
+    lt[bad[better]], lg[bad[better]] = lt_b[better], lg_b[better]
 
 
 def _solve_interpolator(pot, delta, rho, sigma, prior, n_per=8, tol=1e-11, max_iter=30):
@@ -418,56 +570,15 @@ def _solve_interpolator(pot, delta, rho, sigma, prior, n_per=8, tol=1e-11, max_i
     and the ℓ1 interpolator's τ with γ matched to its threshold (exact as α → 0). Damped Newton
     with backtracking; points left unconverged go to :func:`_solve_nested`.
     """
-    comps = _st._components(prior, rho)
     s2p = sigma**2 / delta
-    EB2 = second_moment(prior, rho)
-    t2_l2 = s2p / (1 - delta) + (1 - delta) * EB2 / delta
-    lt_a = 0.5 * np.log(np.maximum(t2_l2, 1e-300))
-    lg_a = np.log(pot.gamma_lazy(delta)) + 0.0 * lt_a
-    l1 = _st.l1_interpolator(delta, rho, sigma, prior=prior)
-    tau_l1 = np.maximum(l1["tau"], 1e-3 * np.sqrt(np.maximum(t2_l2, 1e-300)))
-    lt_b = np.log(tau_l1)
-    lg_b = np.log(pot.gamma_threshold(l1["theta_over_tau"] * tau_l1))
-    starts = [(lt_a, lg_a, True), (lt_b, lg_b, True)]
-    floor = pot.tau_floor()
-    if floor is not None:
-        # Noiseless recovery phase (L > 2, σ = 0, ℓ1 error 0): τ ≈ C·α^L with C = 4 … 1e4 and
-        # γ/κ ≈ 1.5 (θ/τ)_ℓ1 τ (measured). F1 is nearly flat in log τ there, so the residual does
-        # not rank the starts, and Newton from the ℓ1 start (τ floored at 1e-3·scale) would need
-        # many capped steps: these starts replace it.
-        rec = (l1["tau"] == 0) & (s2p == 0)
-        starts[1] = (lt_b, lg_b, ~rec)
-        for C in (4.0, 30.0, 300.0):
-            tc = C * floor
-            starts.append((np.log(tc), np.log(pot.gamma_threshold(1.5 * l1["theta_over_tau"] * tc)), True))
-    lt, lg, _ = starts[0]
-    best = np.full(lt.shape, np.inf)
-    for lt_s, lg_s, allowed in starts:
-        F = _residual(lt_s, lg_s, pot, comps, s2p, delta, n_per, derivs=False)
-        nrm = np.hypot(F[0], F[1])
-        nrm = np.where(np.isfinite(nrm) & allowed, nrm, np.inf)
-        use = nrm < best
-        lt, lg, best = np.where(use, lt_s, lt), np.where(use, lg_s, lg), np.where(use, nrm, best)
-
-    def resid(lt, lg, idx, derivs):
-        F1, F2, J, _ = _residual(lt, lg, pot.take(idx), _st._sub(comps, idx), s2p[idx], delta[idx], n_per, derivs)
-        return F1, F2, J
-
-    _st._damped_newton(lt, lg, resid, tol, max_iter, finite_det=True)
-    F1, F2, _, _ = _residual(lt, lg, pot, comps, s2p, delta, n_per, derivs=False)
-    res = np.maximum(np.abs(F1), np.abs(F2))
-    bad = np.flatnonzero(~(res < tol * 10))
-    if bad.size:
-        lt_b, lg_b = _solve_nested(pot.take(bad), delta[bad], rho[bad], sigma[bad], prior, n_per, tol, max(3 * max_iter, 1))
-        # keep the fallback only where it is better
-        F1b, F2b, _, _ = _residual(lt_b, lg_b, pot.take(bad), _st._sub(comps, bad), s2p[bad], delta[bad], n_per, derivs=False)
-        rb = np.maximum(np.abs(F1b), np.abs(F2b))
-        better = np.isfinite(rb) & ~(rb >= res[bad])
-        lt[bad[better]], lg[bad[better]] = lt_b[better], lg_b[better]
-    F1, F2, _, (D, M) = _residual(lt, lg, pot, comps, s2p, delta, n_per, derivs=False)
-    res = np.maximum(np.abs(F1), np.abs(F2))
+    eq = _Equations(pot, prior_of(prior).components(rho), s2p, delta, n_per)
+    lt, lg = _best_start(eq, _starts(pot, delta, rho, sigma, prior, s2p))
+    damped_newton(lt, lg, eq.newton_residual, tol, max_iter, finite_det=True)
+    _nested_fallback(eq, lt, lg, rho, sigma, prior, tol, max_iter)
+    final = eq.residual(lt, lg, derivs=False)
+    res = final.max_abs()
     res = np.where(np.isfinite(res), res, np.inf)
-    return {"tau": np.exp(lt), "gamma": np.exp(lg), "mse": M, "converged": res < 100 * tol, "residual": res}
+    return {"tau": np.exp(lt), "gamma": np.exp(lg), "mse": final.M, "converged": res < 100 * tol, "residual": res}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -482,7 +593,34 @@ def _check_depth(depth):
     return depth
 
 
-@_quiet
+def _fill_from_solve_static(out, i, p, prior, opts: SolveOptions):
+    """Trivial, least-squares, square and LASSO (L = 2) points: :func:`static.solve_static` at
+    α_uv = 2α and weight decay λ/2 (independent of L and α where λ = 0)."""
+    if not i.size:
+        return
+    r = solve_static(2.0 * p.alpha[i], p.delta[i], p.rho[i], p.sigma[i], 0.5 * p.weight_decay[i], prior=prior,
+                     threshold=opts.threshold, chunk=opts.chunk)
+    for k in out:
+        out[k][i] = r[k]
+
+
+def _fill_nonconvex(out, i):
+    """λ > 0 with L > 2: no static theory (NaN, converged = False, residual = NaN)."""
+    out["e_train"][i] = np.nan
+    out["regime"][i] = REGIME_NONCONVEX
+    out["residual"][i] = np.nan
+
+
+def _fill_interpolator(out, i, p, depth, prior, comps, opts: SolveOptions):
+    """λ = 0, δ < 1: the minimum-Q_L interpolator at the points ``i`` (one depth)."""
+    pot = _potential(p.alpha[i], depth)
+    r = _solve_interpolator(pot, p.delta[i], p.rho[i], p.sigma[i], prior, n_per=opts.n_per, tol=opts.tol,
+                            max_iter=opts.max_iter)
+    x_thr = pot.prox_inverse(np.full(i.size, opts.threshold), r["gamma"])
+    store_interpolator(out, i, r, abs_tail(x_thr, r["tau"], take_components(comps, i)))
+
+
+@quiet
 def solve_static_depth(
     alpha,
     delta,
@@ -490,7 +628,7 @@ def solve_static_depth(
     sigma=0.0,
     weight_decay=0.0,
     depth=2,
-    prior=GAUSS_BERNOULLI,
+    prior=DEFAULT_PRIOR,
     *,
     threshold: float = 1e-2,
     n_per: int = 8,
@@ -518,66 +656,30 @@ def solve_static_depth(
     Formula sources: theory.md §3 (state evolution, least squares, LASSO) and §6 (depth-L flow);
     derivation in docs/static.md, "Depth-L networks".
     """
-    arrs = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (alpha, delta, rho, sigma, weight_decay, depth)))
-    shape = arrs[0].shape
-    al, de, rh, si, lam, L = (np.ravel(a).copy() for a in arrs)
-    if np.any(al <= 0) or np.any(de <= 0) or np.any((rh < 0) | (rh > 1)) or np.any(si < 0) or np.any(lam < 0):
-        raise ValueError("solve_static_depth: need alpha > 0, delta > 0, 0 ≤ rho ≤ 1, sigma ≥ 0, weight_decay ≥ 0")
-    _check_depth(L)
-    n = al.size
-    out = {
-        "e_test": np.full(n, np.nan),
-        "e_train": np.zeros(n),
-        "tau": np.full(n, np.nan),
-        "gamma": np.full(n, np.nan),
-        "theta": np.full(n, np.nan),
-        "frac_active": np.full(n, np.nan),
-        "regime": np.full(n, -1, dtype=np.int8),
-        "converged": np.zeros(n, bool),
-        "residual": np.full(n, np.inf),
-    }
-    EB2 = second_moment(prior, rh)
-    trivial = (EB2 == 0) & (si == 0)
-    m_int = (lam == 0) & (de < 1) & ~trivial
-    m_nc = (lam > 0) & (L > 2) & ~trivial
+    p = flat_points("solve_static_depth", alpha, delta, rho, sigma, weight_decay, depth)
+    _check_depth(p.depth)
+    opts = SolveOptions(threshold=threshold, n_per=n_per, tol=tol, max_iter=max_iter, chunk=chunk)
+    out = empty_result(p.n)
+    trivial = (second_moment(prior, p.rho) == 0) & (p.sigma == 0)
+    m_int = (p.weight_decay == 0) & (p.delta < 1) & ~trivial
+    m_nc = (p.weight_decay > 0) & (p.depth > 2) & ~trivial
     m_rest = ~m_int & ~m_nc  # trivial, least squares, square, LASSO (L = 2): from solve_static
-
-    i = np.flatnonzero(m_rest)
-    if i.size:
-        r = _st.solve_static(2.0 * al[i], de[i], rh[i], si[i], 0.5 * lam[i], prior=prior, threshold=threshold, chunk=chunk)
-        for k in out:
-            out[k][i] = r[k]
-
-    i = np.flatnonzero(m_nc)
-    out["e_train"][i] = np.nan
-    out["regime"][i] = REGIME_NONCONVEX
-    out["residual"][i] = np.nan
-
-    comps_all = _st._components(prior, rh)
-    for Lv in np.unique(L[m_int]):
-        i_all = np.flatnonzero(m_int & (L == Lv))
-        for s in range(0, i_all.size, chunk):
-            i = i_all[s : s + chunk]
-            pot = _potential(al[i], Lv)
-            r = _solve_interpolator(pot, de[i], rh[i], si[i], prior, n_per=n_per, tol=tol, max_iter=max_iter)
-            out["e_test"][i] = 0.5 * r["mse"]
-            out["tau"][i] = r["tau"]
-            out["gamma"][i] = r["gamma"]
-            x_thr = pot.prox_inverse(np.full(i.size, threshold), r["gamma"])
-            out["frac_active"][i] = _st._abs_tail(x_thr, r["tau"], [(np.broadcast_to(w, (n,))[i], m, v) for w, m, v in comps_all])
-            out["regime"][i] = REGIME_INTERPOLATOR
-            out["converged"][i] = r["converged"]
-            out["residual"][i] = r["residual"]
-    return {k: v.reshape(shape) for k, v in out.items()}
+    _fill_from_solve_static(out, np.flatnonzero(m_rest), p, prior, opts)
+    _fill_nonconvex(out, np.flatnonzero(m_nc))
+    comps = prior_of(prior).components(p.rho)
+    for Lv in np.unique(p.depth[m_int]):
+        for i in chunks_of(m_int & (p.depth == Lv), chunk):
+            _fill_interpolator(out, i, p, Lv, prior, comps, opts)
+    return reshaped(out, p.shape)
 
 
-def solve_static_network(alpha, delta, rho, sigma=0.0, weight_decay=0.0, prior=GAUSS_BERNOULLI, *, network="uv", depth=2, **kw):
+def solve_static_network(alpha, delta, rho, sigma=0.0, weight_decay=0.0, prior=DEFAULT_PRIOR, *, network="uv", depth=2, **kw):
     """Dispatch on the network: ``uv`` (depth 2) → :func:`static.solve_static`, unchanged;
     ``pm`` (depth L ≥ 2) → :func:`solve_static_depth`. Keyword arguments pass through."""
     if network == "uv":
         if depth != 2:
             raise ValueError(f"depth: the 'uv' network has depth 2, got {depth!r}")
-        return _st.solve_static(alpha, delta, rho, sigma, weight_decay, prior=prior, **kw)
+        return solve_static(alpha, delta, rho, sigma, weight_decay, prior=prior, **kw)
     if network == "pm":
         return solve_static_depth(alpha, delta, rho, sigma, weight_decay, depth, prior=prior, **kw)
     raise ValueError(f"network: unknown value {network!r}; expected 'uv' or 'pm'")

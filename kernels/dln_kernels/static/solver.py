@@ -25,17 +25,40 @@ Three regimes (theory.md §3):
 
 Nothing is ever returned silently: each point carries ``converged`` and ``residual`` (the largest
 relative residual of its fixed-point equations); non-converged points keep their last iterate.
+
+The potential-independent parts of the (τ, γ) state evolution (quadrature rule, moments,
+residuals, Newton solvers) are in :mod:`dln_kernels.static.state_evolution`, shared with
+:mod:`dln_kernels.static.depth`; this module adds the prox of Φ_c, the soft-thresholding closed
+forms, the regimes and the public solver. The pieces of it that ``depth`` reuses are public:
+:func:`kink_z`, :func:`gamma_from_threshold`, :class:`SolveOptions`, :class:`Points`,
+:func:`flat_points`, :func:`empty_result`, :func:`chunks_of`, :func:`store_interpolator`,
+:func:`reshaped`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import NamedTuple
+
 import numpy as np
-from scipy.special import gammainc, ndtr, roots_legendre
+from scipy.special import gammainc, ndtr
 
-from dln_kernels.model.priors import second_moment, validate_prior
-
-_SQRT2PI = np.sqrt(2.0 * np.pi)
-GAUSS_BERNOULLI = {"kind": "gauss_bernoulli"}
+from dln_kernels.model.priors import DEFAULT_PRIOR, prior_of, second_moment
+from dln_kernels.static.state_evolution import (
+    Z_MAX,
+    NodeValues,
+    abs_tail,
+    accumulate_moments,
+    bracketed_newton,
+    damped_newton,
+    nested_log_tau,
+    phi,
+    quiet,
+    reduced_slope,
+    se_residual,
+    split_rule,
+    take_components,
+)
 
 # Regime codes returned in ``out["regime"]``.
 REGIME_INTERPOLATOR = 0  # λ = 0, δ < 1
@@ -43,43 +66,6 @@ REGIME_LEAST_SQUARES = 1  # λ = 0, δ > 1
 REGIME_SQUARE = 2  # λ = 0, δ = 1
 REGIME_LASSO = 3  # λ > 0
 REGIME_TRIVIAL = 4  # β* = 0 and σ = 0: β_∞ = 0 exactly
-
-
-def _quiet(fn):
-    """Run ``fn`` with floating-point warnings off: limits (τ → 0, x → ±∞) are handled explicitly
-    and every result carries its own convergence flag and residual."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-            return fn(*args, **kwargs)
-
-    return wrapper
-
-
-def _phi(x):
-    return np.exp(-0.5 * x * x) / _SQRT2PI
-
-
-# ---------------------------------------------------------------------------------------------
-# Prior as mixture components with ρ-dependent weights
-# ---------------------------------------------------------------------------------------------
-
-
-def _components(prior: dict, rho: np.ndarray):
-    """List of (weight array, mean, variance) for B: a point mass at 0 with weight 1 − ρ, then
-    either N(0, 1) with weight ρ or point masses at the discrete values (weight ρ·p_k)."""
-    validate_prior(prior)
-    rho = np.asarray(rho, dtype=float)
-    comps = [(1.0 - rho, 0.0, 0.0)]
-    if prior["kind"] == "gauss_bernoulli":
-        comps.append((rho, 0.0, 1.0))
-    else:
-        for v, p in zip(prior["values"], prior["probs"]):
-            if p > 0:
-                comps.append((rho * float(p), float(v), 0.0))
-    return comps
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,8 +121,6 @@ def prox_inverse(z, gamma, c):
 # Quadrature over Z ~ N(0, 1)
 # ---------------------------------------------------------------------------------------------
 
-Z_MAX = 10.0  # φ(10) ≈ 8e-23: the mass outside [−10, 10] is below double precision
-_BASE_BREAKS = np.array([-Z_MAX, -6.0, -3.0, -1.0, 1.0, 3.0, 6.0, Z_MAX])
 # Prox kinks. p' = s/(s + γ) with s = √(c² + 4p²) goes from ≈ c/γ (dead zone, |p| ≲ c) to 1, and
 # approaches 1 only like 1 − γ/(2|p|), so p(x) ≈ x − (γ/2) log(4|x|/c) carries a logarithm over
 # all scales from γ to the Gaussian scale. The rule therefore splits at x = ±x(z) for z = c and
@@ -144,8 +128,10 @@ _BASE_BREAKS = np.array([-Z_MAX, -6.0, -3.0, -1.0, 1.0, 3.0, 6.0, Z_MAX])
 KINK_RATIO = 8.0
 
 
-def _kink_z(gamma, c, zmax):
-    """Breakpoints z (list of arrays): c and γ·KINK_RATIO^k, k = −2 … K with γ·R^K ≥ zmax."""
+def kink_z(gamma, c, zmax):
+    """Breakpoints z of the rule over Z for prox_{γΦ_c} (list of arrays, positions in p): c and
+    γ·KINK_RATIO^k, k = −2 … K with γ·R^K ≥ zmax (the largest |μ| + Z_MAX·r of the points);
+    K is capped at 40. Also used by ``depth`` for L = 2 (with γ/2 and c = 4α²)."""
     gamma = np.asarray(gamma, float)
     kmax = int(np.ceil(np.log(max(float(np.max(zmax / gamma)), 1.0)) / np.log(KINK_RATIO)))
     kmax = min(max(kmax, 0), 40)
@@ -162,27 +148,8 @@ def _z_nodes(mu, r, gamma, c, n_per: int, kinks: bool):
     xks = []
     if kinks:
         zmax = np.abs(mu) + Z_MAX * np.asarray(r)
-        xks = [prox_inverse(z, gamma, c) for z in _kink_z(gamma, c, zmax)]
-    return _split_rule(mu, r, xks, shape, n_per)
-
-
-def _split_rule(mu, r, xks, shape, n_per: int):
-    """The piecewise Gauss–Legendre rule of :func:`_z_nodes` (shared with ``static_depth``): breaks
-    at _BASE_BREAKS and at the Z with μ + rZ = ±x_k for each kink position x_k in ``xks``
-    (clipped to [−Z_MAX, Z_MAX]); n_per nodes per piece, weights times φ(z). Shape S + (K·n_per,)."""
-    t, wt = roots_legendre(n_per)
-    breaks = [np.broadcast_to(b, shape) for b in _BASE_BREAKS]
-    for xk in xks:
-        for s in (1.0, -1.0):
-            zz = (s * xk - mu) / r
-            breaks.append(np.broadcast_to(np.clip(zz, -Z_MAX, Z_MAX), shape))
-    b = np.sort(np.stack(breaks, axis=-1), axis=-1)  # (S, K+1)
-    lo, hi = b[..., :-1], b[..., 1:]
-    half = 0.5 * (hi - lo)
-    mid = 0.5 * (hi + lo)
-    z = (mid[..., None] + half[..., None] * t).reshape(shape + (-1,))
-    w = (half[..., None] * wt).reshape(shape + (-1,)) * _phi(z)
-    return z, w
+        xks = [prox_inverse(z, gamma, c) for z in kink_z(gamma, c, zmax)]
+    return split_rule(mu, r, xks, shape, n_per)
 
 
 def gauss_hermite_nodes(n: int):
@@ -199,12 +166,13 @@ def gauss_hermite_nodes(n: int):
 def _interp_moments(tau, gamma, c, comps, n_per: int = 12, kinks: bool = True, derivs: bool = True, rule=None):
     """E[p'], E[(p − B)²] and their (τ, γ) partial derivatives, expectation over B and Z.
 
-    All inputs are 1-d arrays over points; p = prox_{γΦ_c}. See :func:`_accumulate_moments`.
+    All inputs are 1-d arrays over points; p = prox_{γΦ_c}. See
+    :func:`~dln_kernels.static.state_evolution.accumulate_moments` (returns its ``Moments``).
     ``rule``: optional (z, w) fixed nodes (e.g. Gauss–Hermite) instead of the split rule.
     """
     C = c[:, None]
 
-    def point(mu, R, z, A, G, derivs):
+    def point(mu, R, z, A, G, derivs):  # the prox of Φ_c at the nodes: NodeValues
         x = mu + R * z
         wv, _, _ = prox_w(x, G, C)
         p = 0.5 * C * np.sinh(wv)
@@ -218,104 +186,40 @@ def _interp_moments(tau, gamma, c, comps, n_per: int = 12, kinks: bool = True, d
             p - mu - A * (x - mu),
         )
         if not derivs:
-            return dp, e, None, None, None
+            return NodeValues(dp, e)
         d2p = 4.0 * G * p / (s + G) ** 3
         p_g = -0.5 * wv * dp  # ∂p/∂γ at fixed x
         s_g = 4.0 * p / s * p_g
         dp_g = (G * s_g - s) / (s + G) ** 2
-        return dp, e, d2p, p_g, dp_g
+        return NodeValues(dp, e, d2p, p_g, dp_g)
 
     nodes = lambda mu, r: _z_nodes(mu, r, gamma, c, n_per, kinks)
-    return _accumulate_moments(tau, gamma, comps, nodes, point, derivs, rule)
+    return accumulate_moments(tau, gamma, comps, nodes, point, derivs, rule)
 
 
-def _accumulate_moments(tau, gamma, comps, nodes, point, derivs, rule):
-    """Sum over the prior's components of the Z-quadratures giving E[p'], E[(p − B)²] and their τ-,
-    γ-partials, for any prox (shared with ``static_depth``; tau, gamma: 1-d arrays over points).
-
-    For a component B ~ N(μ, s²) we integrate over X = μ + rZ, r² = s² + τ², with
-    B | X ~ N(μ + a(X − μ), q), a = s²/r², q = s²τ²/r²; so E[(p − B)²] = E[e²] + q with
-    e = p − E[B | X], and ∂e/∂τ at fixed Z follows from ∂X/∂τ = (τ/r)Z.
-    ``nodes(mu, r) -> (z, w)``: the rule over Z (used unless ``rule`` = fixed (z, w) is given).
-    ``point(mu, R, z, A, G, derivs) -> (p', e, p'', ∂p/∂γ, ∂p'/∂γ)`` at X = μ + Rz (columns
-    R = r, A = a, G = γ; the last three None without ``derivs``).
-    Returns (D, M, Dt, Dg, Mt, Mg); the last four are zero without ``derivs``.
-    """
-    D = np.zeros_like(tau)
-    M = np.zeros_like(tau)
-    Dt = np.zeros_like(tau)
-    Dg = np.zeros_like(tau)
-    Mt = np.zeros_like(tau)
-    Mg = np.zeros_like(tau)
-    for wgt, mu, s2 in comps:
-        wgt = np.broadcast_to(wgt, tau.shape)
-        V = s2 + tau * tau
-        r = np.sqrt(V)
-        a = s2 / V
-        a = np.where(tau > 0, a, 1.0) if s2 > 0 else a
-        q = s2 * tau * tau / V
-        if rule is None:
-            z, w = nodes(mu, r)
-        else:
-            z = np.broadcast_to(rule[0], tau.shape + rule[0].shape)
-            w = np.broadcast_to(rule[1], tau.shape + rule[1].shape)
-        R, G, A = r[:, None], gamma[:, None], a[:, None]
-        dp, e, d2p, p_g, dp_g = point(mu, R, z, A, G, derivs)
-        D += wgt * np.sum(w * dp, axis=-1)
-        M += wgt * (np.sum(w * e * e, axis=-1) + q)
-        if derivs:
-            tr = (tau / r)[:, None]
-            da_dt = (-2.0 * s2 * tau / V**2)[:, None]
-            dq_dt = 2.0 * tau * s2 * s2 / V**2
-            e_t = z * ((dp - A) * tr - R * da_dt)
-            Dt += wgt * np.sum(w * d2p * z, axis=-1) * (tau / r)
-            Dg += wgt * np.sum(w * dp_g, axis=-1)
-            Mt += wgt * (np.sum(w * 2.0 * e * e_t, axis=-1) + dq_dt)
-            Mg += wgt * np.sum(w * 2.0 * e * p_g, axis=-1)
-    return D, M, Dt, Dg, Mt, Mg
-
-
-@_quiet
-def interpolator_moments(tau, gamma, alpha, rho, prior=GAUSS_BERNOULLI, n_per: int = 12, kinks: bool = True, rule=None):
+@quiet
+def interpolator_moments(tau, gamma, alpha, rho, prior=DEFAULT_PRIOR, n_per: int = 12, kinks: bool = True, rule=None):
     """(E[p'(B + τZ)], E[(p(B + τZ) − B)²]) at given (τ, γ): the building blocks of the equations.
 
     Public for the quadrature study; arrays broadcast. ``rule`` = (nodes, weights) for a plain
     rule over Z (e.g. :func:`gauss_hermite_nodes`) instead of the split Gauss–Legendre rule.
     """
     tau, gamma, alpha, rho = (np.ravel(a) for a in np.broadcast_arrays(*(np.asarray(v, float) for v in (tau, gamma, alpha, rho))))
-    D, M, *_ = _interp_moments(tau, gamma, alpha**2, _components(prior, rho), n_per, kinks, derivs=False, rule=rule)
-    return D, M
+    comps = prior_of(prior).components(rho)
+    m = _interp_moments(tau, gamma, alpha**2, comps, n_per, kinks, derivs=False, rule=rule)
+    return m.D, m.M
 
 
 def _interp_residual(lt, lg, c, comps, s2p, delta, n_per, kinks, derivs=True):
+    """The ``Residual`` of the (τ, γ) equations for prox_{γΦ_c} (see ``state_evolution.se_residual``)."""
     moments = lambda tau, gamma, derivs: _interp_moments(tau, gamma, c, comps, n_per, kinks, derivs)
-    return _se_residual(lt, lg, moments, s2p, delta, derivs)
+    return se_residual(lt, lg, moments, s2p, delta, derivs)
 
 
-def _se_residual(lt, lg, moments, s2p, delta, derivs=True):
-    """Residuals of the (τ, γ) equations in log form (shared with ``static_depth``),
-
-        F1 = log(σ²/δ + M/δ) − 2 log τ,   F2 = log D − log δ,
-
-    with (D, M, ∂τD, ∂γD, ∂τM, ∂γM) = moments(τ, γ, derivs). Returns (F1, F2, J, (D, M)), J the
-    (…, 2, 2) Jacobian in (log τ, log γ) (None without ``derivs``)."""
-    tau, gamma = np.exp(lt), np.exp(lg)
-    D, M, Dt, Dg, Mt, Mg = moments(tau, gamma, derivs)
-    T = s2p + M / delta
-    F1 = np.log(T) - 2.0 * lt
-    F2 = np.log(D) - np.log(delta)
-    if not derivs:
-        return F1, F2, None, (D, M)
-    J = np.empty(lt.shape + (2, 2))
-    J[:, 0, 0] = tau * Mt / delta / T - 2.0
-    J[:, 0, 1] = gamma * Mg / delta / T
-    J[:, 1, 0] = tau * Dt / D
-    J[:, 1, 1] = gamma * Dg / D
-    return F1, F2, J, (D, M)
-
-
-def _gamma_from_threshold(theta, c):
-    """γ whose prox has its soft-threshold-like kink at x ≈ θ: θ = γ/2 + (γ/2) arcsinh(γ/c)."""
+def gamma_from_threshold(theta, c):
+    """γ whose prox_{γΦ_c} has its soft-threshold-like kink at x ≈ θ: the root of
+    θ = γ/2 + (γ/2) arcsinh(γ/c), by 80 bisections in log γ (arrays broadcast). It turns the ℓ1
+    interpolator's threshold into a starting γ (also used by ``depth`` for L = 2)."""
     theta = np.asarray(theta, float)
     c = np.asarray(c, float)
     lo = np.full_like(theta, -60.0) + np.log(np.maximum(theta, 1e-300))
@@ -327,10 +231,6 @@ def _gamma_from_threshold(theta, c):
         lo = np.where(f < 0, mid, lo)
         hi = np.where(f < 0, hi, mid)
     return np.exp(0.5 * (lo + hi))
-
-
-def _sub(comps, idx):
-    return [(w[idx] if np.ndim(w) else w, m, v) for w, m, v in comps]
 
 
 def _gamma_for_tau(lt, c, comps, delta, EB2, n_per, kinks, tol=1e-13, max_iter=60):
@@ -346,101 +246,35 @@ def _gamma_for_tau(lt, c, comps, delta, EB2, n_per, kinks, tol=1e-13, max_iter=6
 
     def fdf(lg, idx):
         g = np.exp(lg)
-        D, _, _, Dg, _, _ = _interp_moments(tau[idx], g, c[idx], _sub(comps, idx), n_per, kinks, True)
-        return np.log(D) - np.log(delta[idx]), g * Dg / D
+        m = _interp_moments(tau[idx], g, c[idx], take_components(comps, idx), n_per, kinks, True)
+        return np.log(m.D) - np.log(delta[idx]), g * m.D_gamma / m.D
 
-    return _bracketed_newton(0.5 * (lo + hi), lo, hi, fdf, tol, 1e-14, max_iter)
-
-
-def _bracketed_newton(x, lo, hi, fdf, tol, xtol, max_iter):
-    """Vectorised safeguarded Newton for F(x) = 0 with F decreasing, F(lo) > 0 > F(hi) (shared
-    with ``static_depth``). ``fdf(x[idx], idx) -> (F, F')``; x, lo, hi (1-d) are updated in place.
-
-    Each iterate shrinks the bracket by the sign of F; the Newton candidate is taken only when it
-    is finite and strictly inside the bracket, else the midpoint (so it cannot diverge, and keeps
-    Newton's quadratic rate near the root). A point stops when |F| < tol or the bracket is below
-    xtol; ``max_iter`` is a cap. Returns x.
-    """
-    active = np.ones(x.size, bool)
-    for _ in range(max_iter):
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
-        F, dF = fdf(x[idx], idx)
-        lo[idx] = np.where(F > 0, x[idx], lo[idx])
-        hi[idx] = np.where(F > 0, hi[idx], x[idx])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cand = x[idx] - F / dF
-        bad = ~np.isfinite(cand) | (cand <= lo[idx]) | (cand >= hi[idx])
-        cand = np.where(bad, 0.5 * (lo[idx] + hi[idx]), cand)
-        done = (np.abs(F) < tol) | (hi[idx] - lo[idx] < xtol)
-        x[idx] = np.where(done, x[idx], cand)
-        active[idx[done]] = False
-    return x
+    return bracketed_newton(0.5 * (lo + hi), lo, hi, fdf, tol, 1e-14, max_iter)
 
 
 def _solve_interpolator_nested(alpha, delta, rho, sigma, prior, n_per=12, kinks=True, tol=1e-11, max_iter=100):
     """Robust (slower) solver: γ(τ) exactly by :func:`_gamma_for_tau`, then the reduced scalar
-    equation R(log τ) = F1(log τ, log γ(τ)) by :func:`_nested_log_tau`.
+    equation R(log τ) = F1(log τ, log γ(τ)) by ``state_evolution.nested_log_tau``.
     """
     c = alpha**2
-    comps = _components(prior, rho)
+    comps = prior_of(prior).components(rho)
     s2p = sigma**2 / delta
     EB2 = second_moment(prior, rho)
 
     def R(lt, idx, derivs):
-        lg = _gamma_for_tau(lt, c[idx], _sub(comps, idx), delta[idx], EB2[idx], n_per, kinks)
-        F1, F2, J, _ = _interp_residual(lt, lg, c[idx], _sub(comps, idx), s2p[idx], delta[idx], n_per, kinks, derivs)
+        lg = _gamma_for_tau(lt, c[idx], take_components(comps, idx), delta[idx], EB2[idx], n_per, kinks)
+        r = _interp_residual(lt, lg, c[idx], take_components(comps, idx), s2p[idx], delta[idx], n_per, kinks, derivs)
         if not derivs:
-            return F1, lg
-        dR = J[:, 0, 0] - J[:, 0, 1] * J[:, 1, 0] / J[:, 1, 1]
-        return F1, lg, dR
+            return r.F1, lg
+        return r.F1, lg, reduced_slope(r.J)
 
-    return _nested_log_tau(R, s2p, EB2, delta, tol, max_iter)
-
-
-def _nested_log_tau(R, s2p, EB2, delta, tol, max_iter, floor=None):
-    """Solve the reduced equation R(log τ) = F1(log τ, log γ(τ)) = 0 (shared with ``static_depth``).
-
-    ``R(lt, idx, derivs)`` -> (F1, log γ) or, with ``derivs``, (F1, log γ, dF1/dlog τ along γ(τ)).
-    R → +∞ as τ → 0 (M > 0) and R < 0 for large τ, so a sign bracket exists: it is found by
-    stepping outwards in log τ from the scale of the min-ℓ2 solution (down from
-    max(σ', ``floor``) when a floor is given, else from max(σ', 1e-6·scale)), then
-    :func:`_bracketed_newton`. Returns (log τ, log γ).
-    """
-    n = delta.size
-    all_idx = np.arange(n)
-    scale = np.sqrt(np.maximum(s2p / (1 - delta) + EB2 / delta, 1e-300))
-    hi = np.log(scale) + 1.0
-    lo = np.log(np.maximum(np.sqrt(s2p), 1e-6 * scale))
-    if floor is not None:  # τ ≳ floor in the recovery phase: start the downward search there
-        lo = np.minimum(lo, np.log(np.maximum(np.sqrt(s2p), floor)))
-    for _ in range(40):  # R(hi) < 0
-        f, _ = R(hi, all_idx, False)
-        grow = ~(f < 0)
-        if not np.any(grow):
-            break
-        hi = np.where(grow, hi + 2.0, hi)
-    for _ in range(60):  # R(lo) > 0 (σ' > 0 gives it at lo = log σ' already)
-        f, _ = R(lo, all_idx, False)
-        grow = ~(f > 0) & (lo > -700)
-        if not np.any(grow):
-            break
-        lo = np.where(grow, lo - 5.0, lo)
-    lg = np.zeros(n)
-
-    def fdf(lt, idx):
-        F, lg[idx], dR = R(lt, idx, True)
-        return F, dR
-
-    lt = _bracketed_newton(0.5 * (lo + hi), lo, hi, fdf, tol, 1e-15, max_iter)
-    return lt, lg
+    return nested_log_tau(R, s2p, EB2, delta, tol, max_iter)
 
 
 def _solve_interpolator(alpha, delta, rho, sigma, prior, n_per=12, kinks=True, tol=1e-11, max_iter=30):
     """Newton solve of the (τ, γ) equations for points with λ = 0, δ < 1 (1-d arrays)."""
     c = alpha**2
-    comps = _components(prior, rho)
+    comps = prior_of(prior).components(rho)
     s2p = sigma**2 / delta
     EB2 = second_moment(prior, rho)
     # Two starting guesses: the minimum-ℓ2 (large α) and the ℓ1 (small α) solutions; keep the better.
@@ -450,24 +284,21 @@ def _solve_interpolator(alpha, delta, rho, sigma, prior, n_per=12, kinks=True, t
     l1 = l1_interpolator(delta, rho, sigma, prior=prior)
     tau_l1 = np.maximum(l1["tau"], 1e-3 * np.sqrt(np.maximum(t2_l2, 1e-300)))
     lt_b = np.log(tau_l1)
-    lg_b = np.log(_gamma_from_threshold(l1["theta_over_tau"] * tau_l1, c))
-    Fa = _interp_residual(lt_a, lg_a, c, comps, s2p, delta, n_per, kinks, derivs=False)
-    Fb = _interp_residual(lt_b, lg_b, c, comps, s2p, delta, n_per, kinks, derivs=False)
-    na = np.hypot(Fa[0], Fa[1])
-    nb = np.hypot(Fb[0], Fb[1])
+    lg_b = np.log(gamma_from_threshold(l1["theta_over_tau"] * tau_l1, c))
+    na = _interp_residual(lt_a, lg_a, c, comps, s2p, delta, n_per, kinks, derivs=False).hypot()
+    nb = _interp_residual(lt_b, lg_b, c, comps, s2p, delta, n_per, kinks, derivs=False).hypot()
     na = np.where(np.isfinite(na), na, np.inf)
     use_b = nb < na
     lt = np.where(use_b, lt_b, lt_a)
     lg = np.where(use_b, lg_b, lg_a)
 
     def resid(lt, lg, idx, derivs):
-        F1, F2, J, _ = _interp_residual(lt, lg, c[idx], _sub(comps, idx), s2p[idx], delta[idx], n_per, kinks, derivs)
-        return F1, F2, J
+        r = _interp_residual(lt, lg, c[idx], take_components(comps, idx), s2p[idx], delta[idx], n_per, kinks, derivs)
+        return r.F1, r.F2, r.J
 
-    _damped_newton(lt, lg, resid, tol, max_iter)
+    damped_newton(lt, lg, resid, tol, max_iter)
     # fallback: the nested, bracketed solver for the points Newton did not converge
-    F1, F2, _, _ = _interp_residual(lt, lg, c, comps, s2p, delta, n_per, kinks, derivs=False)
-    res = np.maximum(np.abs(F1), np.abs(F2))
+    res = _interp_residual(lt, lg, c, comps, s2p, delta, n_per, kinks, derivs=False).max_abs()
     bad = np.flatnonzero(~(res < tol * 10))
     if bad.size:
         lt_b, lg_b = _solve_interpolator_nested(
@@ -475,90 +306,26 @@ def _solve_interpolator(alpha, delta, rho, sigma, prior, n_per=12, kinks=True, t
         )
         lt[bad], lg[bad] = lt_b, lg_b
     # final residual and moments
-    F1, F2, _, (D, M) = _interp_residual(lt, lg, c, comps, s2p, delta, n_per, kinks, derivs=False)
-    res = np.maximum(np.abs(F1), np.abs(F2))
+    final = _interp_residual(lt, lg, c, comps, s2p, delta, n_per, kinks, derivs=False)
+    res = final.max_abs()
     res = np.where(np.isfinite(res), res, np.inf)
     return {
         "tau": np.exp(lt),
         "gamma": np.exp(lg),
-        "mse": M,
+        "mse": final.M,
         "converged": res < 100 * tol,
         "residual": res,
     }
 
 
-def _damped_newton(lt, lg, resid, tol, max_iter, finite_det=False):
-    """Damped Newton on the 2-d system F(log τ, log γ) = 0, vectorised over points (shared with
-    ``static_depth``); lt, lg (1-d) are updated in place (every point ends at its last iterate).
-
-    ``resid(lt, lg, idx, derivs) -> (F1, F2, J)`` at the points ``idx`` (J: (…, 2, 2) Jacobian,
-    None without ``derivs``). A point stops once max(|F1|, |F2|) < tol; ``max_iter`` is a cap.
-
-    - Damping: the Newton step is scaled so that no component exceeds 2 in log units (a factor e²
-      in τ or γ). Far from the root the Jacobian of the log-moment equations is poor (dead zone
-      of the prox, τ → 0), and an undamped step can leave the region where the moments are
-      representable. A singular Jacobian (|det| ≤ 1e-300; with ``finite_det`` also a non-finite
-      det) falls back to the step −F.
-    - Backtracking on the max-norm (the same norm as the stopping test, so acceptance and
-      convergence agree): halve the step until max|F| < (1 − 1e-4·step)·max|F_old| (Armijo-type
-      sufficient decrease), non-finite residuals rejected.
-    - 12 halvings (step ≥ 2⁻¹¹ ≈ 5e-4) bound the cost per iteration; a point whose line search
-      fails takes that smallest step anyway, which may escape a flat spot of the max-norm.
-    """
-    active = np.ones(lt.size, bool)
-    for _ in range(max_iter):
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
-        F1, F2, J = resid(lt[idx], lg[idx], idx, True)
-        F = np.stack([F1, F2], -1)
-        nrm = np.max(np.abs(F), -1)
-        done = nrm < tol
-        active[idx[done]] = False
-        keep = ~done
-        if not np.any(keep):
-            break
-        idx, F, J, nrm = idx[keep], F[keep], J[keep], nrm[keep]
-        det = J[:, 0, 0] * J[:, 1, 1] - J[:, 0, 1] * J[:, 1, 0]
-        ok = np.abs(det) > 1e-300
-        if finite_det:
-            ok = np.isfinite(det) & ok
-        det = np.where(ok, det, 1.0)
-        s1 = -(J[:, 1, 1] * F[:, 0] - J[:, 0, 1] * F[:, 1]) / det
-        s2 = -(-J[:, 1, 0] * F[:, 0] + J[:, 0, 0] * F[:, 1]) / det
-        s1 = np.where(ok, s1, -F[:, 0])
-        s2 = np.where(ok, s2, -F[:, 1])
-        big = np.maximum(np.abs(s1), np.abs(s2))
-        scale = np.minimum(1.0, 2.0 / np.maximum(big, 1e-300))
-        s1, s2 = s1 * scale, s2 * scale
-        # backtracking on the max-norm of the residual
-        step = np.ones(idx.size)
-        pending = np.ones(idx.size, bool)
-        new_lt, new_lg = lt[idx].copy(), lg[idx].copy()
-        for _ls in range(12):
-            j = np.flatnonzero(pending)
-            if j.size == 0:
-                break
-            tl = lt[idx[j]] + step[j] * s1[j]
-            tg = lg[idx[j]] + step[j] * s2[j]
-            G1, G2, _ = resid(tl, tg, idx[j], False)
-            gn = np.maximum(np.abs(G1), np.abs(G2))
-            acc = np.isfinite(gn) & (gn < (1 - 1e-4 * step[j]) * nrm[j])
-            new_lt[j[acc]] = tl[acc]
-            new_lg[j[acc]] = tg[acc]
-            pending[j[acc]] = False
-            step[j[~acc]] *= 0.5
-        # points whose line search failed take the smallest step anyway (may escape a flat spot)
-        j = np.flatnonzero(pending)
-        new_lt[j] = lt[idx[j]] + step[j] * s1[j]
-        new_lg[j] = lg[idx[j]] + step[j] * s2[j]
-        lt[idx], lg[idx] = new_lt, new_lg
-    return lt, lg
-
-
 # ---------------------------------------------------------------------------------------------
 # Soft thresholding: closed-form Gaussian expectations (LASSO and the ℓ1 interpolator)
 # ---------------------------------------------------------------------------------------------
+
+
+class _SoftMoments(NamedTuple):
+    D: np.ndarray  # E[η_θ'(X)]
+    M: np.ndarray  # E[(η_θ(X) − B)²]
 
 
 def _soft_moments(theta, tau, comps):
@@ -577,32 +344,20 @@ def _soft_moments(theta, tau, comps):
             zl = (-theta - mu) / r
         p_out = ndtr(-zu) + ndtr(zl)
         p_mid = np.where(zl > 0, ndtr(-zl) - ndtr(-zu), ndtr(zu) - ndtr(zl))
-        e1 = _phi(zl) - _phi(zu)  # E[Z; zl < Z < zu]
+        e1 = phi(zl) - phi(zu)  # E[Z; zl < Z < zu]
         e2 = _half_chi3(zu) - _half_chi3(zl)  # E[Z²; zl < Z < zu]
         x2_mid = mu * mu * p_mid + 2 * mu * r * e1 + r * r * e2
         m = theta * theta * p_out + x2_mid + tau * tau * (1 - 2 * p_mid)
         m = np.where(r > 0, m, np.where(np.abs(mu) > theta, theta * theta, mu * mu))
         D = D + wgt * np.where(r > 0, p_out, np.abs(mu) > theta)
         M = M + wgt * m
-    return D, M
+    return _SoftMoments(D, M)
 
 
 def _half_chi3(u):
     """∫_0^u z² φ(z) dz (odd in u), accurate for small |u|."""
     u = np.asarray(u, float)
     return np.sign(u) * 0.5 * gammainc(1.5, 0.5 * u * u)
-
-
-def _abs_tail(x0, tau, comps, extra_var=0.0):
-    """P(|B + sZ| > x0) with s² = τ² + extra_var (mixture, closed form)."""
-    P = 0.0
-    for wgt, mu, s2 in comps:
-        r = np.sqrt(s2 + tau * tau + extra_var)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            up = np.where(r > 0, (x0 - mu) / r, np.where(x0 - mu >= 0, np.inf, -np.inf))
-            lo = np.where(r > 0, (x0 + mu) / r, np.where(x0 + mu >= 0, np.inf, -np.inf))
-        P = P + wgt * (ndtr(-up) + ndtr(-lo))
-    return P
 
 
 def _bisect(f, lo, hi, n_iter=100):
@@ -630,7 +385,7 @@ def _kappa_for_tau(tau, comps, delta, n_iter: int = 60):
             r = np.sqrt(s2 + tau * tau)
             up, lw = (k * tau - mu) / r, (k * tau + mu) / r
             P = P + wgt * (ndtr(-up) + ndtr(-lw))
-            dP = dP - wgt * (_phi(up) + _phi(lw)) * tau / r
+            dP = dP - wgt * (phi(up) + phi(lw)) * tau / r
         F = P - delta
         lo = np.where(F > 0, k, lo)
         hi = np.where(F > 0, hi, k)
@@ -645,8 +400,8 @@ def _kappa_for_tau(tau, comps, delta, n_iter: int = 60):
     return k
 
 
-@_quiet
-def l1_interpolator(delta, rho, sigma, prior=GAUSS_BERNOULLI):
+@quiet
+def l1_interpolator(delta, rho, sigma, prior=DEFAULT_PRIOR):
     """The α → 0 limit: minimum-ℓ1 interpolator (basis pursuit when σ = 0), δ < 1.
 
     Equations: P(|B + τZ| > θ) = δ, τ² = σ²/δ + (1/δ) E[(η_θ(B + τZ) − B)²]. Solved with θ = κτ by
@@ -655,7 +410,7 @@ def l1_interpolator(delta, rho, sigma, prior=GAUSS_BERNOULLI):
     When σ = 0 and τ = 0 is the only fixed point (below the Donoho–Tanner curve) tau = 0.
     """
     delta, rho, sigma = (np.ravel(a).astype(float) for a in np.broadcast_arrays(delta, rho, sigma))
-    comps = _components(prior, rho)
+    comps = prior_of(prior).components(rho)
     s2p = sigma**2 / delta
     EB2 = second_moment(prior, rho)
 
@@ -681,17 +436,22 @@ def l1_interpolator(delta, rho, sigma, prior=GAUSS_BERNOULLI):
     return {"tau": tau, "theta_over_tau": k, "mse": M, "e_test": 0.5 * M}
 
 
-def min_l2_interpolator(delta, rho, sigma, prior=GAUSS_BERNOULLI):
+def min_l2_interpolator(delta, rho, sigma, prior=DEFAULT_PRIOR):
     """The α → ∞ limit (δ < 1): E_test = [(1 − δ) E[B²] + σ²δ/(1 − δ)] / 2."""
     delta, rho, sigma = np.broadcast_arrays(*(np.asarray(v, float) for v in (delta, rho, sigma)))
     return 0.5 * ((1 - delta) * second_moment(prior, rho) + sigma**2 * delta / (1 - delta))
+
+
+class _LassoPoint(NamedTuple):
+    lam: np.ndarray  # the penalty λ(κ) at which κ = θ/τ is the LASSO's
+    tau: np.ndarray  # the fixed point τ(κ)
 
 
 def _solve_lasso(lam, delta, rho, sigma, prior):
     """LASSO state evolution at penalty λ (1-d arrays). Parametrised by κ = θ/τ: for each κ above
     the minimal κ_min (where E[η_κ(Z)²] = δ, so that the τ-map contracts at large τ) the fixed point
     τ(κ) is found by bisection in log τ, and κ by bisection on λ(κ) = κτ(1 − E[η']/δ) = λ."""
-    comps = _components(prior, rho)
+    comps = prior_of(prior).components(rho)
     s2p = sigma**2 / delta
     EB2 = second_moment(prior, rho)
     scale = np.sqrt(np.maximum(s2p + EB2 / delta, 1e-300))
@@ -709,13 +469,13 @@ def _solve_lasso(lam, delta, rho, sigma, prior):
 
     # κ_min: E[η_κ(Z)²] = 2[(1 + κ²)Φ(−κ) − κφ(κ)] = δ  (0 when δ ≥ 1)
     one = [(np.ones_like(delta), 0.0, 0.0)]
-    f = lambda k: _soft_moments(k, np.ones_like(delta), one)[1] - delta  # decreasing in κ
+    f = lambda k: _soft_moments(k, np.ones_like(delta), one).M - delta  # decreasing in κ
     kmin = np.where(delta >= 1, 0.0, _bisect(f, np.zeros_like(delta), np.full_like(delta, 10.0), 70))
 
-    def lam_of(kap):
+    def lam_of(kap):  # (λ(κ), τ(κ))
         tau = tau_of(kap)
         D, _ = _soft_moments(kap * tau, tau, comps)
-        return kap * tau * (1 - D / delta), tau
+        return _LassoPoint(kap * tau * (1 - D / delta), tau)
 
     k_lo = kmin + 1e-9
     k_hi = np.maximum(kmin, 1.0) + 1.0
@@ -725,7 +485,7 @@ def _solve_lasso(lam, delta, rho, sigma, prior):
         if not np.any(grow):
             break
         k_hi = np.where(grow, 2 * k_hi, k_hi)
-    kap = _bisect(lambda k: lam - lam_of(k)[0], k_lo, k_hi, 60)
+    kap = _bisect(lambda k: lam - lam_of(k).lam, k_lo, k_hi, 60)
     lam_hat, tau = lam_of(kap)
     D, M = _soft_moments(kap * tau, tau, comps)
     T = s2p + M / delta
@@ -746,14 +506,174 @@ def _solve_lasso(lam, delta, rho, sigma, prior):
 # ---------------------------------------------------------------------------------------------
 
 
-@_quiet
+@dataclass(frozen=True)
+class SolveOptions:
+    """Numerical options of :func:`solve_static` and ``depth.solve_static_depth`` (meanings in
+    the docstring of :func:`solve_static`)."""
+
+    threshold: float = 1e-2
+    n_per: int = 8
+    tol: float = 1e-11
+    max_iter: int = 30
+    chunk: int = 2048
+
+
+@dataclass(frozen=True)
+class Points:
+    """The points of a static solve: the broadcast ``shape`` and the parameters as 1-d float
+    arrays (own copies) over the n = prod(shape) points; ``depth`` only for the depth-L solver."""
+
+    shape: tuple
+    alpha: np.ndarray
+    delta: np.ndarray
+    rho: np.ndarray
+    sigma: np.ndarray
+    weight_decay: np.ndarray
+    depth: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        return self.alpha.size
+
+
+def flat_points(caller: str, alpha, delta, rho, sigma, weight_decay, depth=None) -> Points:
+    """Broadcast the parameters (with ``depth`` if given) and flatten them into :class:`Points`.
+    Raises ValueError, prefixed by ``caller``, unless α > 0, δ > 0, 0 ≤ ρ ≤ 1, σ ≥ 0, λ ≥ 0."""
+    values = (alpha, delta, rho, sigma, weight_decay) + (() if depth is None else (depth,))
+    arrs = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in values))
+    p = Points(arrs[0].shape, *(np.ravel(a).copy() for a in arrs))
+    al, de, rh, si, lam = p.alpha, p.delta, p.rho, p.sigma, p.weight_decay
+    if np.any(al <= 0) or np.any(de <= 0) or np.any((rh < 0) | (rh > 1)) or np.any(si < 0) or np.any(lam < 0):
+        raise ValueError(f"{caller}: need alpha > 0, delta > 0, 0 ≤ rho ≤ 1, sigma ≥ 0, weight_decay ≥ 0")
+    return p
+
+
+def empty_result(n: int) -> dict:
+    """The result dict of :func:`solve_static` for n points before any regime fills it: NaN
+    errors and parameters, e_train = 0, regime = −1, converged = False, residual = +inf."""
+    return {
+        "e_test": np.full(n, np.nan),
+        "e_train": np.zeros(n),
+        "tau": np.full(n, np.nan),
+        "gamma": np.full(n, np.nan),
+        "theta": np.full(n, np.nan),
+        "frac_active": np.full(n, np.nan),
+        "regime": np.full(n, -1, dtype=np.int8),
+        "converged": np.zeros(n, bool),
+        "residual": np.full(n, np.inf),
+    }
+
+
+def reshaped(out: dict, shape) -> dict:
+    """Every array of the result dict ``out`` (1-d over points) in the broadcast ``shape``."""
+    return {k: v.reshape(shape) for k, v in out.items()}
+
+
+def chunks_of(mask, chunk: int):
+    """The indices of ``mask``'s True points, in blocks of at most ``chunk`` (a list of arrays)."""
+    i_all = np.flatnonzero(mask)
+    return [i_all[s : s + chunk] for s in range(0, i_all.size, chunk)]
+
+
+@dataclass(frozen=True)
+class _Regimes:
+    """Boolean masks over the points, one per regime (disjoint, covering every point)."""
+
+    trivial: np.ndarray
+    interpolator: np.ndarray
+    least_squares: np.ndarray
+    square: np.ndarray
+    lasso: np.ndarray
+
+
+def _regimes(p: Points, EB2) -> _Regimes:
+    lam, de = p.weight_decay, p.delta
+    trivial = (EB2 == 0) & (p.sigma == 0)
+    return _Regimes(
+        trivial=trivial,
+        interpolator=(lam == 0) & (de < 1) & ~trivial,
+        least_squares=(lam == 0) & (de > 1) & ~trivial,
+        square=(lam == 0) & (de == 1) & ~trivial,
+        lasso=(lam > 0) & ~trivial,
+    )
+
+
+def _mark_exact(out, i, regime):
+    out["regime"][i] = regime
+    out["converged"][i] = True
+    out["residual"][i] = 0.0
+
+
+def _fill_trivial(out, i):
+    """β* = 0 and no noise: y = 0 and every regime returns β_∞ = 0."""
+    out["e_test"][i] = 0.0
+    out["tau"][i] = 0.0
+    out["frac_active"][i] = 0.0
+    _mark_exact(out, i, REGIME_TRIVIAL)
+
+
+def _fill_least_squares(out, i, p, comps, threshold):
+    """δ > 1, λ = 0: E_test = σ²/(2(δ − 1)), E_train = σ²(1 − 1/δ)/2, β_∞ = β* + τZ."""
+    si, de = p.sigma[i], p.delta[i]
+    v = si**2 / (de - 1)
+    out["e_test"][i] = 0.5 * v
+    out["e_train"][i] = 0.5 * si**2 * (1 - 1 / de)
+    out["tau"][i] = np.sqrt(v)
+    out["frac_active"][i] = abs_tail(threshold, np.sqrt(v), take_components(comps, i))
+    _mark_exact(out, i, REGIME_LEAST_SQUARES)
+
+
+def _fill_square(out, i, p, comps, threshold):
+    """δ = 1, λ = 0: E_test = +inf for σ > 0, exact recovery (0) for σ = 0; E_train = 0."""
+    si = p.sigma[i]
+    out["e_test"][i] = np.where(si > 0, np.inf, 0.0)
+    out["tau"][i] = np.where(si > 0, np.inf, 0.0)
+    out["frac_active"][i] = np.where(si > 0, 1.0, abs_tail(threshold, 0.0 * si, take_components(comps, i)))
+    _mark_exact(out, i, REGIME_SQUARE)
+
+
+def _fill_lasso(out, i, p, prior, comps, threshold):
+    """λ > 0: the LASSO state evolution at the points ``i``."""
+    r = _solve_lasso(p.weight_decay[i], p.delta[i], p.rho[i], p.sigma[i], prior)
+    out["e_test"][i] = 0.5 * r["mse"]
+    out["e_train"][i] = r["e_train"]
+    out["tau"][i] = r["tau"]
+    out["theta"][i] = r["theta"]
+    out["frac_active"][i] = abs_tail(threshold + r["theta"], r["tau"], take_components(comps, i))
+    out["regime"][i] = REGIME_LASSO
+    out["converged"][i] = r["converged"]
+    out["residual"][i] = r["residual"]
+
+
+def _fill_interpolator(out, i, p, prior, comps, opts: SolveOptions):
+    """λ = 0, δ < 1: the minimum-Φ_c interpolator at the points ``i``."""
+    al = p.alpha[i]
+    r = _solve_interpolator(al, p.delta[i], p.rho[i], p.sigma[i], prior, n_per=opts.n_per, tol=opts.tol,
+                            max_iter=opts.max_iter)
+    x_thr = prox_inverse(opts.threshold, r["gamma"], al**2)
+    store_interpolator(out, i, r, abs_tail(x_thr, r["tau"], take_components(comps, i)))
+
+
+def store_interpolator(out: dict, i, r: dict, frac_active):
+    """Write an interpolator solve ``r`` (dict with mse, tau, gamma, converged, residual) and its
+    ``frac_active`` into the result dict ``out`` at the points ``i`` (regime REGIME_INTERPOLATOR)."""
+    out["e_test"][i] = 0.5 * r["mse"]
+    out["tau"][i] = r["tau"]
+    out["gamma"][i] = r["gamma"]
+    out["frac_active"][i] = frac_active
+    out["regime"][i] = REGIME_INTERPOLATOR
+    out["converged"][i] = r["converged"]
+    out["residual"][i] = r["residual"]
+
+
+@quiet
 def solve_static(
     alpha,
     delta,
     rho,
     sigma=0.0,
     weight_decay=0.0,
-    prior=GAUSS_BERNOULLI,
+    prior=DEFAULT_PRIOR,
     *,
     threshold: float = 1e-2,
     n_per: int = 8,
@@ -780,90 +700,19 @@ def solve_static(
     - ``frac_active``: fraction of coordinates with |β_i| > threshold
     - ``regime``: REGIME_* code; ``converged`` (bool) and ``residual`` (max relative residual).
     """
-    arrs = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (alpha, delta, rho, sigma, weight_decay)))
-    shape = arrs[0].shape
-    al, de, rh, si, lam = (np.ravel(a).copy() for a in arrs)
-    if np.any(al <= 0) or np.any(de <= 0) or np.any((rh < 0) | (rh > 1)) or np.any(si < 0) or np.any(lam < 0):
-        raise ValueError("solve_static: need alpha > 0, delta > 0, 0 ≤ rho ≤ 1, sigma ≥ 0, weight_decay ≥ 0")
-    n = al.size
-    nan = np.full(n, np.nan)
-    out = {
-        "e_test": nan.copy(),
-        "e_train": np.zeros(n),
-        "tau": nan.copy(),
-        "gamma": nan.copy(),
-        "theta": nan.copy(),
-        "frac_active": nan.copy(),
-        "regime": np.full(n, -1, dtype=np.int8),
-        "converged": np.zeros(n, bool),
-        "residual": np.full(n, np.inf),
-    }
-    EB2 = second_moment(prior, rh)
-    comps_all = _components(prior, rh)
-
-    def sub(comps, idx):
-        return [(np.broadcast_to(w, (n,))[idx], m, v) for w, m, v in comps]
-
-    trivial = (EB2 == 0) & (si == 0)
-    m_int = (lam == 0) & (de < 1) & ~trivial
-    m_ls = (lam == 0) & (de > 1) & ~trivial
-    m_sq = (lam == 0) & (de == 1) & ~trivial
-    m_la = (lam > 0) & ~trivial
-
-    # β* = 0 and no noise: y = 0 and every regime returns β_∞ = 0.
-    i = np.flatnonzero(trivial)
-    out["e_test"][i] = 0.0
-    out["tau"][i] = 0.0
-    out["frac_active"][i] = 0.0
-    out["regime"][i] = REGIME_TRIVIAL
-    out["converged"][i] = True
-    out["residual"][i] = 0.0
-
-    i = np.flatnonzero(m_ls)
-    v = si[i] ** 2 / (de[i] - 1)
-    out["e_test"][i] = 0.5 * v
-    out["e_train"][i] = 0.5 * si[i] ** 2 * (1 - 1 / de[i])
-    out["tau"][i] = np.sqrt(v)
-    out["frac_active"][i] = _abs_tail(threshold, np.sqrt(v), sub(comps_all, i))
-    out["regime"][i] = REGIME_LEAST_SQUARES
-    out["converged"][i] = True
-    out["residual"][i] = 0.0
-
-    i = np.flatnonzero(m_sq)
-    out["e_test"][i] = np.where(si[i] > 0, np.inf, 0.0)
-    out["tau"][i] = np.where(si[i] > 0, np.inf, 0.0)
-    out["frac_active"][i] = np.where(si[i] > 0, 1.0, _abs_tail(threshold, 0.0 * si[i], sub(comps_all, i)))
-    out["regime"][i] = REGIME_SQUARE
-    out["converged"][i] = True
-    out["residual"][i] = 0.0
-
-    i_all = np.flatnonzero(m_la)
-    for s in range(0, i_all.size, chunk):
-        i = i_all[s : s + chunk]
-        r = _solve_lasso(lam[i], de[i], rh[i], si[i], prior)
-        out["e_test"][i] = 0.5 * r["mse"]
-        out["e_train"][i] = r["e_train"]
-        out["tau"][i] = r["tau"]
-        out["theta"][i] = r["theta"]
-        out["frac_active"][i] = _abs_tail(threshold + r["theta"], r["tau"], sub(comps_all, i))
-        out["regime"][i] = REGIME_LASSO
-        out["converged"][i] = r["converged"]
-        out["residual"][i] = r["residual"]
-
-    i_all = np.flatnonzero(m_int)
-    for s in range(0, i_all.size, chunk):
-        i = i_all[s : s + chunk]
-        r = _solve_interpolator(al[i], de[i], rh[i], si[i], prior, n_per=n_per, tol=tol, max_iter=max_iter)
-        out["e_test"][i] = 0.5 * r["mse"]
-        out["tau"][i] = r["tau"]
-        out["gamma"][i] = r["gamma"]
-        x_thr = prox_inverse(threshold, r["gamma"], al[i] ** 2)
-        out["frac_active"][i] = _abs_tail(x_thr, r["tau"], sub(comps_all, i))
-        out["regime"][i] = REGIME_INTERPOLATOR
-        out["converged"][i] = r["converged"]
-        out["residual"][i] = r["residual"]
-
-    return {k: v.reshape(shape) for k, v in out.items()}
+    p = flat_points("solve_static", alpha, delta, rho, sigma, weight_decay)
+    opts = SolveOptions(threshold=threshold, n_per=n_per, tol=tol, max_iter=max_iter, chunk=chunk)
+    out = empty_result(p.n)
+    comps = prior_of(prior).components(p.rho)
+    reg = _regimes(p, second_moment(prior, p.rho))
+    _fill_trivial(out, np.flatnonzero(reg.trivial))
+    _fill_least_squares(out, np.flatnonzero(reg.least_squares), p, comps, threshold)
+    _fill_square(out, np.flatnonzero(reg.square), p, comps, threshold)
+    for i in chunks_of(reg.lasso, chunk):
+        _fill_lasso(out, i, p, prior, comps, threshold)
+    for i in chunks_of(reg.interpolator, chunk):
+        _fill_interpolator(out, i, p, prior, comps, opts)
+    return reshaped(out, p.shape)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -871,7 +720,7 @@ def solve_static(
 # ---------------------------------------------------------------------------------------------
 
 
-@_quiet
+@quiet
 def donoho_tanner_rho(delta, *, per: str = "n"):
     """The ℓ1 weak phase transition (Donoho–Tanner), from its own parametric formula.
 
@@ -886,16 +735,16 @@ def donoho_tanner_rho(delta, *, per: str = "n"):
     d = np.clip(delta, 1e-12, 1 - 1e-15)
 
     def dpar(t):
-        return 2 * _phi(t) / (t + 2 * (_phi(t) - t * ndtr(-t)))
+        return 2 * phi(t) / (t + 2 * (phi(t) - t * ndtr(-t)))
 
     t = _bisect(lambda t: dpar(t) - d, np.zeros_like(d) + 1e-12, np.full_like(d, 40.0), 200)
-    rho = 1 - t * ndtr(-t) / _phi(t)
+    rho = 1 - t * ndtr(-t) / phi(t)
     rho = np.where(delta >= 1, 1.0, rho)
     return rho * delta if per == "d" else rho
 
 
-@_quiet
-def recovery_boundary(alpha, delta, *, tol: float = 1e-3, prior=GAUSS_BERNOULLI, n_iter: int = 30, n_per: int = 8):
+@quiet
+def recovery_boundary(alpha, delta, *, tol: float = 1e-3, prior=DEFAULT_PRIOR, n_iter: int = 30, n_per: int = 8):
     """Noiseless recovery boundary of the minimum-Φ_c interpolator (σ = 0, λ = 0, δ < 1).
 
     At α > 0 the interpolator is never exactly β*: below the ℓ1 transition its error decays like a

@@ -171,7 +171,8 @@ def dag_config(n_jobs: int, runs_per_job: int, n_times: int) -> dict:
     return {"sweeps": {"bench": {
         "model": "dln", "grid": synthetic_sweep(n_jobs, runs_per_job)["grid"], "d": 20, "seeds": int(n_jobs),
         "dt": 0.02, "t_max": 1.0, "output": {"n_times": int(n_times)}, "chunk_size": int(runs_per_job),
-        "dmft": {"enabled": False}, "static": {"enabled": False}}}}
+        "dmft": {"enabled": False}, "static": {"enabled": False},
+        "budget": {"jobs": 10 * int(n_jobs)}}}}  # the default budget (20000 jobs) would refuse the large sizes
 
 
 def dag_seconds(n_jobs: int, runs_per_job: int, n_times: int, workdir, timeout: float = 900, env=None):

@@ -35,8 +35,10 @@ def validate_config(config: dict, schema_path) -> None:
     Before it: a number PyYAML read as text (``1e-2``: the schema would only say "not of type
     'number'"), and NaN or inf anywhere (NaN passes every bound, inf every open one). After it:
     whole-number floats in integer fields (JSON Schema counts 2.0 as an integer; ``range()`` and
-    array shapes do not, so the job would fail after compute), and the designs
-    (``designs.resolve_designs``). The fields come from the schema.
+    array shapes do not, so the job would fail after compute), the designs
+    (``designs.resolve_designs``) and keys written where they do nothing (:func:`check_applicable`,
+    which reads the keys as written, before the defaults). The fields come from the schema. A
+    schema violation is refused with one line first (:func:`_schema_refusal`).
     """
     from snakemake.utils import validate
 

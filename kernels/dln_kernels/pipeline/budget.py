@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from dln_kernels.model.problem import n_samples
 from dln_kernels.pipeline.cost import COST
-from dln_kernels.pipeline.chunks import designs_of, dmft_layout, largest_sim_chunk, n_convergence, sim_chunk_bytes, sim_layout
+from dln_kernels.pipeline.chunks import design_dims, dmft_layout, n_convergence, sim_chunk_bytes, sim_layout
 from dln_kernels.pipeline.errors import refuse
 from dln_kernels.pipeline.timegrid import n_steps_of
 from dln_kernels.registry import observables
@@ -48,14 +48,15 @@ class Plan:
         return "\n".join([f"plan of sweep {self.name}:"] + [f"  {k:<{width}}  {v}" for k, v in rows])
 
 
-def sim_core_seconds(sweep: dict) -> float:
+def sim_core_seconds(sweep: dict, lay: dict | None = None) -> float:
     """Simulation compute of the whole sweep in core-seconds: Σ over designs and δ of
-    4·n·d·n_steps per run (:data:`COST`), plus one start-up per job."""
-    n_steps = n_steps_of(sweep)
-    lay = sim_layout(sweep)
-    per_delta = lay["runs"] / (len(sweep["grid"]["delta"]) * len(designs_of(sweep) or [None]))
+    4·n·d·n_steps per run (:data:`COST`), plus one start-up per job (``lay``: the sweep's
+    :func:`~dln_kernels.pipeline.chunks.sim_layout`, if already counted)."""
+    n_steps, dims = n_steps_of(sweep), design_dims(sweep)
+    lay = lay or sim_layout(sweep)
+    per_delta = lay["runs"] / (len(sweep["grid"]["delta"]) * len(dims))
     seconds = sum(COST.sim_run_seconds(n_samples(delta, d), d, n_steps) * per_delta
-                  for d in [x["d"] for x in designs_of(sweep) or []] or [int(sweep["d"])] for delta in sweep["grid"]["delta"])
+                  for d in dims for delta in sweep["grid"]["delta"])
     return seconds + lay["jobs"] * COST.job_start_s
 
 
@@ -73,7 +74,7 @@ def _disk_bytes(sweep: dict, runs: int, points: int) -> int:
     run or point, and the final β (d floats) per run with ``save_beta``."""
     n_times = int(sweep["output"]["n_times"])
     size = 4 if sweep["dtype"] == "float32" else 8
-    d = max([x["d"] for x in designs_of(sweep) or []] or [int(sweep["d"])])
+    d = max(design_dims(sweep))
     per_run = len(observables(f"sim:{sweep['model']}")) * n_times + (d if sweep["save_beta"] else 0)
     per_point = len(observables("dmft")) * n_times
     return 2 * size * (runs * per_run + points * per_point)
@@ -93,8 +94,8 @@ def plan_of(name: str, sweep: dict) -> Plan:
         dmft_bytes = int(min(need, cfg["memory_budget_gb"] * 1e9))
     points = dm["points"] if enabled else 0
     return Plan(name, sim["runs"], sim["jobs"], points, dm["jobs"] if enabled else 0,
-                sim_chunk_bytes(sweep, largest_sim_chunk(sweep)), dmft_bytes, _disk_bytes(sweep, sim["runs"], points),
-                (sim_core_seconds(sweep) + dmft_core_seconds(sweep)) / 3600.0)
+                sim_chunk_bytes(sweep, sim["largest"]), dmft_bytes, _disk_bytes(sweep, sim["runs"], points),
+                (sim_core_seconds(sweep, sim) + dmft_core_seconds(sweep)) / 3600.0)
 
 
 def check_budget(key: str, sweep: dict) -> None:

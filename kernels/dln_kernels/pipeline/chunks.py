@@ -27,6 +27,11 @@ def designs_of(sweep: dict) -> list | None:
     return None if is_default(sweep.get("design")) else resolve_designs(sweep)
 
 
+def design_dims(sweep: dict) -> list:
+    """The dimension d of each of the sweep's designs, in order ([the sweep's d] for the default)."""
+    return [int(x["d"]) for x in designs_of(sweep) or []] or [int(sweep["d"])]
+
+
 def chunk_d(sweep: dict, chunk: dict) -> int:
     """The dimension d of a simulation chunk: its design's (data designs fix it), else the sweep's."""
     return int(chunk["design"]["d"]) if "design" in chunk else int(sweep["d"])

@@ -22,7 +22,7 @@ from dln_kernels.model.dln_state import alpha_min
 from dln_kernels.model.priors import prior_of, validate_prior
 from dln_kernels.model.problem import n_samples
 from dln_kernels.model.schedule import stability_bound
-from dln_kernels.pipeline.chunks import chunk_d, designs_of, largest_sim_chunk, n_convergence, sim_chunk_bytes
+from dln_kernels.pipeline.chunks import chunk_d, design_dims, designs_of, largest_sim_chunk, n_convergence, sim_chunk_bytes
 from dln_kernels.pipeline.timegrid import per_point_times, point_dt_schedule, schedule_of, time_grid
 from dln_kernels.pipeline.errors import ConfigError, refuse, refuse_message  # noqa: F401 (ConfigError: callers import it here)
 from dln_kernels.registry import AXES, GRID_AXES
@@ -313,9 +313,9 @@ def _check_steps(key: str, sweep: dict) -> None:
     """Every point's largest step below its stability bound, for the teacher draws that run
     (:func:`dln_kernels.model.schedule.stability_bound` with ``n_draws``; docs/dmft.md "Step sizes
     and the teacher's tail"): the simulation's ρ·d·seeds nonzero β*, the DMFT's ρ·n_paths."""
-    s_max = _largest_diagonal_scale(sweep)
+    s_max, d_max = _largest_diagonal_scale(sweep), max(design_dims(sweep))
     for point, dt in _step_points(sweep):
-        for stage, n_draws in _draws(sweep, point):
+        for stage, n_draws in _draws(sweep, point, d_max):
             bound = stability_bound(sweep["model"], point["alpha"], point["delta"], point["weight_decay"], sweep["prior"],
                                     sweep["network"], int(point["depth"]), point["batch_fraction"], n_draws=n_draws)
             bound /= s_max if stage == "simulation" else 1.0  # the pipeline's DMFT is the isotropic theory
@@ -351,9 +351,9 @@ def _step_points(sweep: dict):
         yield {**worst, "delta": delta, "depth": depth}, dt
 
 
-def _draws(sweep: dict, point: dict):
-    """(stage, number of nonzero teacher draws) of the computations that run at ``point``."""
-    d_max = max([d["d"] for d in designs_of(sweep) or []] or [sweep["d"]])
+def _draws(sweep: dict, point: dict, d_max: int):
+    """(stage, number of nonzero teacher draws) of the computations that run at ``point``
+    (``d_max``: the largest d of the sweep's designs)."""
     yield "simulation", point["rho"] * d_max * int(sweep["seeds"])
     if sweep["dmft"]["enabled"]:
         yield "DMFT", point["rho"] * int(sweep["dmft"]["n_paths"])

@@ -352,14 +352,15 @@ def _row_cov(xp, instances, dtype):
     else (G, d, d) matrices."""
     from dln_kernels.model.designs import row_covariance
 
-    covs = [row_covariance(None if inst.rows is None else inst.rows.design) for inst in instances]
+    designs = [None if inst.rows is None else inst.rows.design for inst in instances]
+    once = {id(des): row_covariance(des) for des in designs}  # a chunk's instances share one design: one d³ product
+    covs = [once[id(des)] for des in designs]
     if all(c is None for c in covs):
         return None
     d = instances[0].d
-    full = [np.eye(d) if c is None else (np.diag(c) if c.ndim == 1 else c) for c in covs]
-    if all(c is None or c.ndim == 1 for c in covs):
+    if all(c is None or c.ndim == 1 for c in covs):  # diagonal: the scales only, never a d × d matrix
         return to_device(xp, np.stack([np.ones(d) if c is None else c for c in covs])[:, :, None], dtype)
-    return to_device(xp, np.stack(full), dtype)
+    return to_device(xp, np.stack([np.eye(d) if c is None else (np.diag(c) if c.ndim == 1 else c) for c in covs]), dtype)
 
 
 def check_batch_fraction(batch_fraction, n: int, key: str = "batch_fraction") -> None:

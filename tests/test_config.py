@@ -141,7 +141,7 @@ def test_dmft_over_memory_budget_is_refused_before_compute(base_config):
     cfg = resolved(base_config)
     sweep = cfg["sweeps"]["default"]  # 15000 steps: T² matrices far beyond a 1 GB budget
     sweep["dmft"].update(enabled=True, memory_budget_gb=1.0)
-    with pytest.raises(ConfigError, match=r"^sweep default: dmft\.memory_budget_gb = 1\.0: is less than the 38\.4 GB one DMFT point needs"):
+    with pytest.raises(ConfigError, match=r"^sweep default: dmft\.memory_budget_gb = 1\.0: is less than the 44\.4 GB one DMFT point needs"):
         check_sweep("default", sweep)
 
 

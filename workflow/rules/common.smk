@@ -70,8 +70,10 @@ def sweep_part(sweep, keep):
 # The sweep keys each kind of job reads (grid values reach the kernels through the chunk param).
 # The design is a property of a data group: it reaches a simulation job through its chunk param
 # (``chunk["design"]``, resolved, with its d), so adding a design to a sweep's list runs the new
-# chunks only. DMFT_KEYS hold no design: the DMFT is the Gaussian theory, one solve serves every
-# design of a sweep. The aggregation reads the list (the ``design`` dim of simulations.nc).
+# chunks only. The same for the DMFT: DMFT_KEYS hold no design; the DMFT of a design's spectrum
+# reaches its job through the chunk (dln_kernels.pipeline.chunks.make_dmft_chunks), the isotropic
+# chunks (shared by the designs with a flat spectrum) are those of a sweep without designs. The
+# aggregations read the list (the ``design`` dims of simulations.nc and dmft.nc).
 SIM_KEYS = ("model", "network", "prior", "d", "seeds", "base_seed", "dt", "t_max", "output", "backend", "dtype",
             "threads", "save_beta", "batch_sampling", "schedule", "effective_scale", "prediction_risk")
 # Keys added after sweeps existed: a job's params leave them out at these (default) values, so the
@@ -84,6 +86,15 @@ FIGURE_ONLY_DMFT_KEYS = ("phase_diagram",)
 DMFT_KEYS = ("model", "network", "prior", "dt", "t_max", "output", "backend", "dtype", "threads", "dmft", "schedule",
              "effective_scale", "prediction_risk")
 AGGREGATE_KEYS = ("grid", "seeds", "base_seed", "backend", "dtype", "design")
+DMFT_AGGREGATE_KEYS = ("grid", "backend", "dtype", "dmft")
+
+
+def dmft_aggregate_keys(sweep):
+    """Keys of aggregate_dmft: DMFT_AGGREGATE_KEYS, and for a sweep over designs also ``design``
+    and ``d`` (which chunk fills which label of the ``design`` dim: resolving the designs needs
+    d); a sweep without designs keeps its params."""
+    extra = () if is_default(SWEEPS[sweep].get("design")) else ("design", "d")
+    return DMFT_AGGREGATE_KEYS + extra
 
 
 def run_params(sweep, keep=SIM_KEYS):
@@ -208,7 +219,8 @@ def final_targets(sweeps):
     for s in sweeps:
         if not is_default(SWEEPS[s].get("design")):
             # a sweep over designs (any name) has a `design` dim the generic figures do not draw:
-            # its figure is the universality figure (each design against the Gaussian DMFT)
+            # its figure is the universality figure (each design against the isotropic DMFT and
+            # the DMFT of its own spectrum)
             figs.append(f"results/{s}/figures/universality.png" if SWEEPS[s]["dmft"]["enabled"]
                         else f"results/{s}/simulations.nc")
             continue

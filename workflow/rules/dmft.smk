@@ -33,7 +33,7 @@ rule aggregate_dmft:
     output:
         "results/{sweep}/dmft.nc",
     params:
-        sweep=lambda w: sweep_part(w.sweep, ("grid", "backend", "dtype", "dmft")),
+        sweep=lambda w: sweep_part(w.sweep, dmft_aggregate_keys(w.sweep)),
         sweep_name=lambda w: w.sweep,
     threads: 1
     resources:

@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.lines  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -350,56 +351,123 @@ def depth_escape(m, sims, dmft, prior):
 # g. Gaussian universality
 # ----------------------------------------------------------------------------------------------
 def universality(m, sims, dmft, prior):
-    """Per design (columns): E_train and E_test of the simulations (seed mean ± s.e.) against the
-    Gaussian DMFT, one colour per (α, δ); last column: the median relative deviation per design
-    and (α, δ), for both observables."""
+    """Per design (columns): E_train and E_test of the simulations (seed mean ± 1 s.e., solid)
+    against the isotropic DMFT (dashed) and the DMFT of the design's own spectrum (dotted), one
+    colour per (α, δ); last column: per design and (α, δ) the share of the gap at the last time
+    that the spectrum explains, ln(spec/iso)/ln(sim/iso), ± 1 s.e., of the errors (dots) and, for
+    E_test, of the errors over their values at t = 0 (diamonds); filled: a gap larger than 2 s.e.
+    of the simulation, open: a gap within the seed noise. A DMFT without spectra (``dmft.spectra:
+    false``: no spectrum DMFT at all) draws the simulations and the isotropic DMFT only."""
     _theme()
     tab, t, curves = m["table"], m["t"], m["curves"]
     designs = list(dict.fromkeys(tab.design))
     points = list(dict.fromkeys(zip(tab.alpha, tab.delta)))
     cols = dict(zip(points, sns.color_palette("deep", len(points))))
-    fig, axes = plt.subplots(2, len(designs) + 1, figsize=(3.3 * (len(designs) + 1), 7.2), squeeze=False)
-    tt = np.where(t > 0, t, np.nan)
+    n = len(designs)
+    spectra = any(v[3] is not None for v in curves.values())
+    fig, axes = plt.subplots(2, n + int(spectra), figsize=(2.9 * n + 5.0 * spectra, 7.4), squeeze=False,
+                             gridspec_kw={"width_ratios": [1] * n + [1.9] * int(spectra)})
     for j, design in enumerate(designs):
         for i, var in enumerate(("e_train", "e_test")):
-            ax = axes[i, j]
-            for (alpha, delta), col in cols.items():
-                mean, se, th = curves[(design, alpha, delta, var)]
-                ax.plot(tt, mean, color=col, lw=1.6, label=f"α={alpha:g}, δ={delta:g}")
-                ax.fill_between(tt, np.maximum(mean - 2 * se, 0.5 * mean), mean + 2 * se, color=col, alpha=0.2, lw=0)
-                ax.plot(tt, th, color=col, ls="--", lw=1.1)
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xlabel("time t")
+            _universality_curves(axes[i, j], design, var, curves, cols, t)
             if j == 0:
-                ax.set_ylabel("E_train" if var == "e_train" else "E_test")
-            d = tab[tab.design == design].d.iloc[0]
-            if i == 0:
-                ax.set_title(f"{design}" + (f" (d={d:g})" if np.isfinite(d) else ""), fontsize=9)
-            if i == 0 and j == 0:
-                ax.legend(fontsize=7)
-    for i, var in enumerate(("e_train", "e_test")):
-        ax = axes[i, -1]
-        sub = tab[tab.observable == var]
-        x = np.arange(len(designs))
-        width = 0.8 / len(points)
-        for k, ((alpha, delta), col) in enumerate(cols.items()):
-            row = sub[(sub.alpha == alpha) & (sub.delta == delta)].set_index("design").loc[designs]
-            xs = x + (k - (len(points) - 1) / 2) * width
-            ax.bar(xs, row.median_rel_dev, width, color=col, label=f"α={alpha:g}, δ={delta:g}")
-            ax.plot(xs, row.final_rel_dev, "_", color="k", ms=7, mew=1.5)
-        ax.plot([], [], "_", color="k", ms=7, mew=1.5, label=f"at the last time t={t[-1]:g}")
-        if i == 0:
-            ax.legend(fontsize=6.5)
-        ax.set_yscale("log")
-        ax.set_xticks(x)
-        ax.set_xticklabels(designs, rotation=60, ha="right", fontsize=7)
-        ax.set_ylabel(f"median |sim − DMFT| / DMFT ({'E_train' if var == 'e_train' else 'E_test'})", fontsize=8)
-        ax.set_title("bars: median over t > 0 (log-spaced times)", fontsize=9)
-    fig.suptitle("Simulations on real and anisotropic designs (solid: seed mean ± 2 s.e.) against the Gaussian "
-                 "DMFT (dashed) at the same (α, δ, ρ, σ); last column: relative deviation |sim − DMFT| / DMFT", y=1.0)
-    fig.tight_layout()
+                axes[i, j].set_ylabel(_LABEL[var])
+        rows = tab[tab.design == design]
+        d, flat = rows.d.iloc[0], bool(rows.flat_spectrum.iloc[0])
+        note = "" if not spectra else ("\nflat spectrum: spectrum DMFT = isotropic" if flat else "\nspectrum DMFT dotted")
+        axes[0, j].set_title(f"{design}" + (f" (d={d:g})" if np.isfinite(d) else "") + note, fontsize=9)
+    if spectra:
+        for i, var in enumerate(("e_train", "e_test")):
+            _universality_shares(axes[i, -1], tab[tab.observable == var], designs, cols, var, t[-1])
+    _universality_legend(fig, cols, spectra)
+    fig.suptitle("Simulations on real and anisotropic designs (solid: seed mean ± 1 s.e.) against the isotropic DMFT "
+                 + ("(dashed) and the DMFT of each design's own covariance spectrum (dotted), same (α, δ, ρ, σ); "
+                    f"right: the share of the gap at t = {t[-1]:g} that the spectrum explains" if spectra else
+                    "(dashed), same (α, δ, ρ, σ)"), y=1.0, fontsize=11)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
+
+
+_LABEL = {"e_train": "E_train", "e_test": "E_test"}
+SHARE_RANGE = (-1.0, 2.5)  # the share axis; values beyond are drawn at its edge as arrows
+
+
+def _universality_curves(ax, design, var, curves, cols, t):
+    """One design's curves of ``var``: per (α, δ) the simulation with its ±1 s.e. band, the
+    isotropic DMFT and the spectrum DMFT (where it differs from the isotropic one)."""
+    tt = np.where(t > 0, t, np.nan)
+    for (alpha, delta), col in cols.items():
+        mean, se, iso, spec = curves[(design, alpha, delta, var)]
+        ax.plot(tt, mean, color=col, lw=1.6)
+        ax.fill_between(tt, np.maximum(mean - se, 0.5 * mean), mean + se, color=col, alpha=0.12, lw=0)
+        ax.plot(tt, iso, color=col, ls="--", lw=1.1)
+        if spec is not None and not np.array_equal(spec, iso, equal_nan=True):
+            ax.plot(tt, spec, color=col, ls=":", lw=2.2)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("time t")
+
+
+def _universality_legend(fig, cols, spectra=True):
+    """Colours ((α, δ)), line styles (the predictions drawn) and share markers, once, below."""
+    handles = [matplotlib.lines.Line2D([], [], color=col, lw=6, alpha=0.7, label=f"α={alpha:g}, δ={delta:g}")
+               for (alpha, delta), col in cols.items()]
+    styles = (("-", 1.6, "simulation"), ("--", 1.1, "isotropic DMFT"), (":", 2.2, "spectrum DMFT"))[: 2 + int(spectra)]
+    handles += [matplotlib.lines.Line2D([], [], color="0.2", ls=ls, lw=lw, label=what) for ls, lw, what in styles]
+    if not spectra:
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+        return
+    handles += [matplotlib.lines.Line2D([], [], marker="o", color="0.3", ls="none", label="share of the gap"),
+                matplotlib.lines.Line2D([], [], marker="D", color="0.3", ls="none", label="E_test: share of the gap in E_test(t)/E_test(0)"),
+                matplotlib.lines.Line2D([], [], marker="o", mfc="white", color="0.3", ls="none",
+                                        label="open: gap within 2 s.e. (seed noise)"),
+                matplotlib.lines.Line2D([], [], marker="x", color="0.3", ls="none", label="x: a DMFT value below its floor")]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+
+
+def _universality_shares(ax, sub, designs, cols, var, t_last):
+    """Share of the gap ln(spec/iso)/ln(sim/iso) at the last time, one row per design, per (α, δ)
+    a dot (the errors) and, for E_test, a diamond (the errors over their values at t = 0, which
+    leaves out the draw of β*) with ± 1 s.e.; lines at 0 (the spectrum explains none of the gap)
+    and 1 (all of it)."""
+    ax.axvline(0, color="0.4", lw=1, ls="--")
+    ax.axvline(1, color="k", lw=1)
+    offsets = np.linspace(-0.25, 0.25, max(len(cols), 1))
+    for k, design in enumerate(designs):
+        rows = sub[sub.design == design]
+        if bool(rows.flat_spectrum.iloc[0]):
+            ax.text(0.05, k, "flat spectrum: 0", va="center", fontsize=8, color="0.35")
+            continue
+        for off, ((alpha, delta), col) in zip(offsets, cols.items()):
+            r = rows[(rows.alpha == alpha) & (rows.delta == delta)].iloc[0]
+            _share_dot(ax, r.share, r.share_se, abs(r.gap) > 2 * r.gap_se, k + off - 0.04, col, "o")
+            if var == "e_test":  # E_train(0) itself depends on which β* meet the top scales: no cleaner there
+                _share_dot(ax, r.share_from_start, r.share_from_start_se,
+                           abs(r.gap_from_start) > 2 * r.gap_from_start_se, k + off + 0.04, col, "D")
+    ax.set_yticks(range(len(designs)))
+    ax.set_yticklabels(designs, fontsize=8)
+    ax.set_ylim(len(designs) - 0.5, -0.5)
+    ax.set_xlim(*SHARE_RANGE)
+    ax.set_xlabel(f"share of the gap explained by the spectrum, {_LABEL[var]} at t = {t_last:g}", fontsize=8)
+    ax.set_title(f"{_LABEL[var]}: ln(spectrum DMFT / iso) / ln(sim / iso)\n0: none of the gap, 1: all of it",
+                 fontsize=9)
+
+
+def _share_dot(ax, share, se, resolved, y, col, marker):
+    """One share with its ± 1 s.e.; filled where the gap exceeds 2 s.e. of the simulation's log
+    (``resolved``), an arrow at the axis' edge where it lies beyond, a cross at the left edge where
+    it is NaN (a DMFT value below its noise floor)."""
+    if not np.isfinite(share):
+        ax.plot(SHARE_RANGE[0] + 0.08, y, "x", color=col, ms=5, mew=1.2)
+        return
+    x = float(np.clip(share, *SHARE_RANGE))
+    if x != share:  # beyond the axis: an arrow at the edge, the value beside it
+        ax.plot(x, y, ">" if x > 0 else "<", color=col, ms=7)
+        ax.text(x - 0.08 if x > 0 else x + 0.08, y, f"{share:.1f}", ha="right" if x > 0 else "left",
+                va="center", fontsize=6, color=col)
+        return
+    ax.errorbar(x, y, xerr=se if np.isfinite(se) else 0.0, fmt=marker, color=col, mfc=col if resolved else "white",
+                ms=5.5, elinewidth=1, capsize=0)
 
 
 def sgd_noise(m, sims, dmft, prior):

@@ -42,7 +42,9 @@ class Solve:
     (P, R); ``par``: the point parameters (``POINT_KEYS`` → (P,) float64); ``w_final`` (P, N):
     each path's final Gauss–Newton metric (uv: u² + v²; pm: L²(u^{2L−2} + v^{2L−2}); linear: 1);
     ``scale_final`` (P, N): the final u² − v² (network uv; NaN otherwise); ``floor_factor``: the
-    noise-floor flag's factor; ``dtype``: the run dtype."""
+    noise-floor flag's factor; ``dtype``: the run dtype; ``late`` (R,) bool or None: the recorded
+    steps past the first probe block (step ≥ N/B where T > N/B with variance reduction; see
+    :meth:`below_floor`)."""
 
     e_batches: dict
     time: np.ndarray
@@ -51,14 +53,23 @@ class Solve:
     scale_final: np.ndarray
     floor_factor: float
     dtype: type
+    late: np.ndarray | None = None
 
     def mean(self, name):
         """Replica mean (P, R) of ``e_train`` or ``e_test``."""
         return self.e_batches[name].mean(axis=1)
 
     def below_floor(self, name):
-        """(P, R) bool: the replica mean is below ``floor_factor`` × its noise floor."""
-        return self.mean(name) < self.floor_factor * noise_floor(self.e_batches[name])
+        """(P, R) bool: the replica mean is below ``floor_factor`` × its noise floor; past the
+        first probe block (``late``) a value after a flagged late value is flagged too. There the
+        noise z of different blocks overlaps by O(1/√(N/B)), an error of the whole history that
+        the replica spread at one time underestimates: measured (docs/dmft.md "Long sweeps"),
+        the only late values that missed the simulations by more than 4.5 se lay between two
+        flagged ones."""
+        flags = self.mean(name) < self.floor_factor * noise_floor(self.e_batches[name])
+        if self.late is not None and self.late.any():
+            flags[:, self.late] = np.logical_or.accumulate(flags[:, self.late], axis=1)
+        return flags
 
     @cached_property
     def decay_fit(self):

@@ -14,7 +14,10 @@ At step k (all rows < k of every matrix are final):
    Depth-L ``pm`` network (theory.md §6): Δ_k = u_k^L − v_k^L − β*, x_k = L u^{L−1} δu −
    L v^{L−1} δv, paths stored as (u, v) with the multiplicative update and its linearisation
    (``dln_state.PMState``), exact for α ≥ alpha_min(dtype, "pm", L);
-2. G[k, l] = ⟨x_k ε_l⟩ (l < k), a path average;
+2. G[k, l] = ⟨x_k ε_l⟩ (l < k), a path average; with probes orthonormal in blocks of N/B
+   steps (variance reduction, T > N/B) the tangent is split by probe block, x = Σ_b x^(b), and
+   G[k, l] = ⟨x^(b)_k ε_l⟩ for l in block b (the linear part of the response exact in every
+   block, not only the first: docs/dmft.md "Long sweeps");
 3. K = (I + G/δ)⁻¹ is never formed: the sweep needs it only applied, to the tangents
    (y = K x, by forward substitution y_k = x_k − (1/δ) Σ_{l<k} G[k, l] y_l) and to L_M
    (A = K L_M, row k = L_M[k] − (1/δ) G[k, :k] A[:k]); with ``return_matrices`` it is
@@ -32,7 +35,8 @@ At step k (all rows < k of every matrix are final):
    w = L_M z a Gaussian process with covariance M, so g_k = η_k − Σ_l K[k, l] Δ_l with
    η = L z, L = K L_M/√δ, L Lᵀ = K M Kᵀ/δ = C_r/δ, without ever factorising C_r. The memory
    sum Σ_{l<k} K[k, l] Δ_l/√N is read off the Gram–Schmidt basis, Σ_j (K[k, :k] L_M)[j] q_j;
-6. δg_k = ε_k − Σ_{l≤k} K[k, l] x_l = ε_k − y_k, then the GD update of (u, v) and of its tangent.
+6. δg_k = ε_k − Σ_{l≤k} K[k, l] x_l = ε_k − y_k (per probe block: ε_k drives only its own
+   block's tangent), then the GD update of (u, v) and of its tangents.
 
 Points of one call share the noise z and the probes ε of each replica (common random numbers),
 so the two passes that read them (G row, A[k]·z) are matrix–matrix products with one right-hand
@@ -77,16 +81,20 @@ third of its bandwidth (docs/dmft.md, "Matrix–matrix across points").
 
 Memory (bytes, per call, ``itemsize`` = 8 for float64):
 
-    itemsize · (P · (2 · N · T  +  2 · B · T²)  +  2 · N · T)
+    itemsize · (P · (N · T  +  N · R  +  2 · B · T²)  +  2 · N · T)
 
-for P points, N paths per point, B batches and T = n_steps + 1: two N×T path histories per
-point (Gram–Schmidt basis q, y = K x), the shared noise z and probes ε (N×T each, once per
-call), and two T×T matrices per replica (L_M and A = K L_M; four more, G, K, C_Δ, C_r, with
-``return_matrices``). T = 5000, N = 20000, B = 8, one point: 3.2 GB + 3.2 GB = 6.4 GB.
+for P points, N paths per point, B batches and T = n_steps + 1: the N×T Gram–Schmidt basis q
+and the tangent histories y = K x (R rows per path, :func:`tangent_rows`: T for N/B ≥ T, one
+history from each probe block's start otherwise) per point, the shared noise z and probes ε
+(N×T each, once per call), and two T×T matrices per replica (L_M and A = K L_M; four more, G,
+K, C_Δ, C_r, with ``return_matrices``). T = 5000, N = 20000, B = 8 (two blocks, R = 7500), one
+point: 2.0 GB + 3.2 GB + 1.6 GB = 6.8 GB (6.4 GB with one tangent history).
 Mini-batch SGD (a point with b < 1 in the chunk) adds one N×T history per point (its noise
 rows z') and one T×T matrix per replica (K·diag(√D)).
 Time is O(N T²) per point (three per-point matrix–vector passes and two shared matrix–matrix
-passes over an N×k history at step k) plus O(B T³) for the rows of A = K L_M. Points are
+passes over an N×k history at step k) plus O(B T³) for the rows of A = K L_M; for T > N/B
+the tangent pass reads each probe block's history, N·Σ_b (T − s0_b)²/2 elements in all instead
+of N·T²/2 (T = 4 N/B: 1.9×, for one of the seven right-hand sides). Points are
 processed in chunks that fit ``memory_budget_bytes``; a single point that does not fit raises
 ``MemoryError`` naming the budget.
 
@@ -159,7 +167,7 @@ def _point_defaults(keys) -> dict:
 
 POINT_KEYS = _point_keys()
 POINT_DEFAULTS = _point_defaults(POINT_KEYS)
-N_HISTORIES = 2  # per point: Gram–Schmidt basis Q, tangent history x
+N_HISTORIES = 2  # per point: Gram–Schmidt basis Q, tangent history y = K x (one per probe block)
 N_SHARED = 2  # per job: noise z and probes ε (shared by the points of a job)
 N_MATRICES = 2  # per replica: L_M and A = K L_M
 N_MATRICES_RETURNED = 4  # with return_matrices: G, K, C_Δ, C_r
@@ -219,16 +227,24 @@ def normalize_points(points, dt=None) -> dict:
     return out
 
 
+def tangent_rows(n: int, T: int) -> int:
+    """Rows of the tangent histories of one system: Σ_b (T − s0_b) over the probe blocks of
+    :func:`frame_blocks` (T for one block, n ≥ T; about T²/(2n) for T ≫ n)."""
+    return sum(T - s0 for s0, _ in frame_blocks(max(1, n), T))
+
+
 def memory_bytes(n_points: int, n_paths: int, n_steps: int, n_batches: int = 8, dtype: str = "float64",
                  return_matrices: bool = False, sgd: bool = False) -> int:
     """Bytes the solver holds for ``n_points`` points solved together (see the module docstring):
-    itemsize · (P · (h N T + m B T²) + 2 N T), h = 2 (3 with ``sgd``: the noise rows z' of
-    batch fractions b < 1), m = 2 (+1 with ``sgd``: K·diag(√D); +4 with ``return_matrices``)."""
+    itemsize · (P · (h N T + N R + m B T²) + 2 N T), h = 1 (2 with ``sgd``: the noise rows z'
+    of batch fractions b < 1), R = :func:`tangent_rows` of N/B paths (T for N/B ≥ T),
+    m = 2 (+1 with ``sgd``: K·diag(√D); +4 with ``return_matrices``)."""
     T = n_steps + 1
     item = np.dtype(resolve_dtype(dtype)).itemsize
     m = N_MATRICES + int(sgd) + (N_MATRICES_RETURNED if return_matrices else 0)
-    h = N_HISTORIES + int(sgd)
-    return int(item * (n_points * (h * n_paths * T + m * n_batches * T * T) + N_SHARED * n_paths * T))
+    h = N_HISTORIES - 1 + int(sgd)
+    tangents = n_paths * tangent_rows(n_paths // max(1, n_batches), T)
+    return int(item * (n_points * (h * n_paths * T + tangents + m * n_batches * T * T) + N_SHARED * n_paths * T))
 
 
 def sweep_work(n_points: int, n_paths: int, n_steps: int, n_batches: int = 8, dtype: str = "float64") -> dict:
@@ -238,9 +254,10 @@ def sweep_work(n_points: int, n_paths: int, n_steps: int, n_batches: int = 8, dt
     At step k a pass reads an N×k path history once (N = n_paths per point) and does 2 flops per
     element and right-hand side; summed over k < T that is N·T²/2 elements per pass. Per point:
     three matrix–vector passes (Gram–Schmidt projection with 2 right-hand sides, update with 3,
-    tangent memory δg with 1); per job: two matrix–matrix passes over the shared z and ε with P
-    right-hand sides (G row, field). Per replica one T×T pass (row k of A = K L_M): B·T³/3
-    elements per point. Returns a dict: ``passes_mv`` (per point), ``passes_mm`` (shared
+    tangent memory δg with 1, over each probe block's tangent history from the block's start:
+    N·Σ_b (T − s0_b)²/2 elements, = N·T²/2 for one block); per job: two matrix–matrix passes
+    over the shared z and ε with P right-hand sides (G row, field). Per replica one T×T pass
+    (row k of A = K L_M): B·T³/3 elements per point. Returns a dict: ``passes_mv`` (per point), ``passes_mm`` (shared
     by the P points), ``flops``, ``bytes_mv`` (bytes of the per-point passes, the
     matrix–vector ones), ``bytes_histories`` (of these, the three passes over the N×k
     histories, what ``PASS_CLOCK`` times), ``bytes`` (all streamed bytes).
@@ -248,12 +265,14 @@ def sweep_work(n_points: int, n_paths: int, n_steps: int, n_batches: int = 8, dt
     T = n_steps + 1
     item = np.dtype(resolve_dtype(dtype)).itemsize
     hist = n_paths * T * T / 2.0  # elements of one pass over a history, summed over the steps
+    n = max(1, n_paths // max(1, n_batches))
+    tang = n_paths * sum((T - s0) ** 2 for s0, _ in frame_blocks(n, T)) / 2.0
     tri = n_batches * T**3 / 3.0  # elements of one pass over the T×T matrices of B replicas
-    passes_mv, passes_mm, rhs_mv = 3, 2, 2 + 3 + 1
-    flops = n_points * (2.0 * hist * (rhs_mv + passes_mm) + 2.0 * tri)
-    bytes_mv = item * n_points * (passes_mv * hist + tri)
+    passes_mv, passes_mm = 3, 2
+    flops = n_points * (2.0 * hist * (2 + 3 + passes_mm) + 2.0 * tang + 2.0 * tri)
+    bytes_mv = item * n_points * ((passes_mv - 1) * hist + tang + tri)
     return {"passes_mv": passes_mv, "passes_mm": passes_mm, "flops": flops, "bytes_mv": bytes_mv,
-            "bytes_histories": item * n_points * passes_mv * hist, "bytes": bytes_mv + item * passes_mm * hist}
+            "bytes_histories": item * n_points * (2 * hist + tang), "bytes": bytes_mv + item * passes_mm * hist}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -280,6 +299,17 @@ def _noise_matrix(n: int, T: int, rng: np.random.Generator, orthogonal: bool, ra
     if rademacher:
         return rng.choice(np.array([-1.0, 1.0]), size=(T, n))
     return rng.standard_normal((T, n))
+
+
+def frame_blocks(n: int, T: int, orthogonal: bool = True) -> tuple:
+    """The time blocks ((s0, s1), ...) of the probe frames of :func:`_noise_matrix`: consecutive
+    blocks of min(n, T) steps with ``orthogonal`` (one block (0, T) without). The tangents are
+    split by these blocks (docs/dmft.md "Long sweeps"): G[k, l] for l in block b is read off the
+    tangent driven by the probes of block b only, so a probe of another block, whose path
+    average with ε_l is O(1/√n) and not 0, never enters G[k, l]."""
+    if not orthogonal:
+        return ((0, T),)
+    return tuple((t0, min(T, t0 + n)) for t0 in range(0, T, n))
 
 
 def _selection_noise(Z: np.ndarray, beta_star: np.ndarray, rng: np.random.Generator, orthogonal: bool) -> np.ndarray:
@@ -321,7 +351,9 @@ class _SweepInputs:
     :mod:`cpu_products` run the passes over Q (``cpu``, itemsize ``item``), the benchmark clock,
     and the SGD coefficient (1 − b)/b (``d_coef``, with ``Zp``). ``root_s`` (S, n) or None: √s of
     each path's coordinate scale s (a diagonal design, docs/dmft.md "Diagonal designs"; the P
-    points of a replica share them); None for the isotropic design (s ≡ 1, no multiplications)."""
+    points of a replica share them); None for the isotropic design (s ≡ 1, no multiplications).
+    ``blocks``: the probe frames' time blocks (:func:`frame_blocks`); the tangents are split by
+    them, x = Σ_b x^(b), x^(b) driven by the probes ε_l, l in block b, only."""
 
     xp: object
     dtype: object
@@ -354,11 +386,13 @@ class _SweepInputs:
     item: int
     clock: dict | None
     root_s: object = None
+    blocks: tuple = ()
 
 
 def _sweep_inputs(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress_every, label, net=None,
-                  keep_matrices=False, Zp=None, root_s=None) -> _SweepInputs:
-    """The :class:`_SweepInputs` of a sweep (arguments as its fields; ``net`` default: uv)."""
+                  keep_matrices=False, Zp=None, root_s=None, blocks=None) -> _SweepInputs:
+    """The :class:`_SweepInputs` of a sweep (arguments as its fields; ``net`` default: uv;
+    ``blocks`` default: one block, (0, T))."""
     if net is None:
         net = dln_state.network_state("uv", 2)
     B = Z.shape[0]
@@ -380,6 +414,7 @@ def _sweep_inputs(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress
         tiny=float(np.finfo(np.float32 if dtype == xp.float32 else np.float64).tiny),
         sqrt_n=sqrt_n, inv_sqrt_n=1.0 / sqrt_n, cpu=cpu, item=4 if dtype == xp.float32 else 8, clock=PASS_CLOCK,
         root_s=None if root_s is None else xp.reshape(xp.broadcast_to(root_s[:, None, :], (B, S // B, n)), (S, n)),
+        blocks=((0, T),) if blocks is None else tuple(blocks),
     )
 
 
@@ -387,7 +422,8 @@ def _sweep_inputs(xp, dtype, model, par, beta_star, Z, E, T, pivot_tol, progress
 class _SweepArrays:
     """The sweep's arrays, filled in place row by row. ``Q`` (S, T, n): orthonormal path-space
     basis (Gram–Schmidt of a_k; row k final at step k + 1), ``Qs`` (S, T) its σ-coordinate;
-    ``Yh`` (S, T, n): history of y = K x (K applied to the tangents δΔ); ``A`` (S, T, T):
+    ``Yh``: per probe block b = (s0, s1), the (S, T − s0, n) history of y^(b) = K x^(b) from
+    step s0 on (K applied to the tangent of block b; before s0 it is zero); ``A`` (S, T, T):
     A = K L_M = √δ L, by rows of (I + G/δ) A = L_M; ``LM`` (S, T, T): factor of M (a dropped,
     dependent direction is a zero column); ``G`` (S, T, T) with ``keep_matrices``, else None;
     ``cd_diag`` (S, T): ⟨Δ_k²⟩ (a diagonal design: ⟨s Δ_k²⟩, the sample side's C[k, k]);
@@ -415,7 +451,8 @@ def _allocate(inp: _SweepInputs) -> _SweepArrays:
     xp, S, T, n, dtype = inp.xp, inp.S, inp.T, inp.n, inp.dtype
     cd_diag = xp.zeros((S, T), dtype=dtype)
     return _SweepArrays(
-        Q=xp.zeros((S, T, n), dtype=dtype), Qs=xp.zeros((S, T), dtype=dtype), Yh=xp.zeros((S, T, n), dtype=dtype),
+        Q=xp.zeros((S, T, n), dtype=dtype), Qs=xp.zeros((S, T), dtype=dtype),
+        Yh=tuple(xp.zeros((S, T - s0, n), dtype=dtype) for s0, _ in inp.blocks),
         A=xp.zeros((S, T, T), dtype=dtype), LM=xp.zeros((S, T, T), dtype=dtype),
         G=xp.zeros((S, T, T), dtype=dtype) if inp.keep_matrices else None, cd_diag=cd_diag,
         cd_phys=cd_diag if inp.root_s is None else xp.zeros((S, T), dtype=dtype),
@@ -426,9 +463,10 @@ def _allocate(inp: _SweepInputs) -> _SweepArrays:
 
 @dataclass(frozen=True)
 class _Paths:
-    """The N paths of every system after k steps, (S, n) each. DLN uv: exact coordinates
-    (a, b) = (u + v, u − v) and their tangents (δa, δb); pm: (u, v) and (δu, δv) (see
-    ``dln_state``); linear model: ``a`` = β and ``da`` = δβ (``b``, ``db`` None)."""
+    """The N paths of every system after k steps, (S, n) each, and their tangents, (nb, S, n):
+    one per probe block (``_SweepInputs.blocks``). DLN uv: exact coordinates (a, b) = (u + v,
+    u − v) and their tangents (δa, δb); pm: (u, v) and (δu, δv) (see ``dln_state``); linear
+    model: ``a`` = β and ``da`` = δβ (``b``, ``db`` None)."""
 
     a: object
     b: object
@@ -449,21 +487,22 @@ class _Pending:
 def _init_paths(inp: _SweepInputs) -> _Paths:
     """The paths at k = 0 (DLN: ``net.init`` at α; linear: β = 0), tangents zero."""
     xp, shape, dtype = inp.xp, (inp.S, inp.n), inp.dtype
+    tshape = (len(inp.blocks), *shape)
     if inp.model == "dln":
         pa, pb = inp.net.init(xp, inp.par["alpha"][:, None], shape, dtype)
-        return _Paths(pa, pb, xp.zeros(shape, dtype=dtype), xp.zeros(shape, dtype=dtype))
-    return _Paths(xp.zeros(shape, dtype=dtype), None, xp.zeros(shape, dtype=dtype), None)
+        return _Paths(pa, pb, xp.zeros(tshape, dtype=dtype), xp.zeros(tshape, dtype=dtype))
+    return _Paths(xp.zeros(shape, dtype=dtype), None, xp.zeros(tshape, dtype=dtype), None)
 
 
 def _deviation(inp: _SweepInputs, p: _Paths):
-    """Step 1: Δ_k = β_k − β* and the tangent x_k = δβ_k (uv: v δu + u δv in (a, b))."""
+    """Step 1: Δ_k = β_k − β* (S, n) and the tangents x_k = δβ_k (nb, S, n) (uv: v δu + u δv in (a, b))."""
     if inp.model == "dln":
         return inp.net.beta(p.a, p.b) - inp.beta_star, inp.net.tangent_beta(p.a, p.b, p.da, p.db)
     return p.a - inp.beta_star, p.da
 
 
 def _advance(inp: _SweepInputs, p: _Paths, k: int, gk, dgk) -> _Paths:
-    """Step 6: the GD update of the paths by the field g_k and of their tangents by δg_k."""
+    """Step 6: the GD update of the paths by the field g_k (S, n) and of their tangents by δg_k (nb, S, n)."""
     dt = inp.dt if inp.dt_steps is None else inp.dt_steps[:, k : k + 1]
     if inp.model == "dln":
         da, db = inp.net.tangent_step(p.a, p.b, p.da, p.db, gk, dgk, dt, dt * inp.lam)
@@ -537,23 +576,38 @@ def _combos(inp: _SweepInputs, H, m, cs):
 
 
 @_timed
-def _memory_y(inp: _SweepInputs, st: _SweepArrays, grow, k):
-    """Σ_{l<k} G[k, l] y_l: one pass over the tangent history, (S, n)."""
-    return inp.xp.matmul(grow[:, None, :], st.Yh[:, :k, :])[:, 0, :]
+def _memory_y(inp: _SweepInputs, st: _SweepArrays, grow, k, b: int):
+    """Σ_{s0≤l<k} G[k, l] y^(b)_l: one pass over block b's tangent history (from its start s0), (S, n)."""
+    s0 = inp.blocks[b][0]
+    return inp.xp.matmul(grow[:, None, s0:], st.Yh[b][:, : k - s0, :])[:, 0, :]
+
+
+def _g_row(inp: _SweepInputs, xk, s0: int, s1: int):
+    """G[k, s0:s1] = ⟨x_k ε_l⟩ of the systems, one GEMM per replica ((s1 − s0)×n)@(n×P), (S, s1 − s0)."""
+    xp, B, P, n = inp.xp, inp.B, inp.P, inp.n
+    gr = xp.matmul(inp.E[:, s0:s1, :], xp.matrix_transpose(_pad(inp, xp.reshape(xk, (B, P, n)))))  # (B, s1 − s0, P)
+    return xp.reshape(xp.matrix_transpose(gr[:, :, :P]), (inp.S, s1 - s0)) / n
 
 
 def _response_row(inp: _SweepInputs, st: _SweepArrays, k: int, xk):
-    """Steps 2–3: row k of G = ⟨x_k ε_l⟩ (l < k; one GEMM per replica, (k×n)@(n×P)) and
-    y_k = (K x)_k by forward substitution of (I + G/δ) y = x (K is never formed). Returns
-    (G row (S, k), y_k (S, n)); (None, x_0) at k = 0."""
+    """Steps 2–3: row k of G and y_k = (K x)_k by forward substitution of (I + G/δ) y = x (K is
+    never formed), block by block of the probes (``inp.blocks``): G[k, l] = ⟨x^(b)_k ε_l⟩ for l
+    in block b, from the tangent that block b's probes alone drive (within a block the probes are
+    exactly orthonormal, so the linear part of the response is exact; the probes of other
+    blocks, O(1/√n)-correlated with ε_l, do not enter), and y^(b)_k = x^(b)_k − (1/δ) Σ_l
+    G[k, l] y^(b)_l. With one block this is ⟨x_k ε_l⟩ over all l < k. Returns (G row (S, k),
+    y_k (nb, S, n)); (None, x_0) at k = 0."""
     if k == 0:
         return None, xk
-    xp, B, P, n = inp.xp, inp.B, inp.P, inp.n
-    gr = xp.matmul(inp.E[:, :k, :], xp.matrix_transpose(_pad(inp, xp.reshape(xk, (B, P, n)))))  # (B, k, P)
-    grow = xp.reshape(xp.matrix_transpose(gr[:, :, :P]), (inp.S, k)) / n
+    xp = inp.xp
+    started = [b for b, (s0, _) in enumerate(inp.blocks) if s0 < k]  # a block's tangent is 0 up to its start
+    pieces = [_g_row(inp, xk[b, ...], inp.blocks[b][0], min(inp.blocks[b][1], k)) for b in started]
+    grow = pieces[0] if len(pieces) == 1 else xp.concat(pieces, axis=1)
     if st.G is not None:
         st.G[:, k, :k] = grow
-    return grow, xk - _memory_y(inp, st, grow, k) / inp.delta
+    ys = [xk[b, ...] - _memory_y(inp, st, grow, k, b) / inp.delta if b in started else xk[b, ...]
+          for b in range(len(inp.blocks))]
+    return grow, xp.stack(ys, axis=0)
 
 
 def _reorthogonalise(inp: _SweepInputs, st: _SweepArrays, sl: slice, m: int, pe, pe0, a_k, a_0, anorm):
@@ -658,7 +712,8 @@ def _selection_row(inp: _SweepInputs, st: _SweepArrays, k: int, grow):
 
 def _field(inp: _SweepInputs, st: _SweepArrays, k: int, dk, mem, yk):
     """Step 5: the driving field g_k = Σ_{l≤k} K[k, l] (w_l/√δ − Δ_l), w = L_M z (+ √D z' with
-    SGD: Cov(η) = K (M + D) Kᵀ/δ), and the tangent field δg_k = ε_k − Σ_{l≤k} K[k, l] x_l."""
+    SGD: Cov(η) = K (M + D) Kᵀ/δ), and the tangent fields δg^(b)_k = [k in block b] ε_k −
+    Σ_{l≤k} K[k, l] x^(b)_l (nb, S, n): the probe ε_k drives the tangent of its own block only."""
     xp, B, P, n = inp.xp, inp.B, inp.P, inp.n
     eta = xp.reshape(xp.matmul(_pad(inp, xp.reshape(st.A[:, k, : k + 1], (B, P, k + 1))), inp.Z[:, : k + 1, :])[:, :P, :],
                      (inp.S, n))
@@ -667,7 +722,10 @@ def _field(inp: _SweepInputs, st: _SweepArrays, k: int, dk, mem, yk):
     gk = eta * inp.inv_sqrt_delta - dk
     if mem is not None:
         gk = gk - mem
-    return gk, _shared(inp, inp.E[:, k, :]) - yk
+    if len(inp.blocks) == 1:
+        return gk, _shared(inp, inp.E[:, k, :]) - yk
+    probe = _shared(inp, inp.E[:, k, :])
+    return gk, xp.stack([(probe if s0 <= k < s1 else 0.0) - yk[b, ...] for b, (s0, s1) in enumerate(inp.blocks)], axis=0)
 
 
 def _last_row(inp: _SweepInputs, st: _SweepArrays, pend: _Pending):
@@ -756,7 +814,9 @@ def _sweep(inp: _SweepInputs) -> dict:
             dk, xk = rs * dk, rs * xk
         st.cd_diag[:, k] = _bdot(inp.xp, dk, dk) / inp.n
         grow, yk = _response_row(inp, st, k, xk)
-        st.Yh[:, k, :] = yk
+        for b, (s0, _) in enumerate(inp.blocks):
+            if s0 <= k:
+                st.Yh[b][:, k - s0, :] = yk[b, ...]
         pend, mem = _factor_row(inp, st, k, dk, grow, pend)
         if inp.Zp is not None:
             _selection_row(inp, st, k, grow)
@@ -1039,6 +1099,7 @@ def _solve_chunk(run: _Run, noise: _Noise, idx: np.ndarray, host: _HostResults):
         xp, xp_dtype(xp, dt_np), run.model, sys_par, to_device(xp, bs, dt_np), noise.Z, noise.E, run.T,
         run.pivot_tol, run.progress_every, label, net, keep_matrices=run.opts.return_matrices,
         Zp=None if Zps is None else to_device(xp, Zps, dt_np), root_s=noise.root_s,
+        blocks=frame_blocks(run.n, run.T, run.opts.variance_reduction),
     ))
     del Zps
     _keep_chunk(run, idx, res, sys_par, host)
@@ -1100,7 +1161,7 @@ def _outputs(run: _Run, host: _HostResults) -> dict:
     e_pred = host.e_pred if host.e_pred is not host.e_test else host.e_test.copy()
     solve = Solve(e_batches={"e_train": host.e_train, "e_test": host.e_test, "e_pred": e_pred}, time=out["time"], par=par,
                   w_final=host.w_final, scale_final=host.scale_final, floor_factor=run.opts.floor_factor,
-                  dtype=run.dt_np)
+                  dtype=run.dt_np, late=rec >= run.n if run.opts.variance_reduction and run.T > run.n else None)
     for name, recorder in recorders_for().items():
         out[name] = recorder(solve)
     out["e_pred_batches"] = e_pred
@@ -1237,7 +1298,11 @@ def mask_n_bias(full: dict, half: dict, tol: float = N_BIAS_TOL) -> dict:
     statistical error ≈ the two solves' standard errors combined; the recorders of
     ``dmft.recorders.STEP_RECORDERS["n_convergence"]``), with ``*_below_floor`` also
     true where the estimate exceeds ``tol`` × the value (one-sided: the bias of E_train is
-    positive, a cancellation in diag(K M Kᵀ)), and the decay rate refitted on the new E_train mask.
+    positive, a cancellation in diag(K M Kᵀ); a two-sided test would mask the sampling noise of
+    the difference too), and the decay rate refitted on the new E_train mask. Where T > n' the
+    half solve has more probe blocks, whose per-block tangents restart the E_train floor
+    (docs/dmft.md "Long sweeps"), and it can lie *below* a stalled full solve; the one-sided
+    mask does not fire there.
     Raises ValueError if the two results are not of the same points and steps or n' ≥ n, or for
     tol ≤ 0.
     """

@@ -19,6 +19,7 @@ times); leading-order predictions: :mod:`dln_kernels.measure.predictions`.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -598,7 +599,8 @@ def _depth_fit(L: int, alphas, t_th, t_th_se, pred) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
-# g. Gaussian universality: simulations on other designs against the Gaussian DMFT
+# g. Gaussian universality: simulations on other designs against the isotropic DMFT and the DMFT
+#    of each design's spectrum
 # ----------------------------------------------------------------------------------------------
 UNIVERSALITY_VARS = ("e_train", "e_test")
 
@@ -622,48 +624,125 @@ def median_relative_deviation(t, sim, theory) -> float:
     return float(np.median(dev)) if dev.size else math.nan
 
 
+def spectrum_share(sim, iso, spec, se=(0.0, 0.0, 0.0)) -> tuple:
+    """How much of the gap between the simulation and the isotropic DMFT the design's spectrum
+    explains: (gap, spectrum gap, share, share s.e.) with gap = ln(sim/iso), spectrum gap =
+    ln(spec/iso), share = ln(spec/iso)/ln(sim/iso) (1: all of it; 0: none, e.g. a flat spectrum;
+    > 1: overshoots; < 0: the wrong way). Scalars > 0 (E_train or E_test at one time); ``se``: the
+    standard errors of (sim, iso, spec), propagated to first order as independent (conservative
+    for the two DMFTs, which share their random numbers; 0 for a flat spectrum, whose spectrum
+    DMFT *is* the isotropic solve). NaN where a value is not positive and finite, and a share of
+    NaN where the gap is 0."""
+    vals = np.array([sim, iso, spec], dtype=float)
+    if not np.all(np.isfinite(vals) & (vals > 0)):
+        return math.nan, math.nan, math.nan, math.nan
+    rel = np.asarray(se, dtype=float) / vals  # s.e. of the logarithms
+    gap, spec_gap = math.log(sim / iso), math.log(spec / iso)
+    if gap == 0:
+        return gap, spec_gap, math.nan, math.nan
+    grads = np.array([-spec_gap / gap**2, (spec_gap - gap) / gap**2, 1.0 / gap])  # d share / d ln(sim, iso, spec)
+    return gap, spec_gap, spec_gap / gap, float(np.sqrt(np.nansum((grads * rel) ** 2)))
+
+
+def _dmft_of(dmft, design: str):
+    """(isotropic DMFT, DMFT of ``design``'s spectrum or None) out of dmft.nc: its ``design`` dim
+    (labels: the designs and ``isotropic``, ``designs.ISOTROPIC``), or a file without one (the
+    isotropic DMFT only, as written before the DMFT per design)."""
+    from dln_kernels.model.designs import ISOTROPIC
+
+    if "design" not in dmft.dims:
+        return dmft, None
+    labels = [str(v) for v in dmft["design"].values]
+    return dmft.sel(design=ISOTROPIC), (dmft.sel(design=design) if design in labels else None)
+
+
+def _final_dmft(dmft, var: str, alpha, delta) -> tuple:
+    """(value, standard error) of a DMFT curve at the last time, NaN where masked (its floor)."""
+    if dmft is None:
+        return math.nan, math.nan
+    value = masked_curve(dmft, var, alpha=alpha, delta=delta)[-1]
+    se = select_curve(dmft, alpha=alpha, delta=delta)[f"{var}_se"].values[-1] if f"{var}_se" in dmft else math.nan
+    return float(value), float(se)
+
+
+def _universality_row(t, mean, se, iso, spec, var, flat) -> dict:
+    """The numbers of one (design, α, δ, observable): deviations from the isotropic DMFT over time
+    and at the last time, the three final predictions and the share of the gap the spectrum
+    explains (:func:`spectrum_share`). ``iso``, ``spec``: (curve, final value, final s.e.)."""
+    dev = relative_deviation(mean, iso[0])[t > 0]
+    errs = (se[-1], 0.0, 0.0) if flat else (se[-1], iso[2], spec[2])  # flat: the spectrum DMFT *is* the isotropic one
+    gap, spec_gap, share, share_se = spectrum_share(mean[-1], iso[1], spec[1], errs)
+    return {"observable": var, "median_rel_dev": median_relative_deviation(t, mean, iso[0]),
+            "max_rel_dev": float(np.nanmax(dev)) if np.isfinite(dev).any() else math.nan,
+            "final_rel_dev": float(relative_deviation(mean[-1], iso[0][-1])),
+            "final_sim": float(mean[-1]), "final_sim_se": float(se[-1]),
+            "final_dmft": iso[1], "final_dmft_se": iso[2],
+            "final_dmft_spectrum": spec[1], "final_dmft_spectrum_se": spec[2],
+            "final_rel_dev_spectrum": float(relative_deviation(mean[-1], spec[1])),
+            "gap": gap, "gap_se": float(se[-1] / mean[-1]), "gap_spectrum": spec_gap, "share": share, "share_se": share_se}
+
+
+def _share_from_start(runs, iso, spec) -> dict:
+    """:func:`spectrum_share` of the errors relative to their own first recorded value (t = 0),
+    E(t_last)/E(0): the simulation's as the seed mean of the per-seed ratios (so the draw of β*
+    and X, which sets E(0), leaves the gap), the DMFTs' from their curves. ``runs`` (seeds,
+    times); ``iso``, ``spec`` (times) or None. The s.e. counts the seeds only (each DMFT ratio
+    shares one replica's paths at both times)."""
+    ratios = runs[:, -1] / runs[:, 0]
+    se = float(ratios.std(ddof=1) / math.sqrt(ratios.size)) if ratios.size > 1 else math.nan
+    spec_ratio = math.nan if spec is None else spec[-1] / spec[0]
+    gap, spec_gap, share, share_se = spectrum_share(float(ratios.mean()), iso[-1] / iso[0], spec_ratio, (se, 0.0, 0.0))
+    return {"gap_from_start": gap, "gap_from_start_se": se / float(ratios.mean()), "gap_spectrum_from_start": spec_gap,
+            "share_from_start": share, "share_from_start_se": share_se}
+
+
 def universality_measure(sims, dmft) -> dict:
     """Per design, α, δ and observable (E_train, E_test): the seed-mean simulation curve against
-    the Gaussian DMFT at the same (α, δ, ρ, σ, λ), and the median over times t > 0 of their
-    relative deviation |sim − DMFT| / DMFT (:func:`median_relative_deviation`).
+    two DMFT predictions at the same (α, δ, ρ, σ, λ), the isotropic (Gaussian) DMFT and the DMFT
+    of the design's own spectrum (dmft.nc's ``design`` dim, docs/file_formats.md); the relative
+    deviation |sim − DMFT| / DMFT from the isotropic one (median over t > 0,
+    :func:`median_relative_deviation`, maximum, last time) and the share of the final gap that the
+    spectrum explains (:func:`spectrum_share`, at the last time).
 
-    ``sims`` must have the ``design`` dim (a sweep over designs, labels = design names); the
-    column ``d`` is read from its attribute ``designs`` (the aggregation's design provenance), NaN
-    if absent. ρ, σ, λ at their first value (:func:`select_curve`).
+    ``sims`` must have the ``design`` dim (labels = design names); ``d`` is read from its attribute
+    ``designs``, NaN if absent. A ``dmft`` without a ``design`` dim is the isotropic DMFT only (the
+    spectrum columns are NaN). ρ, σ, λ at their first value (:func:`select_curve`).
 
-    Returns {"table": DataFrame (design, d, alpha, delta, observable, median_rel_dev,
-    max_rel_dev, final_rel_dev (at the last time), final_sim, final_sim_se, final_dmft), "curves": {(design, alpha, delta, var):
-    (sim seed mean, sim seed s.e., DMFT)}, "t": times}. The seed mean is arithmetic: the
-    DMFT predicts the mean error of the d → ∞ limit, where it self-averages.
+    The same share of the errors relative to their values at t = 0 (``*_from_start``,
+    :func:`_share_from_start`) leaves out the draw of β* and X that sets E(0): at an early last
+    time, when E_test has hardly moved, that draw is most of the plain gap.
+
+    Returns {"table": DataFrame (design, d, flat_spectrum, alpha, delta, observable,
+    median_rel_dev, max_rel_dev, final_rel_dev, final_sim, final_sim_se, final_dmft,
+    final_dmft_se, final_dmft_spectrum, final_dmft_spectrum_se, final_rel_dev_spectrum, gap, gap_se
+    (the simulation's s.e. of ln sim), gap_spectrum, share, share_se, gap_from_start,
+    gap_from_start_se, gap_spectrum_from_start, share_from_start, share_from_start_se), "curves": {(design, alpha, delta, var): (sim seed mean, sim
+    seed s.e., isotropic DMFT, spectrum DMFT or None)}, "t": times}. Errors are dimensionless,
+    gaps natural logarithms. The seed mean is arithmetic: the DMFT predicts the mean error of the
+    d → ∞ limit, where it self-averages.
     """
     import json
 
     # one depth (the first; a sweep over designs has depth 2): curves over time only
     sims, dmft = (ds.isel(depth=0) if "depth" in ds.dims else ds for ds in (sims, dmft))
     t = sims["time"].values
-    dims = {}
-    for entry in json.loads(sims.attrs.get("designs", "[]")):
-        dims[entry["design"]["name"]] = entry["d"]
+    dims = {e["design"]["name"]: e["d"] for e in json.loads(sims.attrs.get("designs", "[]"))}
     rows, curves = [], {}
-    for design in sims["design"].values:
-        for alpha in sims["alpha"].values:
-            for delta in sims["delta"].values:
-                for var in UNIVERSALITY_VARS:
-                    runs = seed_curves(sims.sel(design=design), var, alpha=alpha, delta=delta)
-                    mean = runs.mean(0)
-                    se = runs.std(0, ddof=1) / math.sqrt(runs.shape[0]) if runs.shape[0] > 1 else np.full_like(mean, np.nan)
-                    theory = masked_curve(dmft, var, alpha=alpha, delta=delta)
-                    curves[(str(design), float(alpha), float(delta), var)] = (mean, se, theory)
-                    dev = relative_deviation(mean, theory)[t > 0]
-                    rows.append({
-                        "design": str(design), "d": dims.get(str(design), math.nan), "alpha": float(alpha),
-                        "delta": float(delta), "observable": var,
-                        "median_rel_dev": median_relative_deviation(t, mean, theory),
-                        "max_rel_dev": float(np.nanmax(dev)) if np.isfinite(dev).any() else math.nan,
-                        "final_rel_dev": float(relative_deviation(mean[-1], theory[-1])),
-                        "final_sim": float(mean[-1]), "final_sim_se": float(se[-1]),
-                        "final_dmft": float(select_curve(dmft, alpha=alpha, delta=delta)[var].values[-1]),
-                    })
+    for design, alpha, delta in itertools.product(*(sims[a].values for a in ("design", "alpha", "delta"))):
+        iso_ds, spec_ds = _dmft_of(dmft, str(design))
+        flat = spec_ds is not None and all(np.array_equal(iso_ds[v].values, spec_ds[v].values) for v in UNIVERSALITY_VARS)
+        for var in UNIVERSALITY_VARS:
+            runs = seed_curves(sims.sel(design=design), var, alpha=alpha, delta=delta)
+            mean = runs.mean(0)
+            se = runs.std(0, ddof=1) / math.sqrt(runs.shape[0]) if runs.shape[0] > 1 else np.full_like(mean, np.nan)
+            iso = masked_curve(iso_ds, var, alpha=alpha, delta=delta)
+            spec = None if spec_ds is None else masked_curve(spec_ds, var, alpha=alpha, delta=delta)
+            curves[(str(design), float(alpha), float(delta), var)] = (mean, se, iso, spec)
+            row = _universality_row(t, mean, se, (iso, *_final_dmft(iso_ds, var, alpha, delta)),
+                                    (spec, *_final_dmft(spec_ds, var, alpha, delta)), var, flat)
+            rows.append({"design": str(design), "d": dims.get(str(design), math.nan), "flat_spectrum": flat,
+                         "alpha": float(alpha), "delta": float(delta), **row,
+                         **_share_from_start(runs, iso, spec)})
     return {"table": pd.DataFrame(rows), "curves": curves, "t": t}
 
 

@@ -76,7 +76,7 @@ _ROWS = (
     PhenomenonKind("depth_escape", "depth", "depth_escape", "depth: saddle escape and final error",
                    _m.depth_escape_measure, "depth_escape",
                    extra_outputs={"fits": "results/{sweep}/phenomena/depth_escape_fit.csv"}),
-    PhenomenonKind("universality", "universality", "universality", "real designs vs Gaussian DMFT",
+    PhenomenonKind("universality", "universality", "universality", "real designs vs isotropic and spectrum DMFT",
                    _m.universality_measure, "universality", reads_prior=False),
     PhenomenonKind("sgd_noise", "sgd", "sgd_noise", "mini-batch noise vs solution",
                    _m.sgd_noise_measure, "sgd_noise", reads_prior=False),

@@ -80,6 +80,7 @@ _KIND_KEYS = {
 # designs resolved before the key existed keep their form, chunk names and bits): key -> default.
 _OPTIONAL_KEYS = {"gaussian_powerlaw": {"rotation": "haar"}}
 ZCA_EPS = 1e-10  # eigenvalue floor of the ZCA, relative to the mean eigenvalue
+ISOTROPIC = "isotropic"  # label of the isotropic DMFT in dmft.nc's design coordinate (no design may be named so)
 
 
 class DesignError(ValueError):
@@ -384,6 +385,57 @@ def design_spectrum(design: dict | None, d: int | None = None) -> np.ndarray:
     x = pool(design)
     ev = np.maximum(np.linalg.eigvalsh(x.T @ x / x.shape[0]), 0.0)
     return ev / ev.mean()
+
+
+def flat_spectrum(design: dict | None) -> bool:
+    """True where the design's covariance is I/d *by construction*, so that its spectrum DMFT is
+    the isotropic solve: None and kind ``gaussian``, a data kind with ``whiten: zca`` (the pool's
+    own covariance whitened: its :func:`design_spectrum` is 1 to rounding, ~1e-10), ``two_level``
+    with ratio 1 and ``gaussian_powerlaw`` with exponent 0. Decided from the specification, without
+    building a pool, so planning stays cheap (the pipeline gives such designs the isotropic DMFT
+    chunks, docs/dmft.md "Diagonal designs")."""
+    if design is None or design["kind"] == "gaussian":
+        return True
+    if design["kind"] in DATA_KINDS:
+        return design["whiten"] == "zca"
+    if design["kind"] == "two_level":
+        return float(design["ratio"]) == 1.0
+    return float(design["exponent"]) == 0.0  # gaussian_powerlaw, either rotation: λ ≡ 1
+
+
+def dmft_theory(design: dict | None) -> str:
+    """What the DMFT of a design's spectrum (:func:`design_spectrum`) is for that design:
+    ``isotropic`` (a flat spectrum, :func:`flat_spectrum`: the Gaussian theory, exact for the
+    Gaussian kinds), ``exact`` (a diagonal design: its coordinate-wise DMFT), ``spectrum-only``
+    (a rotated or data design: the theory of a diagonal design with the same covariance
+    eigenvalues, the best a theory that sees only the spectrum can do)."""
+    if flat_spectrum(design):
+        return "isotropic"
+    return "exact" if is_diagonal(design) else "spectrum-only"
+
+
+@functools.lru_cache(maxsize=16)
+def _spectrum_max_cached(key: str) -> float:
+    return float(design_spectrum(json.loads(key)).max())
+
+
+def spectrum_max(design: dict) -> float:
+    """Largest value of :func:`design_spectrum` (the spectrum's λ_max over its mean, 1 for a flat
+    spectrum without computing it): the factor by which the spectrum DMFT's stability bound is
+    below the isotropic one (``pipeline.config._check_steps``). Builds the pool of a data design
+    (seconds for image patches); cached per process."""
+    return 1.0 if flat_spectrum(design) else _spectrum_max_cached(_key(design))
+
+
+def spectrum_provenance(design: dict) -> dict:
+    """Which spectrum a design's DMFT solved (JSON-able, recorded with each DMFT chunk):
+    {"design": name, "theory": :func:`dmft_theory`, "d", "lambda_max" (over the mean),
+    "sha256" of :func:`design_spectrum` as float64 bytes (None for a flat spectrum: ones)}."""
+    flat = flat_spectrum(design)
+    spec = None if flat else design_spectrum(design)
+    return {"design": design["name"], "theory": dmft_theory(design), "d": int(design["d"]),
+            "lambda_max": 1.0 if flat else float(spec.max()),
+            "sha256": None if flat else hashlib.sha256(np.ascontiguousarray(spec, dtype=np.float64).tobytes()).hexdigest()}
 
 
 def powerlaw_factor(design: dict):

@@ -14,7 +14,7 @@ import itertools
 import json
 import math
 
-from dln_kernels.model.designs import is_default, resolve_designs
+from dln_kernels.model.designs import ISOTROPIC, flat_spectrum, is_default, resolve_designs
 from dln_kernels.model.problem import n_samples
 from dln_kernels.pipeline.cost import COST
 from dln_kernels.pipeline.timegrid import n_steps_of
@@ -85,17 +85,17 @@ def chunk_name(chunk: dict) -> str:
     """Readable, content-derived file stem of a chunk: what it computes names it.
 
     ``delta0.5_seeds0-2_<hash>`` for simulation chunks (``NAME_delta…`` with a design named NAME),
-    ``points<P>_<hash>`` for DMFT chunks; the
-    8-hex hash is of the canonical JSON of the chunk without its name, so inserting, removing or
+    ``points<P>_<hash>`` for DMFT chunks (``NAME_points…`` for the DMFT of design NAME's spectrum,
+    :func:`make_dmft_chunks`); the 8-hex hash is of the canonical JSON of the chunk without its name, so inserting, removing or
     reordering other grid values never renames (and so never re-runs) a chunk.
     """
     body = {k: v for k, v in chunk.items() if k != "name"}
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:8]
+    design = f"{chunk['design']['name']}_" if "design" in chunk else ""
     if "points" in chunk:
-        return f"points{len(chunk['points'])}_{digest}"
+        return f"{design}points{len(chunk['points'])}_{digest}"
     seeds = chunk["seeds"]
     span = f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f"{seeds[0]}"
-    design = f"{chunk['design']['name']}_" if "design" in chunk else ""
     return f"{design}delta{_fmt(chunk['delta'])}_seeds{span}_{digest}"
 
 
@@ -198,18 +198,62 @@ def make_chunks(sweep: dict) -> list:
 def make_dmft_chunks(sweep: dict) -> list:
     """DMFT jobs: {"name", "points": [{axis: value}]}, sub-products of the grid of at most
     ``dmft.points_per_job`` points (see :func:`_pieces`), named by content. Axes with
-    ``splits_dmft`` (the depth) lead the prefix, so a job holds one value of them where it can."""
+    ``splits_dmft`` (the depth) lead the prefix, so a job holds one value of them where it can.
+
+    Once per entry of :func:`dmft_designs`: the isotropic chunks (no ``"design"`` key: those of a
+    sweep without designs, names and params unchanged) and, per design whose spectrum is not flat,
+    the same pieces with its resolved ``"design"`` (the job solves the DMFT of its
+    ``designs.design_spectrum``)."""
     g = sweep["grid"]
     # axes the DMFT solves one value at a time go first, so a job's points share one solve
     # (with one value, as in every depth-2 sweep, the pieces and their order are unchanged)
     order = sorted(explicit_axes(sweep), key=lambda a: not AXES[a].splits_dmft)
     pieces = _pieces([sorted(g[a]) for a in order], points_per_job(sweep))
-    chunks = [{"points": _records(order, p)} for p in pieces]
-    for c in chunks:
-        if n_convergence(sweep):  # a property of the sweep (its grid), which DMFT jobs do not read
-            c["n_convergence"] = True  # absent otherwise: such sweeps keep their chunk names and params
-        c["name"] = chunk_name(c)
+    chunks = []
+    for design in dmft_designs(sweep):
+        for p in pieces:
+            c = {"points": _records(order, p)} | ({"design": design} if design is not None else {})
+            if n_convergence(sweep):  # a property of the sweep (its grid), which DMFT jobs do not read
+                c["n_convergence"] = True  # absent otherwise: such sweeps keep their chunk names and params
+            c["name"] = chunk_name(c)
+            chunks.append(c)
     return chunks
+
+
+def dmft_designs(sweep: dict) -> list:
+    """The DMFTs a sweep solves, one set of chunks each: ``None`` (the isotropic theory, always)
+    and each of the sweep's resolved designs whose spectrum is not flat
+    (``designs.flat_spectrum``); a design with a flat spectrum (Gaussian, ZCA-whitened) shares
+    the isotropic chunks (its spectrum DMFT is that solve). ``dmft.spectra: false``: the isotropic
+    theory only (and :func:`spectra` false). Cheap: no pool is built."""
+    if not spectra(sweep):
+        return [None]
+    return [None] + [des for des in designs_of(sweep) or [] if not flat_spectrum(des)]
+
+
+def spectra(sweep: dict) -> bool:
+    """Whether the sweep's DMFT solves its designs' spectra (a sweep over designs, ``dmft.spectra``
+    not false): then dmft.nc has a ``design`` dim (:func:`dmft_design_labels`)."""
+    return not is_default(sweep.get("design")) and sweep.get("dmft", {}).get("spectra", True) is not False
+
+
+def dmft_design_labels(sweep: dict) -> list:
+    """Labels of the ``design`` coordinate of dmft.nc for a sweep over designs: the design names
+    in the sweep's order, then :data:`ISOTROPIC`. Needs no ``d`` (as ``designs.design_names``)."""
+    from dln_kernels.model.designs import design_names
+
+    return design_names(sweep) + [ISOTROPIC]
+
+
+def dmft_chunk_labels(sweep: dict, design: str | None) -> list:
+    """The labels of :func:`dmft_design_labels` a DMFT chunk fills: ``[design]`` for a chunk of a
+    design's spectrum (its name), else (``None``: an isotropic chunk) :data:`ISOTROPIC` after the
+    names of the designs with a flat spectrum. ``sweep`` needs ``design`` (and ``d`` where a
+    design's resolution needs it)."""
+    if design is not None:
+        return [design]
+    flat = [des["name"] for des in resolve_designs({"d": 2, **sweep}) if flat_spectrum(des)]
+    return flat + [ISOTROPIC]
 
 
 def n_convergence(sweep: dict) -> bool:
@@ -268,9 +312,11 @@ def largest_sim_chunk(sweep: dict) -> dict:
 
 
 def dmft_layout(sweep: dict) -> dict:
-    """The DMFT chunks of a sweep, counted (the arithmetic of :func:`make_dmft_chunks`): ``points``,
-    ``jobs`` and the largest job's ``points_per_job``."""
+    """The DMFT chunks of a sweep, counted (the arithmetic of :func:`make_dmft_chunks`): ``points``
+    (points solved: grid points × :func:`dmft_designs`), ``jobs`` and the largest job's
+    ``points_per_job``."""
     g = sweep["grid"]
     lengths = [len(g[a]) for a in sorted(explicit_axes(sweep), key=lambda a: not AXES[a].splits_dmft)]
-    cut = _cut(lengths, points_per_job(sweep))
-    return {"points": math.prod(lengths), "jobs": math.prod(lengths[:cut]), "points_per_job": math.prod(lengths[cut:])}
+    cut, solves = _cut(lengths, points_per_job(sweep)), len(dmft_designs(sweep))
+    return {"points": math.prod(lengths) * solves, "jobs": math.prod(lengths[:cut]) * solves,
+            "points_per_job": math.prod(lengths[cut:])}

@@ -22,7 +22,8 @@ from dln_kernels.model.dln_state import alpha_min
 from dln_kernels.model.priors import prior_of, validate_prior
 from dln_kernels.model.problem import n_samples
 from dln_kernels.model.schedule import stability_bound
-from dln_kernels.pipeline.chunks import chunk_d, design_dims, designs_of, largest_sim_chunk, n_convergence, sim_chunk_bytes
+from dln_kernels.pipeline.chunks import (ISOTROPIC, chunk_d, design_dims, designs_of, dmft_designs, largest_sim_chunk,
+                                         n_convergence, sim_chunk_bytes)
 from dln_kernels.pipeline.timegrid import per_point_times, point_dt_schedule, schedule_of, time_grid
 from dln_kernels.pipeline.errors import ConfigError, refuse, refuse_message  # noqa: F401 (ConfigError: callers import it here)
 from dln_kernels.registry import AXES, GRID_AXES
@@ -79,14 +80,16 @@ def validate_config(config: dict, schema_path) -> None:
 def check_config(config: dict, schema_path) -> None:
     """Everything the workflow checks before it builds its DAG, without Snakemake's DAG:
     :func:`validate_config`, the selected ``sweep`` names, and every sweep's :func:`check_sweep`
-    and :func:`check_phenomenon_schedules`. Raise ConfigError (first line: sweep, key, value, why)."""
+    and :func:`check_phenomenon_schedules`; the steps against the designs' spectra (which need
+    the data designs' pools, seconds) for the selected sweeps only (``check_sweep(spectra=...)``).
+    Raise ConfigError (first line: sweep, key, value, why)."""
     validate_config(config, schema_path)
     selected = [config["sweep"]] if isinstance(config["sweep"], str) else list(config["sweep"])
     for name in selected:
         if name not in config["sweeps"]:
             raise refuse("sweep", name, f"unknown sweep {name!r}", f"defined sweeps: {', '.join(sorted(config['sweeps']))}")
     for name, sweep in config["sweeps"].items():
-        check_sweep(name, sweep)
+        check_sweep(name, sweep, spectra=name in selected)
         # a sweep whose schedule one of its phenomenon figures was not built for (row `time_axis`
         # of the phenomena table) is refused here, with the key named, before any job runs
         check_phenomenon_schedules(name, sweep)
@@ -223,12 +226,16 @@ def _number_as_text(text: str, kind: str) -> str | None:
     return f": YAML reads {text} without {' and '.join(missing)} as text; write {fix}"
 
 
-def check_sweep(name: str, sweep: dict) -> None:
+def check_sweep(name: str, sweep: dict, spectra: bool = True) -> None:
     """Checks beyond the JSON schema, in the order of :data:`SWEEP_CHECKS`; raise ConfigError
-    (first line ``sweep NAME: KEY = VALUE: why (what would pass)``, see :func:`refuse`)."""
+    (first line ``sweep NAME: KEY = VALUE: why (what would pass)``, see :func:`refuse`).
+    ``spectra``: check the DMFT's steps against each design's spectrum too (:func:`_check_steps`)."""
     key = f"sweeps.{name}"
     for check in SWEEP_CHECKS:
-        check(key, sweep)
+        if check is _check_steps:
+            check(key, sweep, spectra=spectra)
+        else:
+            check(key, sweep)
 
 
 def _check_budget(key: str, sweep: dict) -> None:
@@ -309,28 +316,44 @@ def _check_alpha_range(key: str, sweep: dict) -> None:
                          f"use alpha >= {a_min:.2g}" + (" or dtype: float64" if sweep["dtype"] == "float32" else ""))
 
 
-def _check_steps(key: str, sweep: dict) -> None:
+def _check_steps(key: str, sweep: dict, spectra: bool = True) -> None:
     """Every point's largest step below its stability bound, for the teacher draws that run
     (:func:`dln_kernels.model.schedule.stability_bound` with ``n_draws``; docs/dmft.md "Step sizes
-    and the teacher's tail"): the simulation's ρ·d·seeds nonzero β*, the DMFT's ρ·n_paths."""
-    s_max, d_max = _largest_diagonal_scale(sweep), max(design_dims(sweep))
+    and the teacher's tail"): the simulation's ρ·d·seeds nonzero β*, the DMFT's ρ·n_paths. The
+    simulation's bound is divided by the largest scale of the diagonal designs, the DMFT's (with
+    ``spectra``) by the largest λ_max/mean of the spectra the DMFT solves (``chunks.dmft_designs``:
+    a coordinate of scale s meets s times the curvature, docs/dmft.md "Diagonal designs")."""
+    d_max = max(design_dims(sweep))
+    scales = {"simulation": _largest_diagonal_scale(sweep),
+              "DMFT": _largest_dmft_spectrum(sweep) if spectra else (1.0, None)}
     for point, dt in _step_points(sweep):
         for stage, n_draws in _draws(sweep, point, d_max):
             bound = stability_bound(sweep["model"], point["alpha"], point["delta"], point["weight_decay"], sweep["prior"],
                                     sweep["network"], int(point["depth"]), point["batch_fraction"], n_draws=n_draws)
-            bound /= s_max if stage == "simulation" else 1.0  # the pipeline's DMFT is the isotropic theory
+            bound /= scales[stage][0]
             if dt > bound * (1 + 1e-12):
-                raise _step_refusal(key, sweep, point, dt, bound, stage, n_draws)
+                raise _step_refusal(key, sweep, point, dt, bound, stage, n_draws, scales[stage])
 
 
-def _largest_diagonal_scale(sweep: dict) -> float:
-    """The largest coordinate scale s_max of the sweep's diagonal designs (``two_level``,
-    ``gaussian_powerlaw`` with ``rotation: none``; 1 for none): a coordinate of scale s meets s
-    times the curvature, so the simulation's bound is divided by it (conservative for the bulk,
-    docs/dmft.md "Diagonal designs"). Rotated and data designs keep the isotropic bound."""
+def _largest_diagonal_scale(sweep: dict) -> tuple:
+    """(s_max, its design's name) over the sweep's diagonal designs (``two_level``,
+    ``gaussian_powerlaw`` with ``rotation: none``; (1, None) for none): a coordinate of scale s
+    meets s times the curvature, so the simulation's bound is divided by it (conservative for the
+    bulk, docs/dmft.md "Diagonal designs"). Rotated and data designs keep the isotropic bound."""
     from dln_kernels.model.designs import is_diagonal, spectrum_ratio
 
-    return max([spectrum_ratio(d) for d in designs_of(sweep) or [] if is_diagonal(d)] or [1.0])
+    return max([(spectrum_ratio(d), d["name"]) for d in designs_of(sweep) or [] if is_diagonal(d)], default=(1.0, None))
+
+
+def _largest_dmft_spectrum(sweep: dict) -> tuple:
+    """(λ_max/mean, its design's name) over the spectra the sweep's DMFT solves
+    (``designs.spectrum_max`` of each design of ``chunks.dmft_designs``; (1, None) where the DMFT
+    solves the isotropic theory only). Builds the pools of data designs (cached per process)."""
+    from dln_kernels.model.designs import spectrum_max
+
+    if not sweep["dmft"]["enabled"]:
+        return 1.0, None
+    return max([(spectrum_max(d), d["name"]) for d in dmft_designs(sweep)[1:]], default=(1.0, None))
 
 
 def _step_points(sweep: dict):
@@ -359,19 +382,22 @@ def _draws(sweep: dict, point: dict, d_max: int):
         yield "DMFT", point["rho"] * int(sweep["dmft"]["n_paths"])
 
 
-def _step_refusal(key, sweep, point, dt, bound, stage, n_draws) -> ConfigError:
-    """The refusal of a step above the bound, naming the point, the bound and a step that passes."""
+def _step_refusal(key, sweep, point, dt, bound, stage, n_draws, scale=(1.0, None)) -> ConfigError:
+    """The refusal of a step above the bound, naming the point, the bound and a step that passes;
+    ``scale``: (the factor the bound was divided by, the design it comes from)."""
     prior = prior_of(sweep["prior"])
     at = ", ".join(f"{a}={point[a]}" for a in ("alpha", "delta", "rho", "weight_decay") + (
         ("depth",) if sweep["network"] == "pm" else ()) + (("batch_fraction",) if point["batch_fraction"] < 1 else ()))
     bulk = stability_bound(sweep["model"], point["alpha"], point["delta"], point["weight_decay"], sweep["prior"],
                            sweep["network"], int(point["depth"]), point["batch_fraction"])
-    scale = _largest_diagonal_scale(sweep) if stage == "simulation" else 1.0
     tail = (f"; the bound of the largest of the {stage}'s {n_draws:.4g} nonzero teacher draws, |beta*| ~ "
-            f"{prior.largest_of(n_draws):.3g}, below the bulk's {bulk:.4g}" if bound * scale < bulk else "")
+            f"{prior.largest_of(n_draws):.3g}, below the bulk's {bulk:.4g}" if bound * scale[0] < bulk else "")
     field = f"{key}.grid.dt_scale" if "dt_scale" in sweep["grid"] and per_point_times(sweep) else f"{key}.dt"
     value = point["dt_scale"] if field.endswith("dt_scale") else dt  # the point's own scale
-    tail += f"; divided by the largest diagonal design scale {scale:.4g}" if scale != 1.0 else ""
+    if scale[0] != 1.0:
+        tail += (f"; divided by the largest diagonal design scale {scale[0]:.4g} (design {scale[1]})"
+                 if stage == "simulation" else
+                 f"; divided by lambda_max/mean = {scale[0]:.4g} of design {scale[1]}'s spectrum, whose DMFT the sweep solves")
     return refuse(field, value, f"the step {dt:.4g} exceeds the {stage} stability bound {bound:.4g} at {at} "
                   f"(model={sweep['model']}, network={sweep['network']}{tail})",
                   f"use dt <= {0.99 * bound:.3g}" + (", a smaller alpha" if sweep["model"] == "dln" else "")
@@ -387,6 +413,9 @@ def check_designs(key: str, sweep: dict) -> None:
     delta = max(sweep["grid"]["delta"])
     for i, des in enumerate(designs or []):
         where = f"{key}.design" + (f"[{i}]" if isinstance(sweep["design"], list) else "")
+        if des["name"] == ISOTROPIC:  # the label of the isotropic DMFT in dmft.nc's design dim
+            raise refuse(f"{where}.name", ISOTROPIC, "is reserved for the isotropic DMFT (a label of dmft.nc's design dim)",
+                         "give the design another name")
         try:
             check_rows(des, n_samples(delta, des["d"]), where, delta)
         except DesignError as exc:  # the value to change is the δ: name it first, the design after

@@ -139,16 +139,21 @@ def _unreadable(path, what: str, exc: Exception) -> ChunkFileError:
 
 
 def grid_coords(sweep: dict, with_seed: bool = True) -> dict:
-    """Coordinate values of a sweep: sorted grid values (and seed indices)."""
+    """Coordinate values of a sweep: sorted grid values, for a sweep over designs the ``design``
+    labels (the design names; without seeds, i.e. the DMFT, the names and ``isotropic``:
+    ``chunks.dmft_design_labels``, unless ``dmft.spectra`` is false), and seed indices (``with_seed``)."""
+    from dln_kernels.model.designs import design_names, is_default
+    from dln_kernels.pipeline.chunks import dmft_design_labels, spectra
+
     # an axis the sweep does not list has its registry default (e.g. depth [2])
     coords = {a: np.sort(np.asarray(sweep["grid"].get(a, AXES[a].default),
                                     dtype=np.int64 if AXES[a].kind == "integer" else float))
               for a in GRID_AXES}
+    if with_seed and not is_default(sweep.get("design")):  # a sweep over designs: one more dim, by name
+        coords["design"] = np.array(design_names(sweep), dtype=str)
+    elif not with_seed and spectra(sweep):  # its DMFT: one solve per spectrum, and the isotropic one
+        coords["design"] = np.array(dmft_design_labels(sweep), dtype=str)
     if with_seed:
-        from dln_kernels.model.designs import design_names, is_default
-
-        if not is_default(sweep.get("design")):  # a sweep over designs: one more dim, by name
-            coords["design"] = np.array(design_names(sweep), dtype=str)
         coords["seed"] = np.arange(int(sweep["seeds"]))
     return coords
 
@@ -243,6 +248,12 @@ def _read(f, name: str, path, schema: str) -> np.ndarray:
         raise _unreadable(path, schema, exc) from exc
 
 
+def _repeat(arr: np.ndarray, reps: int) -> np.ndarray:
+    """A chunk's rows ``reps`` times along axis 0 (the labels it fills, :meth:`_Aggregate._cells`);
+    the array itself for ``reps`` = 1."""
+    return arr if reps == 1 else np.concatenate([arr] * reps)
+
+
 class _Incompatible(Exception):
     """The previous output cannot be extended with these chunks: aggregate them all."""
 
@@ -251,6 +262,7 @@ class _Aggregate:
     """One output under construction: the sweep's grid, per-cell counts, then the arrays."""
 
     def __init__(self, sweep: dict, schema: str, with_seed: bool):
+        self.sweep = sweep
         self.coords = grid_coords(sweep, with_seed)
         self.axes = list(self.coords)
         self.grid_axes = [a for a in self.axes if a != "seed"]
@@ -258,7 +270,7 @@ class _Aggregate:
         self.schema = schema
         self.filled = np.zeros(self.shape, dtype=np.int64)
         self.first = None  # (path, metadata) every other chunk is compared with
-        self.rows = []  # per chunk read: (path, flat cell index of its runs, the same on the grid axes)
+        self.rows = []  # per chunk read: (path, flat cell index of its runs, the same on the grid axes, repetitions)
         self.summary = []  # per chunk read: its chunk_attrs_summary row
         self.data = self.point_time = None
         self.n_reused = 0  # chunks whose cells came from a previous output
@@ -300,26 +312,42 @@ class _Aggregate:
                     raise ChunkFileError(f"{path}: step grid differs from {self.first_path}; rerun the sweep")
             elif not np.array_equal(meta["time"], self.time):
                 raise ChunkFileError(f"{path}: time grid differs from {self.first_path}; rerun the sweep")
-            idx = self._cells(path, meta)
+            idx, reps = self._cells(path, meta)
             flat = np.ravel_multi_index(idx, self.shape)
             gflat = None
             if self.per_point:
                 gflat = np.ravel_multi_index(tuple(i for a, i in zip(self.axes, idx) if a != "seed"),
                                              tuple(len(self.coords[a]) for a in self.grid_axes))
             np.add.at(self.filled.reshape(-1), flat, 1)
-            self.rows.append((path, flat, gflat))
+            self.rows.append((path, flat, gflat, reps))
             self.summary.append(meta["summary"])
 
+    def _labels(self, path, ch: dict) -> list:
+        """Positions on the ``design`` axis of the labels a chunk fills: its design's (simulations);
+        for the DMFT those of ``chunks.dmft_chunk_labels`` (an isotropic chunk also fills every
+        design with a flat spectrum). ChunkFileError for a design that is not the sweep's."""
+        name, labels = _chunk_design(ch), list(self.coords["design"])
+        if self.schema == DMFT_SCHEMA:
+            from dln_kernels.pipeline.chunks import dmft_chunk_labels
+
+            wanted = dmft_chunk_labels(self.sweep, name)
+        else:
+            wanted = [name]
+        missing = [w for w in wanted if w not in labels]
+        if missing:
+            raise ChunkFileError(f"{path}: design {missing[0]!r} is not one of this sweep's designs {labels}")
+        return [labels.index(w) for w in wanted]
+
     def _cells(self, path, ch: dict) -> tuple:
-        """Index of each of the chunk's runs along each axis; ChunkFileError for a value off the grid."""
+        """(index of each of the chunk's runs along each axis, repetitions k): a DMFT chunk whose
+        values fill k design labels has its runs k times, label-major; ChunkFileError for a value
+        off the grid."""
         coords, idx = self.coords, []
         n = len(next(iter(ch["params"].values())))
+        labels = self._labels(path, ch) if "design" in self.axes else [0]
         for a in self.axes:
             if a == "design":  # a label, not a number: the chunk's design by name
-                name = _chunk_design(ch)
-                if name not in coords[a]:
-                    raise ChunkFileError(f"{path}: design {name!r} is not one of this sweep's designs {list(coords[a])}")
-                idx.append(np.full(n, list(coords[a]).index(name)))
+                idx.append(np.repeat(np.asarray(labels, dtype=np.intp), n))
                 continue
             if a not in ch["params"] and len(coords[a]) == 1:  # a chunk written before the axis existed
                 vals = np.full(n, float(coords[a][0]))
@@ -328,8 +356,8 @@ class _Aggregate:
             pos = np.clip(np.searchsorted(coords[a], vals), 0, len(coords[a]) - 1)
             if not np.all(coords[a][pos] == vals):
                 raise ChunkFileError(f"{path}: {a} values {np.unique(vals[coords[a][pos] != vals])} are not on this sweep's grid")
-            idx.append(pos)
-        return tuple(idx)
+            idx.append(np.tile(pos, len(labels)))
+        return tuple(idx), len(labels)
 
     def check_filled(self) -> None:
         """ChunkFileError unless every cell is computed exactly once (never an output with holes)."""
@@ -351,7 +379,7 @@ class _Aggregate:
 
     def fill(self) -> None:
         """Second pass: read each chunk's data into its cells, one chunk at a time."""
-        for path, flat, gflat in self.rows:
+        for path, flat, gflat, reps in self.rows:
             try:
                 f = open_h5(path)
             except Exception as exc:
@@ -359,13 +387,13 @@ class _Aggregate:
             with f:
                 if self.per_point:
                     rows = self.point_time.reshape(-1, len(self.step))
-                    t = _read(f, "time", path, self.schema)
+                    t = _repeat(_read(f, "time", path, self.schema), reps)
                     prev = rows[gflat]
                     if np.any(np.isfinite(prev) & (prev != t)):
                         raise ChunkFileError(f"{path}: a point's times differ between its runs; rerun the sweep")
                     rows[gflat] = t
                 for n, arr in self.data.items():
-                    obs = np.asarray(_read(f, f"observables/{n}", path, self.schema))
+                    obs = _repeat(np.asarray(_read(f, f"observables/{n}", path, self.schema)), reps)
                     if n not in _MAY_BE_NAN and not np.all(np.isfinite(obs)):
                         raise ChunkFileError(f"{path}: observable {n} has non-finite values; the chunk is not data")
                     arr.reshape((-1,) + arr.shape[len(self.axes):])[flat] = obs
@@ -394,7 +422,9 @@ class _Aggregate:
 def aggregate_chunks(paths, sweep: dict, attrs: dict, schema: str = CHUNK_SCHEMA, with_seed: bool = True):
     """Combine chunk files into an xarray Dataset on dims (grid axes[, design][, seed], time).
 
-    ``design`` (labels: the design names) only for a sweep over designs other than the default.
+    ``design`` (labels: the design names) only for a sweep over designs other than the default;
+    without seeds (the DMFT) its labels are the names and ``isotropic``, and an isotropic chunk
+    fills ``isotropic`` and every design with a flat spectrum (``chunks.dmft_chunk_labels``).
 
     Coordinates are the sweep's grid values (sorted) and seed indices; every cell must be
     filled by exactly one run, else ChunkFileError says which file or which cell is missing.

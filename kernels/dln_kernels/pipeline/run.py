@@ -69,7 +69,11 @@ def run_chunk(sweep: dict, chunk: dict, progress_every: float | None = 10.0) -> 
 def run_dmft_chunk(sweep: dict, chunk: dict, progress: bool = True) -> dict:
     """Solve the DMFT for one chunk of grid points, on the simulations' time grid.
 
-    ``sweep`` needs only the keys a DMFT job reads (no grid). Where the chunk says so
+    ``sweep`` needs only the keys a DMFT job reads (no grid). A chunk with a ``"design"`` (a
+    resolved design spec, :func:`dln_kernels.pipeline.chunks.make_dmft_chunks`) solves the DMFT of
+    that design's spectrum, ``solve_dmft(design=designs.design_spectrum(design))``: its exact
+    theory for a diagonal design, the spectrum-only theory for a rotated or data design; without
+    one, the isotropic theory (no ``design`` keyword: the bits of a sweep without designs). Where the chunk says so
     (``chunk["n_convergence"]``, set by :func:`make_dmft_chunks` from :func:`n_convergence`)
     each solve is repeated with half the paths per replica (same seed;
     ≈ +50 % time) and the N-path bias estimates ``e_train_n_bias``, ``e_test_n_bias`` are added
@@ -106,6 +110,7 @@ def run_dmft_chunk(sweep: dict, chunk: dict, progress: bool = True) -> dict:
             seed=int(cfg["seed"]),
             backend=sweep["backend"], dtype=sweep["dtype"], n_batches=cfg["n_batches"],
             memory_budget_bytes=cfg["memory_budget_gb"] * 1e9, progress=progress, **_network_kw(sweep, L),
+            **_dmft_design_kw(chunk),
         )
         part = solve_dmft(sel, n_paths=cfg["n_paths"], **kw)
         if check:  # only expectations enter the estimate, so the half solve may reuse the seed
@@ -136,6 +141,16 @@ def run_dmft_chunk(sweep: dict, chunk: dict, progress: bool = True) -> dict:
     out["step"], out["time"] = steps, times
     out["backend"] = backend_name(get_namespace(sweep["backend"]))
     return out
+
+
+def _dmft_design_kw(chunk: dict) -> dict:
+    """``{"design": spectrum (d,) float64, mean 1}`` for a DMFT chunk of a design's spectrum
+    (``designs.design_spectrum`` of its ``"design"``), else {} (the isotropic solve)."""
+    if "design" not in chunk:
+        return {}
+    from dln_kernels.model.designs import design_spectrum
+
+    return {"design": design_spectrum(chunk["design"])}
 
 
 DMFT_OBSERVABLES = observables("dmft")

@@ -5,7 +5,7 @@ the simulation.
 
 Usage: python benchmarks/universality_spectrum.py [--seeds 8] [--n-paths 3456] [--out out.json]
 
-The sweep ``universality`` of config.yaml (designs as there, plus the diagonal power law
+The sweep ``universality_spectrum`` of config.yaml (designs as there, plus the diagonal power law
 ``powerlaw_d432_diagonal``, rotation none, as the control for which the diagonal theory is
 exact), α ∈ {0.1, 0.5}, δ ∈ {0.5, 2}, ρ = 0.2, σ = 0, dt = 0.0004 (below the stability bound of
 every spectrum's DMFT: standardized patches, λ_max/mean = 359, allow 0.000425 at α = 0.5,

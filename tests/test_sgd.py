@@ -324,9 +324,14 @@ def test_n_bias_mask_flags_late_sgd_e_train_at_small_b_only():
     pts = [dict(delta=0.5, rho=0.2, sigma=0.0, alpha=1.0, dt=0.05, batch_fraction=b) for b in (0.1, 1.0)]
     full, out = _two_n(pts, 3200, n_steps=n_steps, record_steps=rec)
     added = out["e_train_below_floor"] & ~full["e_train_below_floor"]
-    assert np.array_equal(out["e_train_below_floor"], full["e_train_below_floor"] | (out["e_train_n_bias"] > 0.1 * full["e_train"]))
+    assert np.array_equal(out["e_train_below_floor"],
+                          full["e_train_below_floor"] | (np.abs(out["e_train_n_bias"]) > 0.1 * full["e_train"]))
     assert added[0].sum() >= 2 and np.all(rec[added[0]] >= 50), rec[added[0]]  # b = 0.1: late times only
-    assert not added[1].any(), rec[added[1]]  # b = 1: nothing beyond the replica floor
+    # b = 1: at most one time beyond the replica floor, and there E(N/2) − E(N) is sampling noise
+    # (two-sided mask: measured k = 100, |E(N/2) − E(N)| = 0.102 E(N), within 2 replica se)
+    assert added[1].sum() <= 1, rec[added[1]]
+    assert np.all(np.abs(out["e_train_n_bias"][1, added[1]]) < 2 * np.hypot(full["e_train_se"][1, added[1]],
+                                                                            full["e_train_se"][1, added[1]]))
     # the flagged b = 0.1 values are no longer decaying: E_train at the last recorded time is not
     # below a tenth of the first flagged one (the b = 1 curve falls by > 10x over the same times)
     j0, j1 = np.flatnonzero(added[0])[0], rec.size - 1
@@ -342,10 +347,12 @@ def test_n_bias_mask_flags_late_sgd_e_train_at_small_b_only():
 
 
 def test_masked_sgd_dmft_contains_the_exact_linear_recursion():
-    """Linear model, δ = 0.5, dt = 0.02, N = 1600: at b = 0.1 the N-path solver's late E_train
-    misses the N = ∞ recursion by many replica standard errors where the replica floor does not
-    flag it; with the convergence-in-N mask every unmasked value (b = 0.1 and b = 1, E_train and
-    E_test) lies within 4.5 replica se plus its estimated bias of the exact recursion."""
+    """Linear model, δ = 0.5, dt = 0.02, N = 1600 (200 paths per replica: two probe blocks): at
+    b = 0.1 the N-path solver's E_train contains the N = ∞ recursion within 4.5 replica se at
+    every time the replica floor keeps (measured max |z| 2.15; before the per-block tangents its
+    late values were 15–100× above it, |z| 8–17, docs/dmft.md "Long sweeps"); with the
+    convergence-in-N mask every unmasked value (b = 0.1 and b = 1, E_train and E_test) lies within
+    4.5 replica se plus its estimated bias of the exact recursion."""
     n_steps = 400
     rec = output_steps(n_steps, 15)
     bs = (0.1, 1.0)
@@ -353,7 +360,7 @@ def test_masked_sgd_dmft_contains_the_exact_linear_recursion():
     full, out = _two_n(pts, 1600, n_steps=n_steps, record_steps=rec, model="linear")
     ex = sgd_linear_exact(n_steps=n_steps, dt=0.02, delta=0.5, batch_fraction=list(bs), second_moment=second_moment(GB, 0.2))
     z_replica_only = np.abs(full["e_train"][0] - ex["e_train"][0, rec]) / full["e_train_se"][0]
-    assert np.any((z_replica_only > 4.5) & ~full["e_train_below_floor"][0])  # the failure the mask is for
+    assert np.all(z_replica_only[~full["e_train_below_floor"][0]] < 4.5)
     for i in range(len(bs)):
         for key in ("e_train", "e_test"):
             ok = ~out[key + "_below_floor"][i]

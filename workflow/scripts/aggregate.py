@@ -7,7 +7,7 @@ from _common import full_sweep, json_param, setup_logging
 
 from dln_kernels.model.designs import provenance as design_provenance
 from dln_kernels.model.designs import resolve_designs, spectrum_provenance
-from dln_kernels.pipeline.chunks import ISOTROPIC
+from dln_kernels.pipeline.chunks import ISOTROPIC, spectra
 from dln_kernels.pipeline.io import CHUNK_SCHEMA, DMFT_SCHEMA, aggregate_to_netcdf
 from dln_kernels.pipeline.provenance import provenance
 
@@ -25,7 +25,7 @@ attrs["title"] = f"{what}, sweep {smk.params.sweep_name}"
 attrs["chunks"] = None  # filled by aggregate_to_netcdf from the chunks' own attributes (here: the attribute order)
 if not is_dmft and "design" in sweep:  # a sweep over designs: where each comes from (with sha256)
     attrs["designs"] = json.dumps([design_provenance(d) for d in resolve_designs(full_sweep(smk))], sort_keys=True)
-if is_dmft and "design" in sweep:  # per label of the design dim: which theory its spectrum gives
+if is_dmft and spectra(sweep):  # per label of the design dim: which theory its spectrum gives
     attrs["spectra"] = json.dumps([spectrum_provenance(d) for d in resolve_designs(full_sweep(smk))]
                                   + [{"design": ISOTROPIC, "theory": "isotropic", "lambda_max": 1.0}], sort_keys=True)
 # Streaming and incremental (pipeline.io.aggregate_to_netcdf): memory bounded by the output, written

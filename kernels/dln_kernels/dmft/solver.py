@@ -290,10 +290,11 @@ def _noise_matrix(n: int, T: int, rng: np.random.Generator, orthogonal: bool, ra
     """
     if orthogonal:
         out = np.empty((T, n))
-        for t0, t1 in frame_blocks(n, T):  # the blocks the tangents are split by, too
-            q, r = np.linalg.qr(rng.standard_normal((n, t1 - t0)))
+        for t0 in range(0, T, n):
+            b = min(n, T - t0)
+            q, r = np.linalg.qr(rng.standard_normal((n, b)))
             q *= np.sign(np.diag(r))  # Haar-distributed frame
-            out[t0:t1] = q.T * math.sqrt(n)
+            out[t0 : t0 + b] = q.T * math.sqrt(n)
         return out
     if rademacher:
         return rng.choice(np.array([-1.0, 1.0]), size=(T, n))
